@@ -1,0 +1,1 @@
+"""The symbolic engine: signatures, contraction graphs, exact rank tests, selection."""

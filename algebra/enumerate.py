@@ -1,0 +1,120 @@
+"""Lazy enumeration of candidate invariants: connected contraction multigraphs.
+
+Candidates come degree by degree (number of tensor factors), and within a
+degree cheapest first (then by canonical key, so the order is deterministic).
+Nothing of degree ``n + 1`` is built before every candidate of degree ``n`` has
+been consumed, so a search that reaches its bound early never builds the rest.
+
+>>> from optinv.algebra.signature import Signature
+>>> [g.einsum for g in candidates(Signature.from_l_max(1), 2)]
+['->,s', 'i,i->,v,v']
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+
+from optinv.algebra.errors import OptinvError
+from optinv.algebra.evaluate import exact_tensors, exact_value, random_integer_point
+from optinv.algebra.graphs import EPS_RANK, ContractionGraph, _connected
+from optinv.algebra.signature import EPSILON, Signature
+
+
+def _label_multisets(signature: Signature, degree: int, with_eps: bool):
+    """Multisets of node labels of a given degree that can close into a connected invariant."""
+    specs = signature.tensors
+    for combo in itertools.combinations_with_replacement(range(len(specs)), degree):
+        ranks = [specs[i].rank for i in combo]
+        labels = [specs[i].name for i in combo]
+        parity = int(np.prod([specs[i].parity for i in combo]))
+        if with_eps:
+            ranks.append(EPS_RANK)
+            labels.append(EPSILON)
+            parity = -parity
+        n = len(ranks)
+        if n == 1:
+            if ranks[0] == 0:
+                yield labels, ranks
+            continue
+        if 0 in ranks or sum(ranks) % 2:
+            continue
+        if max(ranks) > sum(ranks) - max(ranks):
+            continue  # a node would need a self-loop
+        if signature.group == "O3" and parity != 1:
+            continue  # changes sign under reflections: not an O(3) invariant
+        yield labels, ranks
+
+
+def _multigraphs(ranks: list[int], labels: list[str]) -> Iterator[list[list[int]]]:
+    """All loop-free multiplicity matrices with the given degrees (labelled, with repeats)."""
+    n = len(ranks)
+    mult = [[0] * n for _ in range(n)]
+    rem = list(ranks)
+    eps_nodes = {i for i, lab in enumerate(labels) if lab == EPSILON}
+
+    def fill(i: int):
+        if i == n - 1:
+            if rem[i] == 0:
+                yield mult
+            return
+        targets = list(range(i + 1, n))
+        yield from spread(i, targets, 0, rem[i])
+
+    def spread(i: int, targets: list[int], t: int, left: int):
+        if t == len(targets):
+            if left == 0:
+                saved = rem[i]
+                rem[i] = 0
+                yield from fill(i + 1)
+                rem[i] = saved
+            return
+        j = targets[t]
+        # what later targets can still absorb bounds how little this one may take
+        capacity_after = sum(rem[k] for k in targets[t + 1 :])
+        cap = min(left, rem[j], 1 if (i in eps_nodes or j in eps_nodes) else left)
+        for m in range(max(0, left - capacity_after), cap + 1):
+            mult[i][j] = mult[j][i] = m
+            rem[j] -= m
+            yield from spread(i, targets, t + 1, left - m)
+            rem[j] += m
+        mult[i][j] = mult[j][i] = 0
+
+    yield from fill(0)
+
+
+def graphs_of_degree(signature: Signature, degree: int) -> list[ContractionGraph]:
+    """Every distinct, not identically zero, connected candidate with ``degree`` tensor factors."""
+    found: dict[str, ContractionGraph] = {}
+    eps_options = (False, True) if signature.allows_epsilon else (False,)
+    for with_eps in eps_options:
+        for labels, ranks in _label_multisets(signature, degree, with_eps):
+            for mult in _multigraphs(ranks, labels):
+                if not _connected(mult):
+                    continue
+                g = ContractionGraph.canonical(labels, mult, signature)
+                found.setdefault(g.key, g)
+    graphs = list(found.values())
+    if any(g.has_epsilon for g in graphs):
+        graphs = [g for g in graphs if not g.has_epsilon or not _vanishes(g, signature)]
+    graphs.sort(key=lambda g: (g.cost, g.key))
+    return graphs
+
+
+def _vanishes(graph: ContractionGraph, signature: Signature) -> bool:
+    """Identically zero (e.g. eps contracted with a symmetric pair): zero at two random points."""
+    for seed in (11, 12):
+        tensors = exact_tensors(random_integer_point(signature, np.random.default_rng(seed)), signature)
+        if exact_value(graph, tensors) != 0:
+            return False
+    return True
+
+
+def candidates(signature: Signature, n_max: int) -> Iterator[ContractionGraph]:
+    """Candidate invariants with at most ``n_max`` factors: by degree, cheapest first, lazily."""
+    if not isinstance(n_max, int) or isinstance(n_max, bool) or n_max < 1:
+        raise OptinvError(f"n_max: expected an integer >= 1, got {n_max!r}")
+    for degree in range(1, n_max + 1):
+        yield from graphs_of_degree(signature, degree)

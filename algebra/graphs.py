@@ -1,0 +1,263 @@
+"""Contraction multigraphs: the candidate invariants.
+
+A node is one tensor factor (labelled by the tensor's name, or ``eps`` for the
+Levi-Civita symbol); an edge is one contracted index pair.  Tensors are
+symmetric, so only the multigraph matters; they are traceless, so there are no
+self-loops.  A graph has a canonical key (equal keys <=> isomorphic graphs
+respecting labels), an einsum string that round-trips, a degree (number of input
+tensor factors) and a cost (multiply-adds of its best pairwise contraction order).
+
+>>> from optinv.algebra.signature import Signature
+>>> sig = Signature.from_l_max(2)
+>>> g = ContractionGraph.from_einsum("ij,ik,jk->,q,q,q", sig)
+>>> g.einsum, g.degree, g.cost
+('ij,ik,jk->,q,q,q', 3, 54)
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+from dataclasses import dataclass
+from functools import cached_property
+
+from optinv.algebra.errors import OptinvError
+from optinv.algebra.signature import EPSILON, Signature
+
+# Index letters for edges: i, j, k, ... first, as in the usual notation.
+INDEX_LETTERS = "ijklmnopqrstuvwxyzabcdefgh" + string.ascii_uppercase
+EPS_RANK = 3
+
+
+def _label_order(signature: Signature) -> dict[str, int]:
+    order = {name: i for i, name in enumerate(signature.names)}
+    order[EPSILON] = len(order)
+    return order
+
+
+@dataclass(frozen=True)
+class ContractionGraph:
+    """A connected contraction multigraph in canonical form.
+
+    ``labels`` are the node labels (tensor names or ``eps``), sorted by signature
+    order; ``edges`` the sorted tuple of ``(i, j, multiplicity)`` with ``i < j``.
+    Build one with :meth:`canonical` or :meth:`from_einsum`, which put it in
+    canonical form; two graphs are isomorphic exactly when they compare equal.
+    """
+
+    labels: tuple[str, ...]
+    edges: tuple[tuple[int, int, int], ...]
+    ranks: tuple[int, ...]
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def canonical(cls, labels, mult, signature: Signature) -> "ContractionGraph":
+        """Canonical form of the graph with node ``labels`` and multiplicity matrix ``mult``."""
+        order = _label_order(signature)
+        ranks = [EPS_RANK if lab == EPSILON else signature.tensor(lab).rank for lab in labels]
+        perm = canonical_order(labels, mult, order)
+        lab = tuple(labels[p] for p in perm)
+        n = len(perm)
+        edges = tuple(
+            (a, b, mult[perm[a]][perm[b]]) for a in range(n) for b in range(a + 1, n) if mult[perm[a]][perm[b]]
+        )
+        return cls(lab, edges, tuple(ranks[p] for p in perm))
+
+    @classmethod
+    def from_einsum(cls, text: str, signature: Signature) -> "ContractionGraph":
+        """Parse ``"ij,ik,jk->,q,q,q"`` (subscripts, ``->``, then one tensor name per factor)."""
+        if not isinstance(text, str) or "->" not in text:
+            raise OptinvError(f"einsum string {text!r}: expected 'subscripts->,name,name,...'")
+        lhs, rhs = text.strip().split("->", 1)
+        rhs_parts = [p.strip() for p in rhs.split(",")]
+        if rhs_parts[0] != "":
+            raise OptinvError(
+                f"einsum string {text!r}: not a full contraction (output indices {rhs_parts[0]!r} must be empty)"
+            )
+        names = rhs_parts[1:]
+        subs = [s.strip() for s in lhs.split(",")]
+        if len(subs) != len(names):
+            raise OptinvError(
+                f"einsum string {text!r}: {len(subs)} subscript groups but {len(names)} tensor names"
+            )
+        labels = []
+        for name, sub in zip(names, subs):
+            if name == EPSILON:
+                if not signature.allows_epsilon:
+                    raise OptinvError(
+                        f"einsum string {text!r}: uses {EPSILON!r}, a pseudoscalar, which is not invariant under O(3);"
+                        " use group SO3"
+                    )
+                rank, label = EPS_RANK, EPSILON
+            else:
+                spec = signature.tensor(name)  # raises on unknown names
+                rank, label = spec.rank, spec.name
+            if len(sub) != rank:
+                raise OptinvError(
+                    f"einsum string {text!r}: tensor {name!r} has rank {rank} but subscripts {sub!r} have {len(sub)} indices"
+                )
+            if not all(ch.isalpha() for ch in sub):
+                raise OptinvError(f"einsum string {text!r}: subscripts must be letters, got {sub!r}")
+            labels.append(label)
+        where: dict[str, list[int]] = {}
+        for node, sub in enumerate(subs):
+            for ch in sub:
+                where.setdefault(ch, []).append(node)
+        n = len(labels)
+        mult = [[0] * n for _ in range(n)]
+        for ch, nodes in where.items():
+            if len(nodes) != 2:
+                raise OptinvError(
+                    f"einsum string {text!r}: not a full contraction (index {ch!r} appears {len(nodes)} times, expected 2)"
+                )
+            a, b = nodes
+            if a == b:
+                raise OptinvError(
+                    f"einsum string {text!r}: index {ch!r} is a trace of one factor, which vanishes for traceless tensors"
+                )
+            mult[a][b] += 1
+            mult[b][a] += 1
+        if n == 0:
+            raise OptinvError(f"einsum string {text!r}: no factors")
+        if sum(1 for lab in labels if lab == EPSILON) > 1:
+            raise OptinvError(f"einsum string {text!r}: at most one {EPSILON!r} factor is supported")
+        if not _connected(mult):
+            raise OptinvError(f"einsum string {text!r}: disconnected (a product of smaller invariants)")
+        return cls.canonical(labels, mult, signature)
+
+    # -- properties -----------------------------------------------------------
+    @property
+    def n_nodes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def degree(self) -> int:
+        """Number of input tensor factors (the Levi-Civita symbol does not count)."""
+        return sum(1 for lab in self.labels if lab != EPSILON)
+
+    @property
+    def has_epsilon(self) -> bool:
+        return EPSILON in self.labels
+
+    @cached_property
+    def key(self) -> str:
+        """Canonical key: equal for isomorphic graphs (labels respected)."""
+        edges = ";".join(f"{a}-{b}x{m}" for a, b, m in self.edges)
+        return f"{'.'.join(self.labels)}|{edges}"
+
+    @cached_property
+    def subscripts(self) -> tuple[str, ...]:
+        """Index letters of each node, one letter per edge, edges in canonical order."""
+        subs = [[] for _ in self.labels]
+        letters = iter(INDEX_LETTERS)
+        for a, b, m in self.edges:
+            for _ in range(m):
+                ch = next(letters)
+                subs[a].append(ch)
+                subs[b].append(ch)
+        return tuple("".join(s) for s in subs)
+
+    @cached_property
+    def einsum(self) -> str:
+        return ",".join(self.subscripts) + "->," + ",".join(self.labels)
+
+    def multiplicity_matrix(self) -> list[list[int]]:
+        n = self.n_nodes
+        mult = [[0] * n for _ in range(n)]
+        for a, b, m in self.edges:
+            mult[a][b] = mult[b][a] = m
+        return mult
+
+    @cached_property
+    def cost(self) -> int:
+        """Multiply-adds of the cheapest pairwise contraction order of the Cartesian tensors."""
+        return best_contraction_cost(self.multiplicity_matrix())
+
+    def __str__(self) -> str:
+        return self.einsum
+
+
+def _connected(mult) -> bool:
+    n = len(mult)
+    if n == 0:
+        return False
+    seen, stack = {0}, [0]
+    while stack:
+        a = stack.pop()
+        for b in range(n):
+            if mult[a][b] and b not in seen:
+                seen.add(b)
+                stack.append(b)
+    return len(seen) == n
+
+
+def _refine_colours(labels, mult, order) -> list[int]:
+    """Colour refinement (1-dim Weisfeiler-Lehman) with canonically numbered colours."""
+    n = len(labels)
+    colours = [order[lab] for lab in labels]
+    while True:
+        sig = [
+            (colours[a], tuple(sorted((colours[b], mult[a][b]) for b in range(n) if mult[a][b])))
+            for a in range(n)
+        ]
+        ranking = {s: i for i, s in enumerate(sorted(set(sig)))}
+        new = [ranking[s] for s in sig]
+        if len(set(new)) == len(set(colours)):
+            return new
+        colours = new
+
+
+def canonical_order(labels, mult, order) -> tuple[int, ...]:
+    """Node permutation giving the canonical form.
+
+    Nodes are sorted by refined colour; within colour classes every permutation
+    is tried and the lexicographically smallest adjacency wins.  Classes stay
+    small for the graphs of interest (at most a handful of nodes).
+    """
+    n = len(labels)
+    colours = _refine_colours(labels, mult, order)
+    classes: dict[int, list[int]] = {}
+    for node in range(n):
+        classes.setdefault(colours[node], []).append(node)
+    groups = [classes[c] for c in sorted(classes)]
+    best, best_perm = None, None
+    for choice in itertools.product(*(itertools.permutations(g) for g in groups)):
+        perm = tuple(itertools.chain.from_iterable(choice))
+        adj = tuple(mult[perm[a]][perm[b]] for a in range(n) for b in range(a + 1, n))
+        if best is None or adj > best:  # larger first: heavy edges between early nodes
+            best, best_perm = adj, perm
+    return best_perm
+
+
+def best_contraction_cost(mult) -> int:
+    """Dynamic programme over node subsets for the cheapest pairwise contraction order.
+
+    Merging parts A and B costs ``3**(open(A|B) + shared(A, B))`` multiply-adds,
+    where ``open`` counts edges leaving a part and ``shared`` edges between parts.
+    """
+    n = len(mult)
+    if n == 1:
+        return 1
+    full = (1 << n) - 1
+    open_edges = [0] * (full + 1)
+    for S in range(1, full + 1):
+        open_edges[S] = sum(
+            mult[a][b] for a in range(n) if S >> a & 1 for b in range(n) if not S >> b & 1
+        )
+    best = [0] * (full + 1)
+    for S in range(1, full + 1):
+        if S & (S - 1) == 0:
+            continue
+        low = S & -S
+        cheapest = None
+        A = (S - 1) & S
+        while A:
+            if A & low:  # each split once
+                B = S ^ A
+                shared = (open_edges[A] + open_edges[B] - open_edges[S]) // 2
+                c = best[A] + best[B] + 3 ** (open_edges[S] + shared)
+                if cheapest is None or c < cheapest:
+                    cheapest = c
+            A = (A - 1) & S
+        best[S] = cheapest
+    return best[full]

@@ -1,0 +1,1 @@
+"""Committed generated modules (reproducible with `optinv compile`)."""

@@ -1,0 +1,1 @@
+"""Jinja templates for generated C, CUDA and Python sources."""
