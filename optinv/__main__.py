@@ -1,0 +1,5 @@
+import sys
+
+from optinv.cli import main
+
+sys.exit(main())

@@ -1,0 +1,194 @@
+"""Command line: ``optinv basis | check | table | ...``.
+
+Every subcommand turns bad input into a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from optinv.algebra.errors import OptinvError
+from optinv.algebra.signature import _WORD_NAMES, EPSILON, Signature, default_name
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    start = time.perf_counter()
+
+    def report(message: str) -> None:
+        print(f"[{time.perf_counter() - start:7.2f}s] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def signature_from_args(args, names_hint: list[str] | None = None) -> tuple[Signature, dict]:
+    """The signature named on the command line (``--l-max`` or ``--tensors``), and the request dict."""
+    group = getattr(args, "group", "O3")
+    if getattr(args, "tensors", None) and getattr(args, "l_max", None) is not None:
+        raise OptinvError("give either --l-max or --tensors, not both")
+    if getattr(args, "tensors", None):
+        return Signature.parse(args.tensors, group), {"tensors": args.tensors, "group": group}
+    if getattr(args, "l_max", None) is not None:
+        return Signature.from_l_max(args.l_max, group), {"l_max": args.l_max, "group": group}
+    if names_hint is not None:
+        return _infer_signature(names_hint, group)
+    return Signature.from_l_max(3, group), {"l_max": 3, "group": group}
+
+
+def _infer_signature(names: list[str], group: str) -> tuple[Signature, dict]:
+    """Infer an l_max signature from standard names (s, v, q, t, lN, or hippynn's zero, one, ...)."""
+    rank_of = {default_name(l): l for l in range(13)} | {w: l for l, w in enumerate(_WORD_NAMES)}
+    ranks = []
+    for name in names:
+        if name == EPSILON:
+            continue
+        if name not in rank_of:
+            raise OptinvError(
+                f"unknown tensor name {name!r}: give --tensors 'name:rank,...' or use standard names "
+                "(s, v, q, t, l4, ... or zero, one, two, three, ...)"
+            )
+        ranks.append(rank_of[name])
+    l_max = max(ranks) if ranks else 0
+    return Signature.from_l_max(l_max, group), {"l_max": l_max, "group": group}
+
+
+def _add_signature_args(p: argparse.ArgumentParser, l_max_default=None) -> None:
+    p.add_argument("--l-max", type=int, default=l_max_default, help="one tensor of each rank 0..L (s, v, q, t, l4, ...)")
+    p.add_argument("--tensors", help="explicit tensors, e.g. 'a:1,b:1,q:2' (third field 'axial' for pseudotensors)")
+    p.add_argument("--group", default="O3", type=lambda s: s.upper().replace("(", "").replace(")", ""),
+                   help="O3 (default) or SO3 (adds pseudoscalars built with one Levi-Civita symbol)")
+
+
+def cmd_basis(args) -> int:
+    from optinv.algebra.select import select_basis
+
+    if args.l_max is None and not args.tensors:
+        args.l_max = 3
+    sig, request = signature_from_args(args)
+    request["n_max"] = args.n_max
+    basis = select_basis(sig, args.n_max, seed=args.seed, progress=_progress(not args.quiet), request=request)
+    print(basis.report())
+    if args.json:
+        Path(args.json).write_text(basis.to_json())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from optinv.algebra.select import check_invariants
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise OptinvError(f"FILE: no such file {args.file!r}")
+    lines = path.read_text().splitlines()
+    names = []
+    for raw in lines:
+        text = raw.split("#", 1)[0].strip()
+        if "->" in text:
+            names += [n.strip() for n in text.split("->", 1)[1].split(",")[1:]]
+    sig, _ = signature_from_args(args, names_hint=names)
+    report = check_invariants(lines, sig, seed=args.seed)
+    print(f"signature {sig.describe()}")
+    print(report.report())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_table(args) -> int:
+    from optinv.algebra.select import select_basis
+
+    l_values = range(args.l_min, args.l_max + 1)
+    n_values = range(args.n_min, args.n_max + 1)
+    progress = _progress(not args.quiet)
+    cells = {}
+    for l in l_values:
+        sig = Signature.from_l_max(l, args.group)
+        for n in n_values:
+            b = select_basis(sig, n, seed=args.seed)
+            cells[l, n] = b
+            if progress:
+                progress(f"l_max={l} n_max={n}: rank {b.rank} / bound {b.bound.bound}")
+    header = "| l_max \\ n_max | " + " | ".join(str(n) for n in n_values) + " |"
+    lines = [header, "|" + "---|" * (len(n_values) + 1)]
+    for l in l_values:
+        row = []
+        for n in n_values:
+            b = cells[l, n]
+            mark = "" if b.complete else ("" if b.exhausted else "?")
+            row.append(f"{b.rank} / {b.bound.bound}{mark}")
+        lines.append(f"| {l} | " + " | ".join(row) + " |")
+    print("\n".join(lines))
+    if args.json:
+        data = [{"l_max": l, "n_max": n, "rank": b.rank, "bound": b.bound.bound, "complete": b.complete,
+                 "exhausted": b.exhausted, "examined": b.examined} for (l, n), b in cells.items()]
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="optinv", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("basis", help="select a minimal complete invariant basis")
+    _add_signature_args(p)
+    p.add_argument("--n-max", type=int, default=4, help="at most this many tensor factors per invariant (default 4)")
+    p.add_argument("--json", help="write the basis as JSON to this path")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random points (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_basis)
+
+    p = sub.add_parser("check", help="check a given list of einsum strings (one per line)")
+    p.add_argument("file")
+    _add_signature_args(p)
+    p.add_argument("--json", help="write the report as JSON to this path")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("table", help="rank reached and bound for a range of l_max and n_max (markdown)")
+    p.add_argument("--l-min", type=int, default=0)
+    p.add_argument("--l-max", type=int, default=5)
+    p.add_argument("--n-min", type=int, default=1)
+    p.add_argument("--n-max", type=int, default=6)
+    p.add_argument("--group", default="O3", type=str.upper)
+    p.add_argument("--json")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_table)
+
+    _register_optional_commands(sub)
+    return parser
+
+
+def _register_optional_commands(sub) -> None:
+    """Subcommands that live in other modules (code generation, verification, ACE)."""
+    import importlib
+
+    for module_name in ("optinv.codegen.cli", "optinv.verify", "optinv.ace_cli"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        module.register(sub)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except OptinvError as exc:
+        print(f"optinv: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
