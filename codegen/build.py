@@ -1,0 +1,90 @@
+"""Compiling a request into a generated package on disk, and importing it.
+
+>>> import tempfile
+>>> from optinv.algebra.signature import Signature
+>>> out = tempfile.mkdtemp()
+>>> path = compile_module(["i,i->,v,v"], Signature.from_l_max(1), "vv", out)
+>>> mod = load_module(path)
+>>> mod.K, mod.EINSUMS
+(1, ['i,i->,v,v'])
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from optinv.algebra.basis import Basis
+from optinv.algebra.errors import OptinvError
+from optinv.algebra.graphs import ContractionGraph
+from optinv.algebra.select import parse_einsum_list, select_basis
+from optinv.algebra.signature import Signature
+from optinv.codegen.emit import render_module
+
+
+def _graphs_of(source, signature: Signature | None) -> tuple[list[ContractionGraph], Signature]:
+    if isinstance(source, Basis):
+        return source.graphs, source.signature
+    if signature is None:
+        raise OptinvError("signature: required when compiling a list of einsum strings")
+    parsed = parse_einsum_list(list(source), signature)
+    return [g for _, g in parsed], signature
+
+
+def request_signature(request: dict) -> Signature:
+    group = request.get("group", "O3")
+    if "tensors" in request:
+        return Signature.parse(request["tensors"], group)
+    return Signature.from_l_max(int(request.get("l_max", 3)), group)
+
+
+def render_request(request: dict) -> tuple[list[ContractionGraph], Signature]:
+    """Turn a recorded request (as in a module's metadata) back into graphs and a signature."""
+    sig = request_signature(request)
+    if "invariants" in request:
+        return _graphs_of(request["invariants"], sig)
+    basis = select_basis(sig, int(request["n_max"]), seed=int(request.get("seed", 0)))
+    return _graphs_of(basis, None)
+
+
+def write_files(files: dict[str, str], package_dir: Path) -> Path:
+    package_dir.mkdir(parents=True, exist_ok=True)
+    for fname, text in files.items():
+        target = package_dir / fname
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
+    return package_dir
+
+
+def compile_module(source, signature: Signature | None, name: str, out_dir, request: dict | None = None) -> Path:
+    """Generate package ``out_dir/name`` from a :class:`Basis` or a list of einsum strings (kept in order)."""
+    graphs, sig = _graphs_of(source, signature)
+    if request is None:
+        request = {"tensors": ",".join(f"{t.name}:{t.rank}" + (":axial" if t.axial else "") for t in sig.tensors),
+                   "group": sig.group, "invariants": [g.einsum for g in graphs]}
+    files = render_module(name, graphs, sig, request)
+    return write_files(files, Path(out_dir) / name)
+
+
+def compile_request(request: dict, name: str, out_dir) -> Path:
+    """Generate a package from a request dict (``l_max``/``tensors``, ``group``, ``n_max`` or ``invariants``)."""
+    graphs, sig = render_request(request)
+    return write_files(render_module(name, graphs, sig, request), Path(out_dir) / name)
+
+
+def load_module(path):
+    """Import a generated package from its directory (a unique module name per path)."""
+    path = Path(path).resolve()
+    if not (path / "__init__.py").is_file() or not (path / "metadata.json").is_file():
+        raise OptinvError(f"{path}: not a generated optinv module (no __init__.py and metadata.json)")
+    meta = json.loads((path / "metadata.json").read_text())
+    mod_name = f"optinv_generated_{meta['name']}_{abs(hash(str(path))) & 0xFFFFFFFF:x}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, path / "__init__.py", submodule_search_locations=[str(path)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    spec.loader.exec_module(module)
+    return module

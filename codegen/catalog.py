@@ -1,0 +1,43 @@
+"""The modules committed under ``generated/`` and the requests that produce them.
+
+``optinv generate`` rewrites them all; the test suite regenerates each into a
+temporary directory and compares bytes, so templates and committed code never
+drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# HIP-HOP-NN's own 13 invariants (hippynn's calc_invariants order), compiled as given.
+HIPPYNN_INVARIANTS = [
+    "->,zero",
+    "i,i->,one,one",
+    "ij,ij->,two,two",
+    "ij,ik,jk->,two,two,two",
+    "ijk,ijk->,three,three",
+    "ijk,ijl,abk,abl->,three,three,three,three",
+    "i,ij,j->,one,two,one",
+    "i,ij,jk,k->,one,two,two,one",
+    "i,j,k,ijk->,one,one,one,three",
+    "i,ijk,jkl,l->,one,three,three,one",
+    "ij,jkl,ikl->,two,three,three",
+    "ij,jk,ilm,klm->,two,two,three,three",
+    "ij,ijk,kab,ab->,two,three,three,two",
+]
+
+
+def committed_modules() -> dict[str, dict]:
+    """Name -> request of every module in ``generated/``."""
+    modules = {}
+    for l_max in range(1, 5):
+        for n_max in range(2, 5):
+            modules[f"hop_l{l_max}_n{n_max}"] = {"group": "O3", "l_max": l_max, "n_max": n_max}
+    modules["hippynn_default"] = {"group": "O3", "l_max": 3, "invariants": list(HIPPYNN_INVARIANTS)}
+    return modules
+
+
+def generated_dir() -> Path:
+    import optinv.generated
+
+    return Path(optinv.generated.__file__).resolve().parent
