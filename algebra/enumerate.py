@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from optinv.algebra.errors import OptinvError
-from optinv.algebra.evaluate import exact_tensors, exact_value, random_integer_point
+from optinv.algebra.evaluate import PRIME, exact_tensors, exact_value, random_integer_point
 from optinv.algebra.graphs import EPS_RANK, ContractionGraph, _connected
 from optinv.algebra.signature import EPSILON, Signature
 
@@ -29,11 +29,12 @@ def _label_multisets(signature: Signature, degree: int, with_eps: bool):
     for combo in itertools.combinations_with_replacement(range(len(specs)), degree):
         ranks = [specs[i].rank for i in combo]
         labels = [specs[i].name for i in combo]
+        # Sign under the inversion -I: the product of the tensors' parities.  The
+        # Levi-Civita symbol is a constant of the contraction, so it adds no sign.
         parity = int(np.prod([specs[i].parity for i in combo]))
         if with_eps:
             ranks.append(EPS_RANK)
             labels.append(EPSILON)
-            parity = -parity
         n = len(ranks)
         if n == 1:
             if ranks[0] == 0:
@@ -96,20 +97,36 @@ def graphs_of_degree(signature: Signature, degree: int) -> list[ContractionGraph
                     continue
                 g = ContractionGraph.canonical(labels, mult, signature)
                 found.setdefault(g.key, g)
-    graphs = list(found.values())
+    graphs = sorted(found.values(), key=lambda g: (g.cost, g.key))
     if any(g.has_epsilon for g in graphs):
-        graphs = [g for g in graphs if not g.has_epsilon or not _vanishes(g, signature)]
-    graphs.sort(key=lambda g: (g.cost, g.key))
+        graphs = _drop_vanishing_and_coinciding(graphs, signature)
     return graphs
 
 
-def _vanishes(graph: ContractionGraph, signature: Signature) -> bool:
-    """Identically zero (e.g. eps contracted with a symmetric pair): zero at two random points."""
-    for seed in (11, 12):
-        tensors = exact_tensors(random_integer_point(signature, np.random.default_rng(seed)), signature)
-        if exact_value(graph, tensors) != 0:
-            return False
-    return True
+def _drop_vanishing_and_coinciding(graphs: list[ContractionGraph], signature: Signature) -> list[ContractionGraph]:
+    """Remove Levi-Civita graphs that vanish identically or equal +-an earlier (cheaper) graph.
+
+    An eps contracted with a symmetric pair is zero, and Schouten-type identities
+    of eps make some non-isomorphic graphs the same function.  Both are found by
+    exact values at two random integer points (a wrong verdict has probability
+    about degree/p).
+    """
+    points = [exact_tensors(random_integer_point(signature, np.random.default_rng(seed)), signature) for seed in (11, 12)]
+    seen: set[tuple[int, ...]] = set()
+    kept = []
+    for g in graphs:
+        if not g.has_epsilon:
+            kept.append(g)
+            continue
+        values = tuple(exact_value(g, t) for t in points)
+        if not any(values):
+            continue
+        negated = tuple((-v) % PRIME for v in values)
+        if values in seen or negated in seen:
+            continue
+        seen.add(values)
+        kept.append(g)
+    return kept
 
 
 def candidates(signature: Signature, n_max: int) -> Iterator[ContractionGraph]:
