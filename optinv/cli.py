@@ -98,6 +98,8 @@ def cmd_check(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.strict and not (report.all_independent and report.complete):
+        return 1
     return 0
 
 
@@ -149,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_signature_args(p)
     p.add_argument("--json", help="write the report as JSON to this path")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 unless every entry is independent and the set reaches the bound")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("table", help="rank reached and bound for a range of l_max and n_max (markdown)")
