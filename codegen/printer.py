@@ -7,7 +7,7 @@ and NVRTC turn into the fastest code and which keeps float32 in float32.
 >>> import sympy as sp
 >>> a, b = sp.symbols("a b")
 >>> print_c(a**3 - 2*a*b)
-'-2*a*b + a*a*a'
+'a*a*a - 2*a*b'
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Every program knows its flop count before any code is emitted.
 >>> x0, x1 = b.inputs["x"]
 >>> p = b.finish([b.emit(x0 * x1 + x0)])
 >>> p.flops, reverse_mode(p).flops
-(2, 1)
+(2, 3)
 """
 
 from __future__ import annotations
