@@ -3,7 +3,7 @@
 >>> from optinv.codegen import compile_module, load_module  # doctest: +SKIP
 """
 
-from optinv.codegen.build import compile_module, compile_request, load_module, render_request
+from optinv.codegen.build import compile_module, compile_request, hop_module, load_module, render_request
 from optinv.codegen.emit import plan_kernels, render_module
 
-__all__ = ["compile_module", "compile_request", "load_module", "plan_kernels", "render_module", "render_request"]
+__all__ = ["compile_module", "compile_request", "hop_module", "load_module", "plan_kernels", "render_module", "render_request"]

@@ -88,3 +88,32 @@ def load_module(path):
     sys.modules[mod_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def hop_module(l_max: int, n_max: int, group: str = "O3", out_dir=None):
+    """The generated module for HIP-HOP-NN tensors of ranks 0..l_max and up to n_max factors.
+
+    Committed modules (``optinv.generated.hop_l{L}_n{N}``) are imported as they
+    are; any other setting is compiled once into ``out_dir`` (default: the
+    per-user cache, ``$OPTINV_CACHE_DIR`` or ``~/.cache/optinv``) and loaded, so
+    ``hop_module(6, 5).HopInvariantLayer()`` works for any l_max and n_max.
+    """
+    from optinv.algebra.signature import normalise_group
+    from optinv.codegen.catalog import committed_modules
+
+    group = normalise_group(group)
+    name = f"hop_l{l_max}_n{n_max}" + ("" if group == "O3" else "_so3")
+    if name in committed_modules():
+        return importlib.import_module(f"optinv.generated.{name}")
+    if out_dir is None:
+        import os
+
+        env = os.environ.get("OPTINV_CACHE_DIR")
+        out_dir = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "optinv"
+        out_dir = Path(out_dir) / "modules"
+    request = {"group": group, "l_max": l_max, "n_max": n_max}
+    package = Path(out_dir) / name
+    meta = package / "metadata.json"
+    if not meta.is_file() or json.loads(meta.read_text()).get("request") != request:
+        compile_request(request, name, out_dir)
+    return load_module(package)

@@ -314,3 +314,17 @@ def test_compile_cli_bad_einsum_line_exits_2(tmp_path, capsys):
     f.write_text("i,i->,one,one\nij,ij->,two,three\n")
     assert cli_main(["compile", "--invariants", str(f), "--name", "x", "--out", str(tmp_path)]) == 2
     assert "line 2" in capsys.readouterr().err
+
+
+def test_hop_module_compiles_any_setting_on_demand(tmp_path):
+    from optinv.codegen import hop_module
+
+    assert hop_module(3, 4).__name__ == "optinv.generated.hop_l3_n4"
+    m = hop_module(2, 5, out_dir=tmp_path)  # not committed: compiled on demand
+    sig = Signature.from_l_max(2)
+    assert m.D == sig.dim == 9 and m.K == 6  # the README table: rank 6 = bound at (2, >=4)
+    x = np.random.default_rng(4).normal(size=(7, m.D))
+    np.testing.assert_allclose(m.forward(x), evaluate(as_graphs(m.EINSUMS, sig), x, sig), rtol=1e-12)
+    layer = m.HopInvariantLayer()
+    assert layer(torch.from_numpy(x)).shape == (7, 6)
+    assert hop_module(2, 5, out_dir=tmp_path) is m  # compiled once, loaded once
