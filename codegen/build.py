@@ -49,6 +49,15 @@ def render_request(request: dict) -> tuple[list[ContractionGraph], Signature]:
     return _graphs_of(basis, None)
 
 
+def signature_request(sig: Signature) -> dict:
+    """The request fields that rebuild ``sig`` exactly (the l_max shorthand keeps its aliases)."""
+    l_max = max(t.rank for t in sig.tensors)
+    if sig == Signature.from_l_max(l_max, sig.group) and sig.aliases:
+        return {"l_max": l_max, "group": sig.group}
+    tensors = ",".join(f"{t.name}:{t.rank}" + (":axial" if t.axial else "") for t in sig.tensors)
+    return {"tensors": tensors, "group": sig.group}
+
+
 def write_files(files: dict[str, str], package_dir: Path) -> Path:
     package_dir.mkdir(parents=True, exist_ok=True)
     for fname, text in files.items():
@@ -62,8 +71,7 @@ def compile_module(source, signature: Signature | None, name: str, out_dir, requ
     """Generate package ``out_dir/name`` from a :class:`Basis` or a list of einsum strings (kept in order)."""
     graphs, sig = _graphs_of(source, signature)
     if request is None:
-        request = {"tensors": ",".join(f"{t.name}:{t.rank}" + (":axial" if t.axial else "") for t in sig.tensors),
-                   "group": sig.group, "invariants": [g.einsum for g in graphs]}
+        request = signature_request(sig) | {"invariants": [g.einsum for g in graphs]}
     files = render_module(name, graphs, sig, request)
     return write_files(files, Path(out_dir) / name)
 

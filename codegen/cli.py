@@ -11,6 +11,7 @@ from optinv.algebra.errors import OptinvError
 
 def cmd_compile(args) -> int:
     from optinv.cli import signature_from_args
+    from optinv.codegen.build import signature_request
     from optinv.codegen.build import compile_request, load_module
     from optinv.algebra.select import parse_einsum_list
 
@@ -28,7 +29,7 @@ def cmd_compile(args) -> int:
         except (ValueError, KeyError) as exc:
             raise OptinvError(f"--basis: {args.basis!r} is not a basis JSON file ({exc})") from None
         sig = basis.signature
-        request = _signature_request(sig) | {"invariants": basis.einsums}
+        request = signature_request(sig) | {"invariants": basis.einsums}
     elif args.invariants:
         path = Path(args.invariants)
         if not path.is_file():
@@ -55,11 +56,6 @@ def cmd_compile(args) -> int:
         lib = load_module(package).build(verbose=False)
         print(f"built C library: {lib}")
     return 0
-
-
-def _signature_request(sig) -> dict:
-    tensors = ",".join(f"{t.name}:{t.rank}" + (":axial" if t.axial else "") for t in sig.tensors)
-    return {"tensors": tensors, "group": sig.group}
 
 
 def cmd_generate(args) -> int:

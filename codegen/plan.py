@@ -131,26 +131,30 @@ def plan_polynomial(graphs: list[ContractionGraph], signature: Signature) -> Pro
     """Strategy ``polynomial``: expand each invariant to monomials, then ``sympy.cse``."""
     contracted = plan_contraction(graphs, signature)
     x = contracted.inputs["x"]
-    polys: dict[sp.Symbol, sp.Poly] = {}
+    polys: dict[sp.Symbol, sp.Poly] = {s: sp.Poly(s, *x, domain="ZZ") for s in x}
 
-    def as_poly(e: sp.Expr) -> sp.Poly:
-        return sp.Poly(e.xreplace({}), *x) if not e.free_symbols - set(x) else _substitute(e)
-
-    def _substitute(e: sp.Expr) -> sp.Poly:
-        result = sp.Poly(0, *x, domain="ZZ")
-        for term in sp.Add.make_args(e):
-            coeff, rest = term.as_coeff_Mul()
-            p = sp.Poly(coeff, *x, domain="ZZ")
-            for f in sp.Mul.make_args(rest):
-                base, exp = f.as_base_exp()
-                fp = polys[base] if base in polys else sp.Poly(base, *x, domain="ZZ")
-                p = p * fp ** int(exp)
-            result = result + p
-        return result
+    def to_poly(e: sp.Expr) -> sp.Poly:
+        if e in polys:
+            return polys[e]
+        if e.is_Number:
+            return sp.Poly(e, *x, domain="ZZ")
+        if e.is_Add:
+            out = to_poly(e.args[0])
+            for a in e.args[1:]:
+                out = out + to_poly(a)
+            return out
+        if e.is_Mul:
+            out = to_poly(e.args[0])
+            for a in e.args[1:]:
+                out = out * to_poly(a)
+            return out
+        if e.is_Pow and e.exp.is_Integer and e.exp > 0:
+            return to_poly(e.base) ** int(e.exp)
+        raise ValueError(f"not a polynomial expression: {e}")
 
     for t, e in contracted.statements:
-        polys[t] = _substitute(e)
-    expanded = [(_substitute(o) if o.free_symbols else sp.Poly(o, *x)).as_expr() for o in contracted.outputs]
+        polys[t] = to_poly(e)
+    expanded = [to_poly(o).as_expr() for o in contracted.outputs]
     replacements, reduced = sp.cse(expanded, symbols=sp.numbered_symbols("c", real=True), order="none")
     b = ProgramBuilder(["x"], {"x": signature.dim})
     b.inputs["x"] = list(x)

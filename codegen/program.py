@@ -91,6 +91,51 @@ class Program:
         )
 
 
+def factor_common(expr: sp.Expr) -> sp.Expr:
+    """Greedy Horner-style factoring of a sum: ``a*b + a*c + d -> a*(b + c) + d``.
+
+    The symbol shared by the most terms is pulled out first (ties broken by name,
+    so the result is deterministic), recursively on both parts.  It never adds
+    operations and usually removes many multiplications.
+    """
+    if not expr.is_Add:
+        return expr
+    terms = sp.Add.make_args(expr)
+    counts: dict[sp.Symbol, int] = {}
+    for term in terms:
+        for sym in term.free_symbols:
+            if _is_monomial_in(term, sym):
+                counts[sym] = counts.get(sym, 0) + 1
+    if not counts:
+        return expr
+    best = max(counts, key=lambda sym: (counts[sym], _name_key(sym)))
+    if counts[best] < 2:
+        return expr
+    shared = [t for t in terms if best in t.free_symbols and _is_monomial_in(t, best)]
+    rest = [t for t in terms if not (best in t.free_symbols and _is_monomial_in(t, best))]
+    inner = factor_common(sp.Add(*[t / best for t in shared]))
+    outer = factor_common(sp.Add(*rest)) if rest else sp.Integer(0)
+    return sp.Mul(best, inner, evaluate=True) + outer
+
+
+def _name_key(sym: sp.Symbol):
+    # prefer inputs and early temporaries: "x3" < "t12" by (prefix, number) reversed for max()
+    name = sym.name
+    digits = len(name) - len(name.lstrip("abcdefghijklmnopqrstuvwxyz_"))
+    return (name[:digits], -int(name[digits:]) if name[digits:].isdigit() else 0)
+
+
+def _is_monomial_in(term: sp.Expr, sym: sp.Symbol) -> bool:
+    """``term`` is a product in which ``sym`` appears as a plain factor (possibly a power)."""
+    if term == sym:
+        return True
+    if term.is_Pow:
+        return term.base == sym
+    if term.is_Mul:
+        return any(f == sym or (f.is_Pow and f.base == sym) for f in term.args)
+    return False
+
+
 class ProgramBuilder:
     """Builds a program with hash-consing: an expression seen before reuses its temporary."""
 
@@ -111,6 +156,13 @@ class ProgramBuilder:
     def emit(self, expr: sp.Expr) -> sp.Expr:
         """Name a non-trivial expression; atoms and negated atoms stay inline."""
         expr = sp.sympify(expr)
+        if expr.is_Add:
+            expr = factor_common(expr)
+        if expr.is_Add:
+            # 2*a + 2*b -> 2*(a + b): one multiplication instead of one per term
+            content, primitive = expr.as_content_primitive()
+            if content != 1 and content.is_Integer and primitive.is_Add:
+                return self.emit(content * self.emit(primitive))
         if expr.is_Atom or (expr.is_Mul and len(expr.args) == 2 and expr.args[0] == -1 and expr.args[1].is_Atom):
             return expr
         hit = self._memo.get(expr)

@@ -6,7 +6,9 @@
  * Rows are C-contiguous: x is (n, 16), outputs are (n, width).
  * Each kernel works on blocks of OPTINV_LANES rows held in GCC/Clang vector
  * types, so the straight-line body is vectorised across rows; a short tail
- * is zero-padded into one extra block.  OpenMP splits blocks over threads.
+ * is zero-padded into one extra block.  OpenMP splits blocks over threads
+ * (dynamically, so a busy core does not hold the others back); batches under
+ * 256 rows stay on the calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
 #include <string.h>
@@ -41,7 +43,7 @@ static int resolve_threads(int requested) {
 #define LOAD_F64(p, width, k) ((vec_f64){ (p)[k], (p)[(width) + (k)], (p)[2 * (width) + (k)], (p)[3 * (width) + (k)], (p)[4 * (width) + (k)], (p)[5 * (width) + (k)], (p)[6 * (width) + (k)], (p)[7 * (width) + (k)] })
 
 
-/* forward: invariants I(x) (float; 451 flops per row) */
+/* forward: invariants I(x) (float; 439 flops per row) */
 static void forward_block_f32(const float *restrict x, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -68,18 +70,18 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v t4 = x1*x1 + x2*x2 + x3*x3;
     const real_v t5 = t0*t0 + x4*x4 + 2*x5*x5 + 2*x6*x6 + x7*x7 + 2*x8*x8;
     const real_v t6 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t7 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t8 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t7 = x5*(x4 + x7) + x6*x8;
+    const real_v t8 = x5*x8 + x6*(t0 + x4);
     const real_v t9 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t10 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t10 = x5*x6 + x8*(t0 + x7);
     const real_v t11 = t0*t0 + x6*x6 + x8*x8;
     const real_v t12 = t0*t11 + 2*t10*x8 + t6*x4 + 2*t7*x5 + 2*t8*x6 + t9*x7;
     const real_v t13 = 3*t1*t1 + 3*t2*t2 + t3*t3 + 3*x10*x10 + 3*x11*x11 + 3*x12*x12 + 6*x13*x13 + x14*x14 + 3*x15*x15 + x9*x9;
     const real_v t14 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t15 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t16 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t15 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t16 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t17 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t18 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t18 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t19 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t20 = t14*t14 + 2*t15*t15 + 2*t16*t16 + t17*t17 + 2*t18*t18 + t19*t19;
     const real_v t21 = x1*x4 + x2*x5 + x3*x6;
@@ -114,7 +116,7 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v t50 = t0*t16 + t14*x6 + t15*x8;
     const real_v t51 = t0*t18 + t15*x6 + t17*x8;
     const real_v t52 = t0*t19 + t16*x6 + t18*x8;
-    const real_v t53 = t0*t52 + t44*x4 + t45*x5 + t46*x6 + t47*x5 + t48*x7 + t49*x8 + t50*x6 + t51*x8;
+    const real_v t53 = t0*t52 + t44*x4 + t48*x7 + x5*(t45 + t47) + x6*(t46 + t50) + x8*(t49 + t51);
     const real_v t54 = t0*t1 + 2*x10*x5 + 2*x11*x6 + x12*x7 + 2*x13*x8 + x4*x9;
     const real_v t55 = t0*t2 + x10*x4 + 2*x12*x5 + 2*x13*x6 + x14*x7 + 2*x15*x8;
     const real_v t56 = t0*t3 + 2*t1*x6 + 2*t2*x8 + x11*x4 + 2*x13*x5 + x15*x7;
@@ -152,7 +154,7 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f32(x + row * 16, out + row * 13);
@@ -170,7 +172,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return n;
 }
 
-/* forward: invariants I(x) (double; 451 flops per row) */
+/* forward: invariants I(x) (double; 439 flops per row) */
 static void forward_block_f64(const double *restrict x, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -197,18 +199,18 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v t4 = x1*x1 + x2*x2 + x3*x3;
     const real_v t5 = t0*t0 + x4*x4 + 2*x5*x5 + 2*x6*x6 + x7*x7 + 2*x8*x8;
     const real_v t6 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t7 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t8 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t7 = x5*(x4 + x7) + x6*x8;
+    const real_v t8 = x5*x8 + x6*(t0 + x4);
     const real_v t9 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t10 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t10 = x5*x6 + x8*(t0 + x7);
     const real_v t11 = t0*t0 + x6*x6 + x8*x8;
     const real_v t12 = t0*t11 + 2*t10*x8 + t6*x4 + 2*t7*x5 + 2*t8*x6 + t9*x7;
     const real_v t13 = 3*t1*t1 + 3*t2*t2 + t3*t3 + 3*x10*x10 + 3*x11*x11 + 3*x12*x12 + 6*x13*x13 + x14*x14 + 3*x15*x15 + x9*x9;
     const real_v t14 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t15 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t16 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t15 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t16 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t17 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t18 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t18 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t19 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t20 = t14*t14 + 2*t15*t15 + 2*t16*t16 + t17*t17 + 2*t18*t18 + t19*t19;
     const real_v t21 = x1*x4 + x2*x5 + x3*x6;
@@ -243,7 +245,7 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v t50 = t0*t16 + t14*x6 + t15*x8;
     const real_v t51 = t0*t18 + t15*x6 + t17*x8;
     const real_v t52 = t0*t19 + t16*x6 + t18*x8;
-    const real_v t53 = t0*t52 + t44*x4 + t45*x5 + t46*x6 + t47*x5 + t48*x7 + t49*x8 + t50*x6 + t51*x8;
+    const real_v t53 = t0*t52 + t44*x4 + t48*x7 + x5*(t45 + t47) + x6*(t46 + t50) + x8*(t49 + t51);
     const real_v t54 = t0*t1 + 2*x10*x5 + 2*x11*x6 + x12*x7 + 2*x13*x8 + x4*x9;
     const real_v t55 = t0*t2 + x10*x4 + 2*x12*x5 + 2*x13*x6 + x14*x7 + 2*x15*x8;
     const real_v t56 = t0*t3 + 2*t1*x6 + 2*t2*x8 + x11*x4 + 2*x13*x5 + x15*x7;
@@ -281,7 +283,7 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f64(x + row * 16, out + row * 13);
@@ -299,7 +301,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return n;
 }
 
-/* vjp: g . dI/dx (float; 1154 flops per row) */
+/* vjp: g . dI/dx (float; 1094 flops per row) */
 static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -336,16 +338,16 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v t2 = -x10 - x14;
     const real_v t3 = -x11 - x15;
     const real_v t6 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t7 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t8 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t7 = x5*(x4 + x7) + x6*x8;
+    const real_v t8 = x5*x8 + x6*(t0 + x4);
     const real_v t9 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t10 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t10 = x5*x6 + x8*(t0 + x7);
     const real_v t11 = t0*t0 + x6*x6 + x8*x8;
     const real_v t14 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t15 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t16 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t15 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t16 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t17 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t18 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t18 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t19 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t21 = x1*x4 + x2*x5 + x3*x6;
     const real_v t22 = x1*x5 + x2*x7 + x3*x8;
@@ -404,37 +406,37 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v t82 = g6*x3 + t0*t79 + t80*x8 + t81*x6;
     const real_v t83 = g6*x2 + t79*x8 + t80*x7 + t81*x5;
     const real_v t84 = g6*x1 + t79*x6 + t80*x5 + t81*x4;
-    const real_v t85 = g10*t0 + 2*g5*t19 + t0*t61 + t62*x8 + t63*x6;
-    const real_v t86 = 2*g10*x8 + 4*g5*t18 + t0*t62 + t61*x8 + t62*x7 + t63*x5 + t64*x8 + t65*x6;
-    const real_v t87 = g10*x7 + 2*g5*t17 + t62*x8 + t64*x7 + t65*x5;
-    const real_v t88 = 2*g10*x6 + 4*g5*t16 + t0*t63 + t61*x6 + t62*x5 + t63*x4 + t65*x8 + t66*x6;
-    const real_v t89 = 2*g10*x5 + 4*g5*t15 + t62*x6 + t63*x8 + t64*x5 + t65*x4 + t65*x7 + t66*x5;
-    const real_v t90 = g10*x4 + 2*g5*t14 + t63*x6 + t65*x5 + t66*x4;
+    const real_v t85 = 2*g5*t19 + t0*(g10 + t61) + t62*x8 + t63*x6;
+    const real_v t86 = 4*g5*t18 + t62*(t0 + x7) + t63*x5 + t65*x6 + x8*(2*g10 + t61 + t64);
+    const real_v t87 = 2*g5*t17 + t62*x8 + t65*x5 + x7*(g10 + t64);
+    const real_v t88 = 4*g5*t16 + t62*x5 + t63*(t0 + x4) + t65*x8 + x6*(2*g10 + t61 + t66);
+    const real_v t89 = 4*g5*t15 + t62*x6 + t63*x8 + t65*(x4 + x7) + x5*(2*g10 + t64 + t66);
+    const real_v t90 = 2*g5*t14 + t63*x6 + t65*x5 + x4*(g10 + t66);
     const real_v t91 = g3*t0;
     const real_v t92 = 2*g3*x8;
     const real_v t93 = g3*x7;
     const real_v t94 = 2*g3*x6;
     const real_v t95 = 2*g3*x5;
     const real_v t96 = g3*x4;
-    const real_v t97 = 2*g4*t3 + t0*t58 + t1*t88 + t2*t86 + 2*t3*t85 + t34*t67 + t73*x3;
-    const real_v t98 = 6*g4*t2 + t0*t59 + t1*t89 + 4*t2*t85 + 2*t2*t87 + 2*t33*t67 + t34*t68 + 2*t58*x8 + t73*x2 + t74*x3 + t86*(t3 + 2*x15) + 2*t88*x13;
-    const real_v t99 = 6*g4*t1 + t0*t60 + 4*t1*t85 + 2*t1*t90 + t2*t89 + 2*t31*t67 + t34*t69 + 2*t58*x6 + t73*x1 + t76*x3 + 2*t86*x13 + t88*(t3 + 2*x11);
-    const real_v t100 = g10*t19 + g11*t52 + 2*g2*t0 + g3*t11 + 2*t0*t91 + t1*t60 + t16*t63 + t18*t62 + t19*t61 + t2*t59 + t23*t79 + t3*t58 + t82*x3 + t92*x8 + t94*x6;
+    const real_v t97 = t0*t58 + t1*t88 + t2*t86 + t3*(2*g4 + 2*t85) + t34*t67 + t73*x3;
+    const real_v t98 = t0*t59 + t1*t89 + t2*(6*g4 + 4*t85 + 2*t87) + 2*t33*t67 + t34*t68 + 2*t58*x8 + t73*x2 + t74*x3 + t86*(t3 + 2*x15) + 2*t88*x13;
+    const real_v t99 = t0*t60 + t1*(6*g4 + 4*t85 + 2*t90) + t2*t89 + 2*t31*t67 + t34*t69 + 2*t58*x6 + t73*x1 + t76*x3 + 2*t86*x13 + t88*(t3 + 2*x11);
+    const real_v t100 = g11*t52 + g3*t11 + t0*(2*g2 + 2*t91) + t1*t60 + t16*t63 + t18*t62 + t19*(g10 + t61) + t2*t59 + t23*t79 + t3*t58 + t82*x3 + t92*x8 + t94*x6;
     const real_v t101 = 2*g1*x1 + g6*t21 + g7*t25 + g8*t35 + g9*t39 + t1*t73 + t29*t72 + t30*t71 + t31*t70 + t74*x13 + t75*x12 + t76*x11 + t77*x10 + t78*x9 + t82*x6 + t83*x5 + t84*x4;
     const real_v t102 = 2*g1*x2 + g6*t22 + g7*t26 + g8*t36 + g9*t40 + t2*t73 + t30*t72 + t32*t71 + t33*t70 + t74*x15 + t75*x14 + t76*x13 + t77*x12 + t78*x10 + t82*x8 + t83*x7 + t84*x5;
     const real_v t103 = 2*g1*x3 + g6*t23 + g7*t27 + g8*t37 + g9*t41 + t0*t82 + t1*t76 + t2*t74 + t3*t73 + t31*t72 + t33*t71 + t34*t70 + t75*x15 + t77*x13 + t78*x11 + t83*x8 + t84*x6;
-    const real_v t104 = g10*t14 + g11*t44 + 2*g2*x4 + g3*t6 - t100 + t14*t66 + t15*t65 + t16*t63 + t21*t81 + t58*x11 + t59*x10 + t60*x9 + t84*x1 + t94*x6 + t95*x5 + 2*t96*x4;
-    const real_v t105 = 2*g10*t15 + g11*(t45 + t47) + 4*g2*x5 + 2*g3*t7 + t14*t65 + t15*t64 + t15*t66 + t16*t62 + t17*t65 + t18*t63 + t21*t80 + t22*t81 + 2*t58*x13 + 2*t59*x12 + 2*t60*x10 + t83*x1 + t84*x2 + t92*x6 + 2*t93*x5 + t94*x8 + t95*(x4 + x7) + 2*t96*x5;
-    const real_v t106 = 2*g10*t16 + g11*(t46 + t50) + 4*g2*x6 + 2*g3*t8 + 2*t1*t58 + t14*t63 + t15*t62 + t16*t61 + t16*t66 + t18*t65 + t19*t63 + t21*t79 + t23*t81 + 2*t59*x13 + 2*t60*x11 + t82*x1 + t84*x3 + 2*t91*x6 + t92*x5 + t94*(t0 + x4) + t95*x8 + 2*t96*x6;
-    const real_v t107 = g10*t17 + g11*t48 + 2*g2*x7 + g3*t9 - t100 + t15*t65 + t17*t64 + t18*t62 + t22*t80 + t58*x15 + t59*x14 + t60*x12 + t83*x2 + t92*x8 + 2*t93*x7 + t95*x5;
-    const real_v t108 = 2*g10*t18 + g11*(t49 + t51) + 4*g2*x8 + 2*g3*t10 + t15*t63 + t16*t65 + t17*t62 + t18*t61 + t18*t64 + t19*t62 + 2*t2*t58 + t22*t79 + t23*t80 + 2*t59*x15 + 2*t60*x13 + t82*x2 + t83*x3 + 2*t91*x8 + t92*(t0 + x7) + 2*t93*x8 + t94*x5 + t95*x6;
-    const real_v t109 = 2*g4*x9 + t29*t69 + t60*x4 + t78*x1 + t88*x11 + t89*x10 + 2*t90*x9 - t99;
-    const real_v t110 = 6*g4*x10 + t29*t68 + 2*t30*t69 + t59*x4 + 2*t60*x5 + t77*x1 + t78*x2 + t86*x11 + 2*t87*x10 + 2*t88*x13 + t89*(2*x12 + x9) + 4*t90*x10 - t98;
-    const real_v t111 = 6*g4*x11 + t29*t67 + 2*t31*t69 + t58*x4 + 2*t60*x6 + t76*x1 + t78*x3 + 2*t85*x11 + t86*x10 + t88*(2*t1 + x9) + 2*t89*x13 + 4*t90*x11 - t97;
-    const real_v t112 = 6*g4*x12 + 2*t30*t68 + t32*t69 + 2*t59*x5 + t60*x7 + t75*x1 + t77*x2 + 2*t86*x13 + 4*t87*x12 + t88*x15 + t89*(2*x10 + x14) + 2*t90*x12 - t99;
-    const real_v t113 = 12*g4*x13 + 2*t30*t67 + 2*t31*t68 + 2*t33*t69 + 2*t58*x5 + 2*t59*x6 + 2*t60*x8 + t74*x1 + t76*x2 + t77*x3 + 4*t85*x13 + t86*(2*t1 + 2*x12) + 4*t87*x13 + t88*(2*t2 + 2*x10) + t89*(2*x11 + 2*x15) + 4*t90*x13;
-    const real_v t114 = 2*g4*x14 + t32*t68 + t59*x7 + t75*x2 + t86*x15 + 2*t87*x14 + t89*x12 - t98;
-    const real_v t115 = 6*g4*x15 + t32*t67 + 2*t33*t68 + t58*x7 + 2*t59*x8 + t74*x2 + t75*x3 + 2*t85*x15 + t86*(2*t2 + x14) + 4*t87*x15 + t88*x12 + 2*t89*x13 - t97;
+    const real_v t104 = g11*t44 + g3*t6 - t100 + t14*(g10 + t66) + t15*t65 + t16*t63 + t21*t81 + t58*x11 + t59*x10 + t60*x9 + t84*x1 + t94*x6 + t95*x5 + x4*(2*g2 + 2*t96);
+    const real_v t105 = g11*(t45 + t47) + 2*g3*t7 + t15*(2*g10 + t64 + t66) + t16*t62 + t18*t63 + t21*t80 + t22*t81 + 2*t58*x13 + 2*t59*x12 + 2*t60*x10 + t65*(t14 + t17) + t83*x1 + t84*x2 + t92*x6 + t94*x8 + t95*(x4 + x7) + x5*(4*g2 + 2*t93 + 2*t96);
+    const real_v t106 = g11*(t46 + t50) + 2*g3*t8 + 2*t1*t58 + t15*t62 + t16*(2*g10 + t61 + t66) + t18*t65 + t21*t79 + t23*t81 + 2*t59*x13 + 2*t60*x11 + t63*(t14 + t19) + t82*x1 + t84*x3 + t92*x5 + t94*(t0 + x4) + t95*x8 + x6*(4*g2 + 2*t91 + 2*t96);
+    const real_v t107 = g11*t48 + g3*t9 - t100 + t15*t65 + t17*(g10 + t64) + t18*t62 + t22*t80 + t58*x15 + t59*x14 + t60*x12 + t83*x2 + t92*x8 + t95*x5 + x7*(2*g2 + 2*t93);
+    const real_v t108 = g11*(t49 + t51) + 2*g3*t10 + t15*t63 + t16*t65 + t18*(2*g10 + t61 + t64) + 2*t2*t58 + t22*t79 + t23*t80 + 2*t59*x15 + 2*t60*x13 + t62*(t17 + t19) + t82*x2 + t83*x3 + t92*(t0 + x7) + t94*x5 + t95*x6 + x8*(4*g2 + 2*t91 + 2*t93);
+    const real_v t109 = t29*t69 + t60*x4 + t78*x1 + t88*x11 + t89*x10 - t99 + x9*(2*g4 + 2*t90);
+    const real_v t110 = t29*t68 + 2*t30*t69 + t59*x4 + 2*t60*x5 + t77*x1 + t78*x2 + t86*x11 + 2*t88*x13 + t89*(2*x12 + x9) - t98 + x10*(6*g4 + 2*t87 + 4*t90);
+    const real_v t111 = t29*t67 + 2*t31*t69 + t58*x4 + 2*t60*x6 + t76*x1 + t78*x3 + t86*x10 + t88*(2*t1 + x9) + 2*t89*x13 - t97 + x11*(6*g4 + 2*t85 + 4*t90);
+    const real_v t112 = 2*t30*t68 + t32*t69 + 2*t59*x5 + t60*x7 + t75*x1 + t77*x2 + 2*t86*x13 + t88*x15 + t89*(2*x10 + x14) - t99 + x12*(6*g4 + 4*t87 + 2*t90);
+    const real_v t113 = 2*t30*t67 + 2*t31*t68 + 2*t33*t69 + 2*t58*x5 + 2*t59*x6 + 2*t60*x8 + t74*x1 + t76*x2 + t77*x3 + t86*(2*t1 + 2*x12) + t88*(2*t2 + 2*x10) + t89*(2*x11 + 2*x15) + x13*(12*g4 + 4*t85 + 4*t87 + 4*t90);
+    const real_v t114 = t32*t68 + t59*x7 + t75*x2 + t86*x15 + t89*x12 - t98 + x14*(2*g4 + 2*t87);
+    const real_v t115 = t32*t67 + 2*t33*t68 + t58*x7 + 2*t59*x8 + t74*x2 + t75*x3 + t86*(2*t2 + x14) + t88*x12 + 2*t89*x13 - t97 + x15*(6*g4 + 2*t85 + 4*t87);
     const real_v out0 = g0;
     const real_v out1 = t101;
     const real_v out2 = t102;
@@ -474,7 +476,7 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f32(x + row * 16, g + row * 13, out + row * 16);
@@ -495,7 +497,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return n;
 }
 
-/* vjp: g . dI/dx (double; 1154 flops per row) */
+/* vjp: g . dI/dx (double; 1094 flops per row) */
 static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -532,16 +534,16 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v t2 = -x10 - x14;
     const real_v t3 = -x11 - x15;
     const real_v t6 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t7 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t8 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t7 = x5*(x4 + x7) + x6*x8;
+    const real_v t8 = x5*x8 + x6*(t0 + x4);
     const real_v t9 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t10 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t10 = x5*x6 + x8*(t0 + x7);
     const real_v t11 = t0*t0 + x6*x6 + x8*x8;
     const real_v t14 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t15 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t16 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t15 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t16 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t17 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t18 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t18 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t19 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t21 = x1*x4 + x2*x5 + x3*x6;
     const real_v t22 = x1*x5 + x2*x7 + x3*x8;
@@ -600,37 +602,37 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v t82 = g6*x3 + t0*t79 + t80*x8 + t81*x6;
     const real_v t83 = g6*x2 + t79*x8 + t80*x7 + t81*x5;
     const real_v t84 = g6*x1 + t79*x6 + t80*x5 + t81*x4;
-    const real_v t85 = g10*t0 + 2*g5*t19 + t0*t61 + t62*x8 + t63*x6;
-    const real_v t86 = 2*g10*x8 + 4*g5*t18 + t0*t62 + t61*x8 + t62*x7 + t63*x5 + t64*x8 + t65*x6;
-    const real_v t87 = g10*x7 + 2*g5*t17 + t62*x8 + t64*x7 + t65*x5;
-    const real_v t88 = 2*g10*x6 + 4*g5*t16 + t0*t63 + t61*x6 + t62*x5 + t63*x4 + t65*x8 + t66*x6;
-    const real_v t89 = 2*g10*x5 + 4*g5*t15 + t62*x6 + t63*x8 + t64*x5 + t65*x4 + t65*x7 + t66*x5;
-    const real_v t90 = g10*x4 + 2*g5*t14 + t63*x6 + t65*x5 + t66*x4;
+    const real_v t85 = 2*g5*t19 + t0*(g10 + t61) + t62*x8 + t63*x6;
+    const real_v t86 = 4*g5*t18 + t62*(t0 + x7) + t63*x5 + t65*x6 + x8*(2*g10 + t61 + t64);
+    const real_v t87 = 2*g5*t17 + t62*x8 + t65*x5 + x7*(g10 + t64);
+    const real_v t88 = 4*g5*t16 + t62*x5 + t63*(t0 + x4) + t65*x8 + x6*(2*g10 + t61 + t66);
+    const real_v t89 = 4*g5*t15 + t62*x6 + t63*x8 + t65*(x4 + x7) + x5*(2*g10 + t64 + t66);
+    const real_v t90 = 2*g5*t14 + t63*x6 + t65*x5 + x4*(g10 + t66);
     const real_v t91 = g3*t0;
     const real_v t92 = 2*g3*x8;
     const real_v t93 = g3*x7;
     const real_v t94 = 2*g3*x6;
     const real_v t95 = 2*g3*x5;
     const real_v t96 = g3*x4;
-    const real_v t97 = 2*g4*t3 + t0*t58 + t1*t88 + t2*t86 + 2*t3*t85 + t34*t67 + t73*x3;
-    const real_v t98 = 6*g4*t2 + t0*t59 + t1*t89 + 4*t2*t85 + 2*t2*t87 + 2*t33*t67 + t34*t68 + 2*t58*x8 + t73*x2 + t74*x3 + t86*(t3 + 2*x15) + 2*t88*x13;
-    const real_v t99 = 6*g4*t1 + t0*t60 + 4*t1*t85 + 2*t1*t90 + t2*t89 + 2*t31*t67 + t34*t69 + 2*t58*x6 + t73*x1 + t76*x3 + 2*t86*x13 + t88*(t3 + 2*x11);
-    const real_v t100 = g10*t19 + g11*t52 + 2*g2*t0 + g3*t11 + 2*t0*t91 + t1*t60 + t16*t63 + t18*t62 + t19*t61 + t2*t59 + t23*t79 + t3*t58 + t82*x3 + t92*x8 + t94*x6;
+    const real_v t97 = t0*t58 + t1*t88 + t2*t86 + t3*(2*g4 + 2*t85) + t34*t67 + t73*x3;
+    const real_v t98 = t0*t59 + t1*t89 + t2*(6*g4 + 4*t85 + 2*t87) + 2*t33*t67 + t34*t68 + 2*t58*x8 + t73*x2 + t74*x3 + t86*(t3 + 2*x15) + 2*t88*x13;
+    const real_v t99 = t0*t60 + t1*(6*g4 + 4*t85 + 2*t90) + t2*t89 + 2*t31*t67 + t34*t69 + 2*t58*x6 + t73*x1 + t76*x3 + 2*t86*x13 + t88*(t3 + 2*x11);
+    const real_v t100 = g11*t52 + g3*t11 + t0*(2*g2 + 2*t91) + t1*t60 + t16*t63 + t18*t62 + t19*(g10 + t61) + t2*t59 + t23*t79 + t3*t58 + t82*x3 + t92*x8 + t94*x6;
     const real_v t101 = 2*g1*x1 + g6*t21 + g7*t25 + g8*t35 + g9*t39 + t1*t73 + t29*t72 + t30*t71 + t31*t70 + t74*x13 + t75*x12 + t76*x11 + t77*x10 + t78*x9 + t82*x6 + t83*x5 + t84*x4;
     const real_v t102 = 2*g1*x2 + g6*t22 + g7*t26 + g8*t36 + g9*t40 + t2*t73 + t30*t72 + t32*t71 + t33*t70 + t74*x15 + t75*x14 + t76*x13 + t77*x12 + t78*x10 + t82*x8 + t83*x7 + t84*x5;
     const real_v t103 = 2*g1*x3 + g6*t23 + g7*t27 + g8*t37 + g9*t41 + t0*t82 + t1*t76 + t2*t74 + t3*t73 + t31*t72 + t33*t71 + t34*t70 + t75*x15 + t77*x13 + t78*x11 + t83*x8 + t84*x6;
-    const real_v t104 = g10*t14 + g11*t44 + 2*g2*x4 + g3*t6 - t100 + t14*t66 + t15*t65 + t16*t63 + t21*t81 + t58*x11 + t59*x10 + t60*x9 + t84*x1 + t94*x6 + t95*x5 + 2*t96*x4;
-    const real_v t105 = 2*g10*t15 + g11*(t45 + t47) + 4*g2*x5 + 2*g3*t7 + t14*t65 + t15*t64 + t15*t66 + t16*t62 + t17*t65 + t18*t63 + t21*t80 + t22*t81 + 2*t58*x13 + 2*t59*x12 + 2*t60*x10 + t83*x1 + t84*x2 + t92*x6 + 2*t93*x5 + t94*x8 + t95*(x4 + x7) + 2*t96*x5;
-    const real_v t106 = 2*g10*t16 + g11*(t46 + t50) + 4*g2*x6 + 2*g3*t8 + 2*t1*t58 + t14*t63 + t15*t62 + t16*t61 + t16*t66 + t18*t65 + t19*t63 + t21*t79 + t23*t81 + 2*t59*x13 + 2*t60*x11 + t82*x1 + t84*x3 + 2*t91*x6 + t92*x5 + t94*(t0 + x4) + t95*x8 + 2*t96*x6;
-    const real_v t107 = g10*t17 + g11*t48 + 2*g2*x7 + g3*t9 - t100 + t15*t65 + t17*t64 + t18*t62 + t22*t80 + t58*x15 + t59*x14 + t60*x12 + t83*x2 + t92*x8 + 2*t93*x7 + t95*x5;
-    const real_v t108 = 2*g10*t18 + g11*(t49 + t51) + 4*g2*x8 + 2*g3*t10 + t15*t63 + t16*t65 + t17*t62 + t18*t61 + t18*t64 + t19*t62 + 2*t2*t58 + t22*t79 + t23*t80 + 2*t59*x15 + 2*t60*x13 + t82*x2 + t83*x3 + 2*t91*x8 + t92*(t0 + x7) + 2*t93*x8 + t94*x5 + t95*x6;
-    const real_v t109 = 2*g4*x9 + t29*t69 + t60*x4 + t78*x1 + t88*x11 + t89*x10 + 2*t90*x9 - t99;
-    const real_v t110 = 6*g4*x10 + t29*t68 + 2*t30*t69 + t59*x4 + 2*t60*x5 + t77*x1 + t78*x2 + t86*x11 + 2*t87*x10 + 2*t88*x13 + t89*(2*x12 + x9) + 4*t90*x10 - t98;
-    const real_v t111 = 6*g4*x11 + t29*t67 + 2*t31*t69 + t58*x4 + 2*t60*x6 + t76*x1 + t78*x3 + 2*t85*x11 + t86*x10 + t88*(2*t1 + x9) + 2*t89*x13 + 4*t90*x11 - t97;
-    const real_v t112 = 6*g4*x12 + 2*t30*t68 + t32*t69 + 2*t59*x5 + t60*x7 + t75*x1 + t77*x2 + 2*t86*x13 + 4*t87*x12 + t88*x15 + t89*(2*x10 + x14) + 2*t90*x12 - t99;
-    const real_v t113 = 12*g4*x13 + 2*t30*t67 + 2*t31*t68 + 2*t33*t69 + 2*t58*x5 + 2*t59*x6 + 2*t60*x8 + t74*x1 + t76*x2 + t77*x3 + 4*t85*x13 + t86*(2*t1 + 2*x12) + 4*t87*x13 + t88*(2*t2 + 2*x10) + t89*(2*x11 + 2*x15) + 4*t90*x13;
-    const real_v t114 = 2*g4*x14 + t32*t68 + t59*x7 + t75*x2 + t86*x15 + 2*t87*x14 + t89*x12 - t98;
-    const real_v t115 = 6*g4*x15 + t32*t67 + 2*t33*t68 + t58*x7 + 2*t59*x8 + t74*x2 + t75*x3 + 2*t85*x15 + t86*(2*t2 + x14) + 4*t87*x15 + t88*x12 + 2*t89*x13 - t97;
+    const real_v t104 = g11*t44 + g3*t6 - t100 + t14*(g10 + t66) + t15*t65 + t16*t63 + t21*t81 + t58*x11 + t59*x10 + t60*x9 + t84*x1 + t94*x6 + t95*x5 + x4*(2*g2 + 2*t96);
+    const real_v t105 = g11*(t45 + t47) + 2*g3*t7 + t15*(2*g10 + t64 + t66) + t16*t62 + t18*t63 + t21*t80 + t22*t81 + 2*t58*x13 + 2*t59*x12 + 2*t60*x10 + t65*(t14 + t17) + t83*x1 + t84*x2 + t92*x6 + t94*x8 + t95*(x4 + x7) + x5*(4*g2 + 2*t93 + 2*t96);
+    const real_v t106 = g11*(t46 + t50) + 2*g3*t8 + 2*t1*t58 + t15*t62 + t16*(2*g10 + t61 + t66) + t18*t65 + t21*t79 + t23*t81 + 2*t59*x13 + 2*t60*x11 + t63*(t14 + t19) + t82*x1 + t84*x3 + t92*x5 + t94*(t0 + x4) + t95*x8 + x6*(4*g2 + 2*t91 + 2*t96);
+    const real_v t107 = g11*t48 + g3*t9 - t100 + t15*t65 + t17*(g10 + t64) + t18*t62 + t22*t80 + t58*x15 + t59*x14 + t60*x12 + t83*x2 + t92*x8 + t95*x5 + x7*(2*g2 + 2*t93);
+    const real_v t108 = g11*(t49 + t51) + 2*g3*t10 + t15*t63 + t16*t65 + t18*(2*g10 + t61 + t64) + 2*t2*t58 + t22*t79 + t23*t80 + 2*t59*x15 + 2*t60*x13 + t62*(t17 + t19) + t82*x2 + t83*x3 + t92*(t0 + x7) + t94*x5 + t95*x6 + x8*(4*g2 + 2*t91 + 2*t93);
+    const real_v t109 = t29*t69 + t60*x4 + t78*x1 + t88*x11 + t89*x10 - t99 + x9*(2*g4 + 2*t90);
+    const real_v t110 = t29*t68 + 2*t30*t69 + t59*x4 + 2*t60*x5 + t77*x1 + t78*x2 + t86*x11 + 2*t88*x13 + t89*(2*x12 + x9) - t98 + x10*(6*g4 + 2*t87 + 4*t90);
+    const real_v t111 = t29*t67 + 2*t31*t69 + t58*x4 + 2*t60*x6 + t76*x1 + t78*x3 + t86*x10 + t88*(2*t1 + x9) + 2*t89*x13 - t97 + x11*(6*g4 + 2*t85 + 4*t90);
+    const real_v t112 = 2*t30*t68 + t32*t69 + 2*t59*x5 + t60*x7 + t75*x1 + t77*x2 + 2*t86*x13 + t88*x15 + t89*(2*x10 + x14) - t99 + x12*(6*g4 + 4*t87 + 2*t90);
+    const real_v t113 = 2*t30*t67 + 2*t31*t68 + 2*t33*t69 + 2*t58*x5 + 2*t59*x6 + 2*t60*x8 + t74*x1 + t76*x2 + t77*x3 + t86*(2*t1 + 2*x12) + t88*(2*t2 + 2*x10) + t89*(2*x11 + 2*x15) + x13*(12*g4 + 4*t85 + 4*t87 + 4*t90);
+    const real_v t114 = t32*t68 + t59*x7 + t75*x2 + t86*x15 + t89*x12 - t98 + x14*(2*g4 + 2*t87);
+    const real_v t115 = t32*t67 + 2*t33*t68 + t58*x7 + 2*t59*x8 + t74*x2 + t75*x3 + t86*(2*t2 + x14) + t88*x12 + 2*t89*x13 - t97 + x15*(6*g4 + 2*t85 + 4*t87);
     const real_v out0 = g0;
     const real_v out1 = t101;
     const real_v out2 = t102;
@@ -670,7 +672,7 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f64(x + row * 16, g + row * 13, out + row * 16);
@@ -691,7 +693,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return n;
 }
 
-/* jvp: dI/dx . u (float; 1160 flops per row) */
+/* jvp: dI/dx . u (float; 1120 flops per row) */
 static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -731,16 +733,16 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v t2 = -x10 - x14;
     const real_v t3 = -x11 - x15;
     const real_v t6 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t7 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t8 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t7 = x5*(x4 + x7) + x6*x8;
+    const real_v t8 = x5*x8 + x6*(t0 + x4);
     const real_v t9 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t10 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t10 = x5*x6 + x8*(t0 + x7);
     const real_v t11 = t0*t0 + x6*x6 + x8*x8;
     const real_v t14 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t15 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t16 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t15 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t16 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t17 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t18 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t18 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t19 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t21 = x1*x4 + x2*x5 + x3*x6;
     const real_v t22 = x1*x5 + x2*x7 + x3*x8;
@@ -776,73 +778,84 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v t59 = -u12 - u9;
     const real_v t60 = -u10 - u14;
     const real_v t61 = -u11 - u15;
-    const real_v t62 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_v t63 = 2*t0*t58 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
-    const real_v t64 = 2*u4*x4 + 2*u5*x5 + 2*u6*x6;
-    const real_v t65 = u4*x5 + u5*(x4 + x7) + u6*x8 + u7*x5 + u8*x6;
-    const real_v t66 = t58*x6 + u4*x6 + u5*x8 + u6*(t0 + x4) + u8*x5;
-    const real_v t67 = 2*u5*x5 + 2*u7*x7 + 2*u8*x8;
-    const real_v t68 = t58*x8 + u5*x6 + u6*x5 + u7*x8 + u8*(t0 + x7);
-    const real_v t69 = 2*t0*t58 + 2*u6*x6 + 2*u8*x8;
-    const real_v t70 = t0*t69 + 2*t10*u8 + t11*t58 + t6*u4 + t64*x4 + 2*t65*x5 + 2*t66*x6 + t67*x7 + 2*t68*x8 + 2*t7*u5 + 2*t8*u6 + t9*u7;
-    const real_v t71 = 6*t1*t59 + 6*t2*t60 + 2*t3*t61 + 6*u10*x10 + 6*u11*x11 + 6*u12*x12 + 12*u13*x13 + 2*u14*x14 + 6*u15*x15 + 2*u9*x9;
-    const real_v t72 = 2*t1*t59 + 4*u10*x10 + 4*u11*x11 + 2*u12*x12 + 4*u13*x13 + 2*u9*x9;
-    const real_v t73 = t1*t60 + t2*t59 + u10*(2*x12 + x9) + 2*u11*x13 + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + 2*u15*x13 + u9*x10;
-    const real_v t74 = t1*t61 + t59*(t3 + 2*x11) + 2*t60*x13 + 2*u10*x13 + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11;
-    const real_v t75 = 2*t2*t60 + 2*u10*x10 + 4*u12*x12 + 4*u13*x13 + 2*u14*x14 + 4*u15*x15;
-    const real_v t76 = t2*t61 + 2*t59*x13 + t60*(t3 + 2*x15) + u10*x11 + u11*x10 + 2*u12*x13 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14);
-    const real_v t77 = 4*t1*t59 + 4*t2*t60 + 2*t3*t61 + 2*u11*x11 + 4*u13*x13 + 2*u15*x15;
-    const real_v t78 = 2*t14*t72 + 4*t15*t73 + 4*t16*t74 + 2*t17*t75 + 4*t18*t76 + 2*t19*t77;
-    const real_v t79 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
-    const real_v t80 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
-    const real_v t81 = t0*u3 + t58*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
-    const real_v t82 = t21*u1 + t22*u2 + t23*u3 + t79*x1 + t80*x2 + t81*x3;
-    const real_v t83 = t21*u4 + t22*u5 + t23*u6 + t79*x4 + t80*x5 + t81*x6;
-    const real_v t84 = t21*u5 + t22*u7 + t23*u8 + t79*x5 + t80*x7 + t81*x8;
-    const real_v t85 = t0*t81 + t21*u6 + t22*u8 + t23*t58 + t79*x6 + t80*x8;
-    const real_v t86 = t25*u1 + t26*u2 + t27*u3 + t83*x1 + t84*x2 + t85*x3;
-    const real_v t87 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
-    const real_v t88 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
-    const real_v t89 = t1*u3 + t59*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
-    const real_v t90 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
-    const real_v t91 = t2*u3 + t60*x3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
-    const real_v t92 = t1*u1 + t2*u2 + t3*u3 + t59*x1 + t60*x2 + t61*x3;
-    const real_v t93 = t29*u1 + t30*u2 + t31*u3 + t87*x1 + t88*x2 + t89*x3;
-    const real_v t94 = t30*u1 + t32*u2 + t33*u3 + t88*x1 + t90*x2 + t91*x3;
-    const real_v t95 = t31*u1 + t33*u2 + t34*u3 + t89*x1 + t91*x2 + t92*x3;
-    const real_v t96 = t35*u1 + t36*u2 + t37*u3 + t93*x1 + t94*x2 + t95*x3;
-    const real_v t97 = t1*t92 + t29*u9 + 2*t30*u10 + 2*t31*u11 + t32*u12 + 2*t33*u13 + t34*t59 + t87*x9 + 2*t88*x10 + 2*t89*x11 + t90*x12 + 2*t91*x13;
-    const real_v t98 = t2*t92 + t29*u10 + 2*t30*u12 + 2*t31*u13 + t32*u14 + 2*t33*u15 + t34*t60 + t87*x10 + 2*t88*x12 + 2*t89*x13 + t90*x14 + 2*t91*x15;
-    const real_v t99 = 2*t1*t89 + 2*t2*t91 + t29*u11 + t3*t92 + 2*t30*u13 + 2*t31*t59 + t32*u15 + 2*t33*t60 + t34*t61 + t87*x11 + 2*t88*x13 + t90*x15;
-    const real_v t100 = t39*u1 + t40*u2 + t41*u3 + t97*x1 + t98*x2 + t99*x3;
-    const real_v t101 = t0*t77 + t14*u4 + 2*t15*u5 + 2*t16*u6 + t17*u7 + 2*t18*u8 + t19*t58 + t72*x4 + 2*t73*x5 + 2*t74*x6 + t75*x7 + 2*t76*x8;
-    const real_v t102 = t14*u4 + t15*u5 + t16*u6 + t72*x4 + t73*x5 + t74*x6;
-    const real_v t103 = t15*u4 + t17*u5 + t18*u6 + t73*x4 + t75*x5 + t76*x6;
-    const real_v t104 = t16*u4 + t18*u5 + t19*u6 + t74*x4 + t76*x5 + t77*x6;
-    const real_v t105 = t14*u5 + t15*u7 + t16*u8 + t72*x5 + t73*x7 + t74*x8;
-    const real_v t106 = t15*u5 + t17*u7 + t18*u8 + t73*x5 + t75*x7 + t76*x8;
-    const real_v t107 = t16*u5 + t18*u7 + t19*u8 + t74*x5 + t76*x7 + t77*x8;
-    const real_v t108 = t0*t74 + t14*u6 + t15*u8 + t16*t58 + t72*x6 + t73*x8;
-    const real_v t109 = t0*t76 + t15*u6 + t17*u8 + t18*t58 + t73*x6 + t75*x8;
-    const real_v t110 = t0*t77 + t16*u6 + t18*u8 + t19*t58 + t74*x6 + t76*x8;
-    const real_v t111 = t0*t110 + t102*x4 + t103*x5 + t104*x6 + t105*x5 + t106*x7 + t107*x8 + t108*x6 + t109*x8 + t44*u4 + t48*u7 + t52*t58 + u5*(t45 + t47) + u6*(t46 + t50) + u8*(t49 + t51);
-    const real_v t112 = t0*t59 + t1*t58 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
-    const real_v t113 = t0*t60 + t2*t58 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
-    const real_v t114 = t0*t61 + 2*t1*u6 + 2*t2*u8 + t3*t58 + 2*t59*x6 + 2*t60*x8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
-    const real_v t115 = 2*t112*t54 + 2*t113*t55 + 2*t114*t56;
+    const real_v t62 = u1*x1 + u2*x2 + u3*x3;
+    const real_v t63 = 2*t62;
+    const real_v t64 = t0*t58 + u4*x4 + 2*u5*x5 + 2*u6*x6 + u7*x7 + 2*u8*x8;
+    const real_v t65 = 2*t64;
+    const real_v t66 = u4*x4 + u5*x5 + u6*x6;
+    const real_v t67 = 2*t66;
+    const real_v t68 = u5*(x4 + x7) + u6*x8 + u8*x6 + x5*(u4 + u7);
+    const real_v t69 = u5*x8 + u6*(t0 + x4) + u8*x5 + x6*(t58 + u4);
+    const real_v t70 = u5*x5 + u7*x7 + u8*x8;
+    const real_v t71 = 2*t70;
+    const real_v t72 = u5*x6 + u6*x5 + u8*(t0 + x7) + x8*(t58 + u7);
+    const real_v t73 = t0*t58 + u6*x6 + u8*x8;
+    const real_v t74 = 2*t73;
+    const real_v t75 = t0*t74 + 2*t10*u8 + t11*t58 + t6*u4 + t67*x4 + 2*t68*x5 + 2*t69*x6 + 2*t7*u5 + t71*x7 + 2*t72*x8 + 2*t8*u6 + t9*u7;
+    const real_v t76 = 3*t1*t59 + 3*t2*t60 + t3*t61 + 3*u10*x10 + 3*u11*x11 + 3*u12*x12 + 6*u13*x13 + u14*x14 + 3*u15*x15 + u9*x9;
+    const real_v t77 = 2*t76;
+    const real_v t78 = t1*t59 + 2*u10*x10 + 2*u11*x11 + u12*x12 + 2*u13*x13 + u9*x9;
+    const real_v t79 = 2*t78;
+    const real_v t80 = t1*t60 + t2*t59 + u10*(2*x12 + x9) + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + u9*x10 + x13*(2*u11 + 2*u15);
+    const real_v t81 = t1*t61 + t59*(t3 + 2*x11) + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11 + x13*(2*t60 + 2*u10);
+    const real_v t82 = t2*t60 + u10*x10 + 2*u12*x12 + 2*u13*x13 + u14*x14 + 2*u15*x15;
+    const real_v t83 = 2*t82;
+    const real_v t84 = t2*t61 + t60*(t3 + 2*x15) + u10*x11 + u11*x10 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14) + x13*(2*t59 + 2*u12);
+    const real_v t85 = 2*t1*t59 + 2*t2*t60 + t3*t61 + u11*x11 + 2*u13*x13 + u15*x15;
+    const real_v t86 = 2*t85;
+    const real_v t87 = t14*t79 + 2*t15*t80 + 2*t16*t81 + t17*t83 + 2*t18*t84 + t19*t86;
+    const real_v t88 = 2*t87;
+    const real_v t89 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
+    const real_v t90 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
+    const real_v t91 = t0*u3 + t58*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
+    const real_v t92 = t21*u1 + t22*u2 + t23*u3 + t89*x1 + t90*x2 + t91*x3;
+    const real_v t93 = t21*u4 + t22*u5 + t23*u6 + t89*x4 + t90*x5 + t91*x6;
+    const real_v t94 = t21*u5 + t22*u7 + t23*u8 + t89*x5 + t90*x7 + t91*x8;
+    const real_v t95 = t0*t91 + t21*u6 + t22*u8 + t23*t58 + t89*x6 + t90*x8;
+    const real_v t96 = t25*u1 + t26*u2 + t27*u3 + t93*x1 + t94*x2 + t95*x3;
+    const real_v t97 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
+    const real_v t98 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
+    const real_v t99 = t1*u3 + t59*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
+    const real_v t100 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
+    const real_v t101 = t2*u3 + t60*x3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
+    const real_v t102 = t1*u1 + t2*u2 + t3*u3 + t59*x1 + t60*x2 + t61*x3;
+    const real_v t103 = t29*u1 + t30*u2 + t31*u3 + t97*x1 + t98*x2 + t99*x3;
+    const real_v t104 = t100*x2 + t101*x3 + t30*u1 + t32*u2 + t33*u3 + t98*x1;
+    const real_v t105 = t101*x2 + t102*x3 + t31*u1 + t33*u2 + t34*u3 + t99*x1;
+    const real_v t106 = t103*x1 + t104*x2 + t105*x3 + t35*u1 + t36*u2 + t37*u3;
+    const real_v t107 = t1*t102 + t100*x12 + 2*t101*x13 + t29*u9 + 2*t30*u10 + 2*t31*u11 + t32*u12 + 2*t33*u13 + t34*t59 + t97*x9 + 2*t98*x10 + 2*t99*x11;
+    const real_v t108 = t100*x14 + 2*t101*x15 + t102*t2 + t29*u10 + 2*t30*u12 + 2*t31*u13 + t32*u14 + 2*t33*u15 + t34*t60 + t97*x10 + 2*t98*x12 + 2*t99*x13;
+    const real_v t109 = 2*t1*t99 + t100*x15 + 2*t101*t2 + t102*t3 + t29*u11 + 2*t30*u13 + 2*t31*t59 + t32*u15 + 2*t33*t60 + t34*t61 + t97*x11 + 2*t98*x13;
+    const real_v t110 = t107*x1 + t108*x2 + t109*x3 + t39*u1 + t40*u2 + t41*u3;
+    const real_v t111 = t0*t86 + t14*u4 + 2*t15*u5 + 2*t16*u6 + t17*u7 + 2*t18*u8 + t19*t58 + t79*x4 + 2*t80*x5 + 2*t81*x6 + t83*x7 + 2*t84*x8;
+    const real_v t112 = t14*u4 + t15*u5 + t16*u6 + t79*x4 + t80*x5 + t81*x6;
+    const real_v t113 = t15*u4 + t17*u5 + t18*u6 + t80*x4 + t83*x5 + t84*x6;
+    const real_v t114 = t16*u4 + t18*u5 + t19*u6 + t81*x4 + t84*x5 + t86*x6;
+    const real_v t115 = t14*u5 + t15*u7 + t16*u8 + t79*x5 + t80*x7 + t81*x8;
+    const real_v t116 = t15*u5 + t17*u7 + t18*u8 + t80*x5 + t83*x7 + t84*x8;
+    const real_v t117 = t16*u5 + t18*u7 + t19*u8 + t81*x5 + t84*x7 + t86*x8;
+    const real_v t118 = t0*t81 + t14*u6 + t15*u8 + t16*t58 + t79*x6 + t80*x8;
+    const real_v t119 = t0*t84 + t15*u6 + t17*u8 + t18*t58 + t80*x6 + t83*x8;
+    const real_v t120 = t0*t86 + t16*u6 + t18*u8 + t19*t58 + t81*x6 + t84*x8;
+    const real_v t121 = t0*t120 + t112*x4 + t116*x7 + t44*u4 + t48*u7 + t52*t58 + u5*(t45 + t47) + u6*(t46 + t50) + u8*(t49 + t51) + x5*(t113 + t115) + x6*(t114 + t118) + x8*(t117 + t119);
+    const real_v t122 = t0*t59 + t1*t58 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
+    const real_v t123 = t0*t60 + t2*t58 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
+    const real_v t124 = t0*t61 + 2*t1*u6 + 2*t2*u8 + t3*t58 + 2*t59*x6 + 2*t60*x8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
+    const real_v t125 = t122*t54 + t123*t55 + t124*t56;
+    const real_v t126 = 2*t125;
     const real_v out0 = u0;
-    const real_v out1 = t62;
-    const real_v out2 = t63;
-    const real_v out3 = t70;
-    const real_v out4 = t71;
-    const real_v out5 = t78;
-    const real_v out6 = t82;
-    const real_v out7 = t86;
-    const real_v out8 = t96;
-    const real_v out9 = t100;
-    const real_v out10 = t101;
-    const real_v out11 = t111;
-    const real_v out12 = t115;
+    const real_v out1 = t63;
+    const real_v out2 = t65;
+    const real_v out3 = t75;
+    const real_v out4 = t77;
+    const real_v out5 = t88;
+    const real_v out6 = t92;
+    const real_v out7 = t96;
+    const real_v out8 = t106;
+    const real_v out9 = t110;
+    const real_v out10 = t111;
+    const real_v out11 = t121;
+    const real_v out12 = t126;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 13 + 0] = out0[lane];
         out[lane * 13 + 1] = out1[lane];
@@ -863,7 +876,7 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f32(x + row * 16, u + row * 16, out + row * 13);
@@ -884,7 +897,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return n;
 }
 
-/* jvp: dI/dx . u (double; 1160 flops per row) */
+/* jvp: dI/dx . u (double; 1120 flops per row) */
 static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -924,16 +937,16 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v t2 = -x10 - x14;
     const real_v t3 = -x11 - x15;
     const real_v t6 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t7 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t8 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t7 = x5*(x4 + x7) + x6*x8;
+    const real_v t8 = x5*x8 + x6*(t0 + x4);
     const real_v t9 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t10 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t10 = x5*x6 + x8*(t0 + x7);
     const real_v t11 = t0*t0 + x6*x6 + x8*x8;
     const real_v t14 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t15 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t16 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t15 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t16 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t17 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t18 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t18 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t19 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t21 = x1*x4 + x2*x5 + x3*x6;
     const real_v t22 = x1*x5 + x2*x7 + x3*x8;
@@ -969,73 +982,84 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v t59 = -u12 - u9;
     const real_v t60 = -u10 - u14;
     const real_v t61 = -u11 - u15;
-    const real_v t62 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_v t63 = 2*t0*t58 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
-    const real_v t64 = 2*u4*x4 + 2*u5*x5 + 2*u6*x6;
-    const real_v t65 = u4*x5 + u5*(x4 + x7) + u6*x8 + u7*x5 + u8*x6;
-    const real_v t66 = t58*x6 + u4*x6 + u5*x8 + u6*(t0 + x4) + u8*x5;
-    const real_v t67 = 2*u5*x5 + 2*u7*x7 + 2*u8*x8;
-    const real_v t68 = t58*x8 + u5*x6 + u6*x5 + u7*x8 + u8*(t0 + x7);
-    const real_v t69 = 2*t0*t58 + 2*u6*x6 + 2*u8*x8;
-    const real_v t70 = t0*t69 + 2*t10*u8 + t11*t58 + t6*u4 + t64*x4 + 2*t65*x5 + 2*t66*x6 + t67*x7 + 2*t68*x8 + 2*t7*u5 + 2*t8*u6 + t9*u7;
-    const real_v t71 = 6*t1*t59 + 6*t2*t60 + 2*t3*t61 + 6*u10*x10 + 6*u11*x11 + 6*u12*x12 + 12*u13*x13 + 2*u14*x14 + 6*u15*x15 + 2*u9*x9;
-    const real_v t72 = 2*t1*t59 + 4*u10*x10 + 4*u11*x11 + 2*u12*x12 + 4*u13*x13 + 2*u9*x9;
-    const real_v t73 = t1*t60 + t2*t59 + u10*(2*x12 + x9) + 2*u11*x13 + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + 2*u15*x13 + u9*x10;
-    const real_v t74 = t1*t61 + t59*(t3 + 2*x11) + 2*t60*x13 + 2*u10*x13 + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11;
-    const real_v t75 = 2*t2*t60 + 2*u10*x10 + 4*u12*x12 + 4*u13*x13 + 2*u14*x14 + 4*u15*x15;
-    const real_v t76 = t2*t61 + 2*t59*x13 + t60*(t3 + 2*x15) + u10*x11 + u11*x10 + 2*u12*x13 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14);
-    const real_v t77 = 4*t1*t59 + 4*t2*t60 + 2*t3*t61 + 2*u11*x11 + 4*u13*x13 + 2*u15*x15;
-    const real_v t78 = 2*t14*t72 + 4*t15*t73 + 4*t16*t74 + 2*t17*t75 + 4*t18*t76 + 2*t19*t77;
-    const real_v t79 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
-    const real_v t80 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
-    const real_v t81 = t0*u3 + t58*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
-    const real_v t82 = t21*u1 + t22*u2 + t23*u3 + t79*x1 + t80*x2 + t81*x3;
-    const real_v t83 = t21*u4 + t22*u5 + t23*u6 + t79*x4 + t80*x5 + t81*x6;
-    const real_v t84 = t21*u5 + t22*u7 + t23*u8 + t79*x5 + t80*x7 + t81*x8;
-    const real_v t85 = t0*t81 + t21*u6 + t22*u8 + t23*t58 + t79*x6 + t80*x8;
-    const real_v t86 = t25*u1 + t26*u2 + t27*u3 + t83*x1 + t84*x2 + t85*x3;
-    const real_v t87 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
-    const real_v t88 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
-    const real_v t89 = t1*u3 + t59*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
-    const real_v t90 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
-    const real_v t91 = t2*u3 + t60*x3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
-    const real_v t92 = t1*u1 + t2*u2 + t3*u3 + t59*x1 + t60*x2 + t61*x3;
-    const real_v t93 = t29*u1 + t30*u2 + t31*u3 + t87*x1 + t88*x2 + t89*x3;
-    const real_v t94 = t30*u1 + t32*u2 + t33*u3 + t88*x1 + t90*x2 + t91*x3;
-    const real_v t95 = t31*u1 + t33*u2 + t34*u3 + t89*x1 + t91*x2 + t92*x3;
-    const real_v t96 = t35*u1 + t36*u2 + t37*u3 + t93*x1 + t94*x2 + t95*x3;
-    const real_v t97 = t1*t92 + t29*u9 + 2*t30*u10 + 2*t31*u11 + t32*u12 + 2*t33*u13 + t34*t59 + t87*x9 + 2*t88*x10 + 2*t89*x11 + t90*x12 + 2*t91*x13;
-    const real_v t98 = t2*t92 + t29*u10 + 2*t30*u12 + 2*t31*u13 + t32*u14 + 2*t33*u15 + t34*t60 + t87*x10 + 2*t88*x12 + 2*t89*x13 + t90*x14 + 2*t91*x15;
-    const real_v t99 = 2*t1*t89 + 2*t2*t91 + t29*u11 + t3*t92 + 2*t30*u13 + 2*t31*t59 + t32*u15 + 2*t33*t60 + t34*t61 + t87*x11 + 2*t88*x13 + t90*x15;
-    const real_v t100 = t39*u1 + t40*u2 + t41*u3 + t97*x1 + t98*x2 + t99*x3;
-    const real_v t101 = t0*t77 + t14*u4 + 2*t15*u5 + 2*t16*u6 + t17*u7 + 2*t18*u8 + t19*t58 + t72*x4 + 2*t73*x5 + 2*t74*x6 + t75*x7 + 2*t76*x8;
-    const real_v t102 = t14*u4 + t15*u5 + t16*u6 + t72*x4 + t73*x5 + t74*x6;
-    const real_v t103 = t15*u4 + t17*u5 + t18*u6 + t73*x4 + t75*x5 + t76*x6;
-    const real_v t104 = t16*u4 + t18*u5 + t19*u6 + t74*x4 + t76*x5 + t77*x6;
-    const real_v t105 = t14*u5 + t15*u7 + t16*u8 + t72*x5 + t73*x7 + t74*x8;
-    const real_v t106 = t15*u5 + t17*u7 + t18*u8 + t73*x5 + t75*x7 + t76*x8;
-    const real_v t107 = t16*u5 + t18*u7 + t19*u8 + t74*x5 + t76*x7 + t77*x8;
-    const real_v t108 = t0*t74 + t14*u6 + t15*u8 + t16*t58 + t72*x6 + t73*x8;
-    const real_v t109 = t0*t76 + t15*u6 + t17*u8 + t18*t58 + t73*x6 + t75*x8;
-    const real_v t110 = t0*t77 + t16*u6 + t18*u8 + t19*t58 + t74*x6 + t76*x8;
-    const real_v t111 = t0*t110 + t102*x4 + t103*x5 + t104*x6 + t105*x5 + t106*x7 + t107*x8 + t108*x6 + t109*x8 + t44*u4 + t48*u7 + t52*t58 + u5*(t45 + t47) + u6*(t46 + t50) + u8*(t49 + t51);
-    const real_v t112 = t0*t59 + t1*t58 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
-    const real_v t113 = t0*t60 + t2*t58 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
-    const real_v t114 = t0*t61 + 2*t1*u6 + 2*t2*u8 + t3*t58 + 2*t59*x6 + 2*t60*x8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
-    const real_v t115 = 2*t112*t54 + 2*t113*t55 + 2*t114*t56;
+    const real_v t62 = u1*x1 + u2*x2 + u3*x3;
+    const real_v t63 = 2*t62;
+    const real_v t64 = t0*t58 + u4*x4 + 2*u5*x5 + 2*u6*x6 + u7*x7 + 2*u8*x8;
+    const real_v t65 = 2*t64;
+    const real_v t66 = u4*x4 + u5*x5 + u6*x6;
+    const real_v t67 = 2*t66;
+    const real_v t68 = u5*(x4 + x7) + u6*x8 + u8*x6 + x5*(u4 + u7);
+    const real_v t69 = u5*x8 + u6*(t0 + x4) + u8*x5 + x6*(t58 + u4);
+    const real_v t70 = u5*x5 + u7*x7 + u8*x8;
+    const real_v t71 = 2*t70;
+    const real_v t72 = u5*x6 + u6*x5 + u8*(t0 + x7) + x8*(t58 + u7);
+    const real_v t73 = t0*t58 + u6*x6 + u8*x8;
+    const real_v t74 = 2*t73;
+    const real_v t75 = t0*t74 + 2*t10*u8 + t11*t58 + t6*u4 + t67*x4 + 2*t68*x5 + 2*t69*x6 + 2*t7*u5 + t71*x7 + 2*t72*x8 + 2*t8*u6 + t9*u7;
+    const real_v t76 = 3*t1*t59 + 3*t2*t60 + t3*t61 + 3*u10*x10 + 3*u11*x11 + 3*u12*x12 + 6*u13*x13 + u14*x14 + 3*u15*x15 + u9*x9;
+    const real_v t77 = 2*t76;
+    const real_v t78 = t1*t59 + 2*u10*x10 + 2*u11*x11 + u12*x12 + 2*u13*x13 + u9*x9;
+    const real_v t79 = 2*t78;
+    const real_v t80 = t1*t60 + t2*t59 + u10*(2*x12 + x9) + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + u9*x10 + x13*(2*u11 + 2*u15);
+    const real_v t81 = t1*t61 + t59*(t3 + 2*x11) + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11 + x13*(2*t60 + 2*u10);
+    const real_v t82 = t2*t60 + u10*x10 + 2*u12*x12 + 2*u13*x13 + u14*x14 + 2*u15*x15;
+    const real_v t83 = 2*t82;
+    const real_v t84 = t2*t61 + t60*(t3 + 2*x15) + u10*x11 + u11*x10 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14) + x13*(2*t59 + 2*u12);
+    const real_v t85 = 2*t1*t59 + 2*t2*t60 + t3*t61 + u11*x11 + 2*u13*x13 + u15*x15;
+    const real_v t86 = 2*t85;
+    const real_v t87 = t14*t79 + 2*t15*t80 + 2*t16*t81 + t17*t83 + 2*t18*t84 + t19*t86;
+    const real_v t88 = 2*t87;
+    const real_v t89 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
+    const real_v t90 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
+    const real_v t91 = t0*u3 + t58*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
+    const real_v t92 = t21*u1 + t22*u2 + t23*u3 + t89*x1 + t90*x2 + t91*x3;
+    const real_v t93 = t21*u4 + t22*u5 + t23*u6 + t89*x4 + t90*x5 + t91*x6;
+    const real_v t94 = t21*u5 + t22*u7 + t23*u8 + t89*x5 + t90*x7 + t91*x8;
+    const real_v t95 = t0*t91 + t21*u6 + t22*u8 + t23*t58 + t89*x6 + t90*x8;
+    const real_v t96 = t25*u1 + t26*u2 + t27*u3 + t93*x1 + t94*x2 + t95*x3;
+    const real_v t97 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
+    const real_v t98 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
+    const real_v t99 = t1*u3 + t59*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
+    const real_v t100 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
+    const real_v t101 = t2*u3 + t60*x3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
+    const real_v t102 = t1*u1 + t2*u2 + t3*u3 + t59*x1 + t60*x2 + t61*x3;
+    const real_v t103 = t29*u1 + t30*u2 + t31*u3 + t97*x1 + t98*x2 + t99*x3;
+    const real_v t104 = t100*x2 + t101*x3 + t30*u1 + t32*u2 + t33*u3 + t98*x1;
+    const real_v t105 = t101*x2 + t102*x3 + t31*u1 + t33*u2 + t34*u3 + t99*x1;
+    const real_v t106 = t103*x1 + t104*x2 + t105*x3 + t35*u1 + t36*u2 + t37*u3;
+    const real_v t107 = t1*t102 + t100*x12 + 2*t101*x13 + t29*u9 + 2*t30*u10 + 2*t31*u11 + t32*u12 + 2*t33*u13 + t34*t59 + t97*x9 + 2*t98*x10 + 2*t99*x11;
+    const real_v t108 = t100*x14 + 2*t101*x15 + t102*t2 + t29*u10 + 2*t30*u12 + 2*t31*u13 + t32*u14 + 2*t33*u15 + t34*t60 + t97*x10 + 2*t98*x12 + 2*t99*x13;
+    const real_v t109 = 2*t1*t99 + t100*x15 + 2*t101*t2 + t102*t3 + t29*u11 + 2*t30*u13 + 2*t31*t59 + t32*u15 + 2*t33*t60 + t34*t61 + t97*x11 + 2*t98*x13;
+    const real_v t110 = t107*x1 + t108*x2 + t109*x3 + t39*u1 + t40*u2 + t41*u3;
+    const real_v t111 = t0*t86 + t14*u4 + 2*t15*u5 + 2*t16*u6 + t17*u7 + 2*t18*u8 + t19*t58 + t79*x4 + 2*t80*x5 + 2*t81*x6 + t83*x7 + 2*t84*x8;
+    const real_v t112 = t14*u4 + t15*u5 + t16*u6 + t79*x4 + t80*x5 + t81*x6;
+    const real_v t113 = t15*u4 + t17*u5 + t18*u6 + t80*x4 + t83*x5 + t84*x6;
+    const real_v t114 = t16*u4 + t18*u5 + t19*u6 + t81*x4 + t84*x5 + t86*x6;
+    const real_v t115 = t14*u5 + t15*u7 + t16*u8 + t79*x5 + t80*x7 + t81*x8;
+    const real_v t116 = t15*u5 + t17*u7 + t18*u8 + t80*x5 + t83*x7 + t84*x8;
+    const real_v t117 = t16*u5 + t18*u7 + t19*u8 + t81*x5 + t84*x7 + t86*x8;
+    const real_v t118 = t0*t81 + t14*u6 + t15*u8 + t16*t58 + t79*x6 + t80*x8;
+    const real_v t119 = t0*t84 + t15*u6 + t17*u8 + t18*t58 + t80*x6 + t83*x8;
+    const real_v t120 = t0*t86 + t16*u6 + t18*u8 + t19*t58 + t81*x6 + t84*x8;
+    const real_v t121 = t0*t120 + t112*x4 + t116*x7 + t44*u4 + t48*u7 + t52*t58 + u5*(t45 + t47) + u6*(t46 + t50) + u8*(t49 + t51) + x5*(t113 + t115) + x6*(t114 + t118) + x8*(t117 + t119);
+    const real_v t122 = t0*t59 + t1*t58 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
+    const real_v t123 = t0*t60 + t2*t58 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
+    const real_v t124 = t0*t61 + 2*t1*u6 + 2*t2*u8 + t3*t58 + 2*t59*x6 + 2*t60*x8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
+    const real_v t125 = t122*t54 + t123*t55 + t124*t56;
+    const real_v t126 = 2*t125;
     const real_v out0 = u0;
-    const real_v out1 = t62;
-    const real_v out2 = t63;
-    const real_v out3 = t70;
-    const real_v out4 = t71;
-    const real_v out5 = t78;
-    const real_v out6 = t82;
-    const real_v out7 = t86;
-    const real_v out8 = t96;
-    const real_v out9 = t100;
-    const real_v out10 = t101;
-    const real_v out11 = t111;
-    const real_v out12 = t115;
+    const real_v out1 = t63;
+    const real_v out2 = t65;
+    const real_v out3 = t75;
+    const real_v out4 = t77;
+    const real_v out5 = t88;
+    const real_v out6 = t92;
+    const real_v out7 = t96;
+    const real_v out8 = t106;
+    const real_v out9 = t110;
+    const real_v out10 = t111;
+    const real_v out11 = t121;
+    const real_v out12 = t126;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 13 + 0] = out0[lane];
         out[lane * 13 + 1] = out1[lane];
@@ -1056,7 +1080,7 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f64(x + row * 16, u + row * 16, out + row * 13);
@@ -1077,7 +1101,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2448 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2374 flops per row) */
 static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -1128,10 +1152,10 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v t2 = -x10 - x14;
     const real_v t3 = -x11 - x15;
     const real_v t14 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t15 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t16 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t15 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t16 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t17 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t18 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t18 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t19 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t21 = x1*x4 + x2*x5 + x3*x6;
     const real_v t22 = x1*x5 + x2*x7 + x3*x8;
@@ -1172,12 +1196,12 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v t82 = g6*x3 + t0*t79 + t80*x8 + t81*x6;
     const real_v t83 = g6*x2 + t79*x8 + t80*x7 + t81*x5;
     const real_v t84 = g6*x1 + t79*x6 + t80*x5 + t81*x4;
-    const real_v t85 = g10*t0 + 2*g5*t19 + t0*t61 + t62*x8 + t63*x6;
-    const real_v t86 = 2*g10*x8 + 4*g5*t18 + t0*t62 + t61*x8 + t62*x7 + t63*x5 + t64*x8 + t65*x6;
-    const real_v t87 = g10*x7 + 2*g5*t17 + t62*x8 + t64*x7 + t65*x5;
-    const real_v t88 = 2*g10*x6 + 4*g5*t16 + t0*t63 + t61*x6 + t62*x5 + t63*x4 + t65*x8 + t66*x6;
-    const real_v t89 = 2*g10*x5 + 4*g5*t15 + t62*x6 + t63*x8 + t64*x5 + t65*x4 + t65*x7 + t66*x5;
-    const real_v t90 = g10*x4 + 2*g5*t14 + t63*x6 + t65*x5 + t66*x4;
+    const real_v t85 = 2*g5*t19 + t0*(g10 + t61) + t62*x8 + t63*x6;
+    const real_v t86 = 4*g5*t18 + t62*(t0 + x7) + t63*x5 + t65*x6 + x8*(2*g10 + t61 + t64);
+    const real_v t87 = 2*g5*t17 + t62*x8 + t65*x5 + x7*(g10 + t64);
+    const real_v t88 = 4*g5*t16 + t62*x5 + t63*(t0 + x4) + t65*x8 + x6*(2*g10 + t61 + t66);
+    const real_v t89 = 4*g5*t15 + t62*x6 + t63*x8 + t65*(x4 + x7) + x5*(2*g10 + t64 + t66);
+    const real_v t90 = 2*g5*t14 + t63*x6 + t65*x5 + x4*(g10 + t66);
     const real_v t91 = g3*t0;
     const real_v t92 = 2*g3*x8;
     const real_v t93 = g3*x7;
@@ -1188,122 +1212,128 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v t117 = -u12 - u9;
     const real_v t118 = -u10 - u14;
     const real_v t119 = -u11 - u15;
-    const real_v t120 = 2*u4*x4 + 2*u5*x5 + 2*u6*x6;
-    const real_v t121 = u4*x5 + u5*(x4 + x7) + u6*x8 + u7*x5 + u8*x6;
-    const real_v t122 = t116*x6 + u4*x6 + u5*x8 + u6*(t0 + x4) + u8*x5;
-    const real_v t123 = 2*u5*x5 + 2*u7*x7 + 2*u8*x8;
-    const real_v t124 = t116*x8 + u5*x6 + u6*x5 + u7*x8 + u8*(t0 + x7);
-    const real_v t125 = 2*t0*t116 + 2*u6*x6 + 2*u8*x8;
-    const real_v t126 = 2*t1*t117 + 4*u10*x10 + 4*u11*x11 + 2*u12*x12 + 4*u13*x13 + 2*u9*x9;
-    const real_v t127 = t1*t118 + t117*t2 + u10*(2*x12 + x9) + 2*u11*x13 + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + 2*u15*x13 + u9*x10;
-    const real_v t128 = t1*t119 + t117*(t3 + 2*x11) + 2*t118*x13 + 2*u10*x13 + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11;
-    const real_v t129 = 2*t118*t2 + 2*u10*x10 + 4*u12*x12 + 4*u13*x13 + 2*u14*x14 + 4*u15*x15;
-    const real_v t130 = 2*t117*x13 + t118*(t3 + 2*x15) + t119*t2 + u10*x11 + u11*x10 + 2*u12*x13 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14);
-    const real_v t131 = 4*t1*t117 + 4*t118*t2 + 2*t119*t3 + 2*u11*x11 + 4*u13*x13 + 2*u15*x15;
-    const real_v t132 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
-    const real_v t133 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
-    const real_v t134 = t0*u3 + t116*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
-    const real_v t135 = t132*x4 + t133*x5 + t134*x6 + t21*u4 + t22*u5 + t23*u6;
-    const real_v t136 = t132*x5 + t133*x7 + t134*x8 + t21*u5 + t22*u7 + t23*u8;
-    const real_v t137 = t0*t134 + t116*t23 + t132*x6 + t133*x8 + t21*u6 + t22*u8;
-    const real_v t138 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
-    const real_v t139 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
-    const real_v t140 = t1*u3 + t117*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
-    const real_v t141 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
-    const real_v t142 = t118*x3 + t2*u3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
-    const real_v t143 = t1*u1 + t117*x1 + t118*x2 + t119*x3 + t2*u2 + t3*u3;
-    const real_v t144 = t138*x1 + t139*x2 + t140*x3 + t29*u1 + t30*u2 + t31*u3;
-    const real_v t145 = t139*x1 + t141*x2 + t142*x3 + t30*u1 + t32*u2 + t33*u3;
-    const real_v t146 = t140*x1 + t142*x2 + t143*x3 + t31*u1 + t33*u2 + t34*u3;
-    const real_v t147 = t1*t143 + t117*t34 + t138*x9 + 2*t139*x10 + 2*t140*x11 + t141*x12 + 2*t142*x13 + t29*u9 + 2*t30*u10 + 2*t31*u11 + t32*u12 + 2*t33*u13;
-    const real_v t148 = t118*t34 + t138*x10 + 2*t139*x12 + 2*t140*x13 + t141*x14 + 2*t142*x15 + t143*t2 + t29*u10 + 2*t30*u12 + 2*t31*u13 + t32*u14 + 2*t33*u15;
-    const real_v t149 = 2*t1*t140 + 2*t117*t31 + 2*t118*t33 + t119*t34 + t138*x11 + 2*t139*x13 + t141*x15 + 2*t142*t2 + t143*t3 + t29*u11 + 2*t30*u13 + t32*u15;
-    const real_v t150 = t126*x4 + t127*x5 + t128*x6 + t14*u4 + t15*u5 + t16*u6;
-    const real_v t151 = t127*x4 + t129*x5 + t130*x6 + t15*u4 + t17*u5 + t18*u6;
-    const real_v t152 = t128*x4 + t130*x5 + t131*x6 + t16*u4 + t18*u5 + t19*u6;
-    const real_v t153 = t126*x5 + t127*x7 + t128*x8 + t14*u5 + t15*u7 + t16*u8;
-    const real_v t154 = t127*x5 + t129*x7 + t130*x8 + t15*u5 + t17*u7 + t18*u8;
-    const real_v t155 = t128*x5 + t130*x7 + t131*x8 + t16*u5 + t18*u7 + t19*u8;
-    const real_v t156 = t0*t128 + t116*t16 + t126*x6 + t127*x8 + t14*u6 + t15*u8;
-    const real_v t157 = t0*t130 + t116*t18 + t127*x6 + t129*x8 + t15*u6 + t17*u8;
-    const real_v t158 = t0*t131 + t116*t19 + t128*x6 + t130*x8 + t16*u6 + t18*u8;
-    const real_v t159 = t0*t117 + t1*t116 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
-    const real_v t160 = t0*t118 + t116*t2 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
-    const real_v t161 = t0*t119 + 2*t1*u6 + t116*t3 + 2*t117*x6 + 2*t118*x8 + 2*t2*u8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
-    const real_v t162 = 2*g12*t161;
-    const real_v t163 = 2*g12*t160;
-    const real_v t164 = 2*g12*t159;
-    const real_v t165 = g11*t116;
-    const real_v t166 = g11*u8;
-    const real_v t167 = g11*u6;
-    const real_v t168 = g11*u7;
-    const real_v t169 = g11*u5;
-    const real_v t170 = g11*u4;
-    const real_v t171 = g9*u3;
-    const real_v t172 = g9*u2;
-    const real_v t173 = g9*u1;
-    const real_v t174 = g8*u3;
-    const real_v t175 = g8*u2;
-    const real_v t176 = g8*u1;
-    const real_v t177 = t1*t173 + t117*t69 + t118*t68 + t119*t67 + t171*t3 + t172*t2 + t174*x3 + t70*u3;
-    const real_v t178 = 2*t118*t67 + 2*t171*t2 + 2*t172*x15 + 2*t173*x13 + t174*x2 + t175*x3 + 2*t68*u15 + 2*t69*u13 + t70*u2 + t71*u3;
-    const real_v t179 = t171*x15 + t172*x14 + t173*x12 + t175*x2 + t67*u15 + t68*u14 + t69*u12 + t71*u2;
-    const real_v t180 = 2*t1*t171 + 2*t117*t67 + 2*t172*x13 + 2*t173*x11 + t174*x1 + t176*x3 + 2*t68*u13 + 2*t69*u11 + t70*u1 + t72*u3;
-    const real_v t181 = 2*t171*x13 + 2*t172*x12 + 2*t173*x10 + t175*x1 + t176*x2 + 2*t67*u13 + 2*t68*u12 + 2*t69*u10 + t71*u1 + t72*u2;
-    const real_v t182 = t171*x11 + t172*x10 + t173*x9 + t176*x1 + t67*u11 + t68*u10 + t69*u9 + t72*u1;
-    const real_v t183 = g7*u3;
-    const real_v t184 = g7*u2;
-    const real_v t185 = g7*u1;
-    const real_v t186 = g6*u3 + t0*t183 + t116*t79 + t184*x8 + t185*x6 + t80*u8 + t81*u6;
-    const real_v t187 = g6*u2 + t183*x8 + t184*x7 + t185*x5 + t79*u8 + t80*u7 + t81*u5;
-    const real_v t188 = g6*u1 + t183*x6 + t184*x5 + t185*x4 + t79*u6 + t80*u5 + t81*u4;
-    const real_v t189 = 2*g5*t131 + t0*t165 + t116*(g10 + t61) + t166*x8 + t167*x6 + t62*u8 + t63*u6;
-    const real_v t190 = 4*g5*t130 + t116*t62 + t165*x8 + t166*(t0 + x7) + t167*x5 + t168*x8 + t169*x6 + t62*u7 + t63*u5 + t65*u6 + u8*(2*g10 + t61 + t64);
-    const real_v t191 = 2*g5*t129 + t166*x8 + t168*x7 + t169*x5 + t62*u8 + t65*u5 + u7*(g10 + t64);
-    const real_v t192 = 4*g5*t128 + t116*t63 + t165*x6 + t166*x5 + t167*(t0 + x4) + t169*x8 + t170*x6 + t62*u5 + t63*u4 + t65*u8 + u6*(2*g10 + t61 + t66);
-    const real_v t193 = 4*g5*t127 + t166*x6 + t167*x8 + t168*x5 + t169*(x4 + x7) + t170*x5 + t62*u6 + t63*u8 + t65*u4 + t65*u7 + u5*(2*g10 + t64 + t66);
-    const real_v t194 = 2*g5*t126 + t167*x6 + t169*x5 + t170*x4 + t63*u6 + t65*u5 + u4*(g10 + t66);
-    const real_v t195 = g3*t116;
-    const real_v t196 = 2*g3*u8;
-    const real_v t197 = g3*u7;
-    const real_v t198 = 2*g3*u6;
-    const real_v t199 = 2*g3*u5;
-    const real_v t200 = g3*u4;
-    const real_v t201 = t0*t162 + t1*t192 + t116*t58 + t117*t88 + t118*t86 + t119*(2*g4 + 2*t85) + t143*t67 + t171*t34 + t177*x3 + 2*t189*t3 + t190*t2 + t73*u3;
-    const real_v t202 = t0*t163 + t1*t193 + t116*t59 + t117*t89 + t118*(6*g4 + 4*t85 + 2*t87) + t119*t86 + 2*t142*t67 + t143*t68 + 2*t162*x8 + 2*t171*t33 + t172*t34 + t177*x2 + t178*x3 + 4*t189*t2 + t190*(t3 + 2*x15) + 2*t191*t2 + 2*t192*x13 + 2*t58*u8 + t73*u2 + t74*u3 + 2*t86*u15 + 2*t88*u13;
-    const real_v t203 = t0*t164 + 4*t1*t189 + 2*t1*t194 + t116*t60 + t117*(6*g4 + 4*t85 + 2*t90) + t118*t89 + t119*t88 + 2*t140*t67 + t143*t69 + 2*t162*x6 + 2*t171*t31 + t173*t34 + t177*x1 + t180*x3 + 2*t190*x13 + t192*(t3 + 2*x11) + t193*t2 + 2*t58*u6 + t73*u1 + t76*u3 + 2*t86*u13 + 2*t88*u11;
-    const real_v t204 = g11*t158 + g3*t125 + 2*t0*t195 + t1*t164 + t116*(2*g2 + 2*t91) + t117*t60 + t118*t59 + t119*t58 + t128*t63 + t130*t62 + t131*(g10 + t61) + t134*t79 + t16*t167 + t162*t3 + t163*t2 + t165*t19 + t166*t18 + t183*t23 + t186*x3 + t196*x8 + t198*x6 + t82*u3 + t92*u8 + t94*u6;
-    const real_v t205 = 2*g1*u1 + g6*t132 + g7*t135 + g8*t144 + g9*t147 + t1*t177 + t117*t73 + t138*t72 + t139*t71 + t140*t70 + t174*t31 + t175*t30 + t176*t29 + t178*x13 + t179*x12 + t180*x11 + t181*x10 + t182*x9 + t186*x6 + t187*x5 + t188*x4 + t74*u13 + t75*u12 + t76*u11 + t77*u10 + t78*u9 + t82*u6 + t83*u5 + t84*u4;
-    const real_v t206 = 2*g1*u2 + g6*t133 + g7*t136 + g8*t145 + g9*t148 + t118*t73 + t139*t72 + t141*t71 + t142*t70 + t174*t33 + t175*t32 + t176*t30 + t177*t2 + t178*x15 + t179*x14 + t180*x13 + t181*x12 + t182*x10 + t186*x8 + t187*x7 + t188*x5 + t74*u15 + t75*u14 + t76*u13 + t77*u12 + t78*u10 + t82*u8 + t83*u7 + t84*u5;
-    const real_v t207 = 2*g1*u3 + g6*t134 + g7*t137 + g8*t146 + g9*t149 + t0*t186 + t1*t180 + t116*t82 + t117*t76 + t118*t74 + t119*t73 + t140*t72 + t142*t71 + t143*t70 + t174*t34 + t175*t33 + t176*t31 + t177*t3 + t178*t2 + t179*x15 + t181*x13 + t182*x11 + t187*x8 + t188*x6 + t75*u15 + t77*u13 + t78*u11 + t83*u8 + t84*u6;
-    const real_v t208 = g11*t150 + g3*t120 + t126*(g10 + t66) + t127*t65 + t128*t63 + t132*t81 + t14*t170 + t15*t169 + t16*t167 + t162*x11 + t163*x10 + t164*x9 + t185*t21 + t188*x1 + t198*x6 + t199*x5 + 2*t200*x4 - t204 + t58*u11 + t59*u10 + t60*u9 + t84*u1 + t94*u6 + t95*u5 + u4*(2*g2 + 2*t96);
-    const real_v t209 = g11*t151 + g11*t153 + 2*g3*t121 + t126*t65 + t127*(2*g10 + t64 + t66) + t128*t62 + t129*t65 + t130*t63 + t132*t80 + t133*t81 + t15*t168 + t15*t170 + t16*t166 + 2*t162*x13 + 2*t163*x12 + 2*t164*x10 + t167*t18 + t169*(t14 + t17) + t184*t21 + t185*t22 + t187*x1 + t188*x2 + t196*x6 + 2*t197*x5 + t198*x8 + t199*(x4 + x7) + 2*t200*x5 + 2*t58*u13 + 2*t59*u12 + 2*t60*u10 + t83*u1 + t84*u2 + t92*u6 + t94*u8 + t95*u4 + t95*u7 + u5*(4*g2 + 2*t93 + 2*t96);
-    const real_v t210 = g11*t152 + g11*t156 + 2*g3*t122 + 2*t1*t162 + t116*t94 + 2*t117*t58 + t126*t63 + t127*t62 + t128*(2*g10 + t61 + t66) + t130*t65 + t131*t63 + t132*t79 + t134*t81 + t15*t166 + t16*t165 + t16*t170 + 2*t163*x13 + 2*t164*x11 + t167*(t14 + t19) + t169*t18 + t183*t21 + t185*t23 + t186*x1 + t188*x3 + 2*t195*x6 + t196*x5 + t198*(t0 + x4) + t199*x8 + 2*t200*x6 + 2*t59*u13 + 2*t60*u11 + t82*u1 + t84*u3 + t92*u5 + t94*u4 + t95*u8 + u6*(4*g2 + 2*t91 + 2*t96);
-    const real_v t211 = g11*t154 + g3*t123 + t127*t65 + t129*(g10 + t64) + t130*t62 + t133*t80 + t15*t169 + t162*x15 + t163*x14 + t164*x12 + t166*t18 + t168*t17 + t184*t22 + t187*x2 + t196*x8 + 2*t197*x7 + t199*x5 - t204 + t58*u15 + t59*u14 + t60*u12 + t83*u2 + t92*u8 + t95*u5 + u7*(2*g2 + 2*t93);
-    const real_v t212 = g11*t155 + g11*t157 + 2*g3*t124 + t116*t92 + 2*t118*t58 + t127*t63 + t128*t65 + t129*t62 + t130*(2*g10 + t61 + t64) + t131*t62 + t133*t79 + t134*t80 + t15*t167 + t16*t169 + 2*t162*t2 + 2*t163*x15 + 2*t164*x13 + t165*t18 + t166*(t17 + t19) + t168*t18 + t183*t22 + t184*t23 + t186*x2 + t187*x3 + 2*t195*x8 + t196*(t0 + x7) + 2*t197*x8 + t198*x5 + t199*x6 + 2*t59*u15 + 2*t60*u13 + t82*u2 + t83*u3 + t92*u7 + t94*u5 + t95*u6 + u8*(4*g2 + 2*t91 + 2*t93);
-    const real_v t213 = t138*t69 + t164*x4 + t173*t29 + t182*x1 + t192*x11 + t193*x10 + 2*t194*x9 - t203 + t60*u4 + t78*u1 + t88*u11 + t89*u10 + u9*(2*g4 + 2*t90);
-    const real_v t214 = t138*t68 + 2*t139*t69 + t163*x4 + 2*t164*x5 + t172*t29 + 2*t173*t30 + t181*x1 + t182*x2 + t190*x11 + 2*t191*x10 + 2*t192*x13 + t193*(2*x12 + x9) + 4*t194*x10 - t202 + t59*u4 + 2*t60*u5 + t77*u1 + t78*u2 + t86*u11 + 2*t88*u13 + 2*t89*u12 + t89*u9 + u10*(6*g4 + 2*t87 + 4*t90);
-    const real_v t215 = 2*t117*t88 + t138*t67 + 2*t140*t69 + t162*x4 + 2*t164*x6 + t171*t29 + 2*t173*t31 + t180*x1 + t182*x3 + 2*t189*x11 + t190*x10 + t192*(2*t1 + x9) + 2*t193*x13 + 4*t194*x11 - t201 + t58*u4 + 2*t60*u6 + t76*u1 + t78*u3 + t86*u10 + t88*u9 + 2*t89*u13 + u11*(6*g4 + 2*t85 + 4*t90);
-    const real_v t216 = 2*t139*t68 + t141*t69 + 2*t163*x5 + t164*x7 + 2*t172*t30 + t173*t32 + t179*x1 + t181*x2 + 2*t190*x13 + 4*t191*x12 + t192*x15 + t193*(2*x10 + x14) + 2*t194*x12 - t203 + 2*t59*u5 + t60*u7 + t75*u1 + t77*u2 + 2*t86*u13 + t88*u15 + 2*t89*u10 + t89*u14 + u12*(6*g4 + 4*t87 + 2*t90);
-    const real_v t217 = 2*t117*t86 + 2*t118*t88 + 2*t139*t67 + 2*t140*t68 + 2*t142*t69 + 2*t162*x5 + 2*t163*x6 + 2*t164*x8 + 2*t171*t30 + 2*t172*t31 + 2*t173*t33 + t178*x1 + t180*x2 + t181*x3 + 4*t189*x13 + t190*(2*t1 + 2*x12) + 4*t191*x13 + t192*(2*t2 + 2*x10) + t193*(2*x11 + 2*x15) + 4*t194*x13 + 2*t58*u5 + 2*t59*u6 + 2*t60*u8 + t74*u1 + t76*u2 + t77*u3 + 2*t86*u12 + 2*t88*u10 + 2*t89*u11 + 2*t89*u15 + u13*(12*g4 + 4*t85 + 4*t87 + 4*t90);
-    const real_v t218 = t141*t68 + t163*x7 + t172*t32 + t179*x2 + t190*x15 + 2*t191*x14 + t193*x12 - t202 + t59*u7 + t75*u2 + t86*u15 + t89*u12 + u14*(2*g4 + 2*t87);
-    const real_v t219 = 2*t118*t86 + t141*t67 + 2*t142*t68 + t162*x7 + 2*t163*x8 + t171*t32 + 2*t172*t33 + t178*x2 + t179*x3 + 2*t189*x15 + t190*(2*t2 + x14) + 4*t191*x15 + t192*x12 + 2*t193*x13 - t201 + t58*u7 + 2*t59*u8 + t74*u2 + t75*u3 + t86*u14 + t88*u12 + 2*t89*u13 + u15*(6*g4 + 2*t85 + 4*t87);
+    const real_v t120 = u4*x4 + u5*x5 + u6*x6;
+    const real_v t121 = 2*t120;
+    const real_v t122 = u5*(x4 + x7) + u6*x8 + u8*x6 + x5*(u4 + u7);
+    const real_v t123 = u5*x8 + u6*(t0 + x4) + u8*x5 + x6*(t116 + u4);
+    const real_v t124 = u5*x5 + u7*x7 + u8*x8;
+    const real_v t125 = 2*t124;
+    const real_v t126 = u5*x6 + u6*x5 + u8*(t0 + x7) + x8*(t116 + u7);
+    const real_v t127 = t0*t116 + u6*x6 + u8*x8;
+    const real_v t128 = 2*t127;
+    const real_v t129 = t1*t117 + 2*u10*x10 + 2*u11*x11 + u12*x12 + 2*u13*x13 + u9*x9;
+    const real_v t130 = 2*t129;
+    const real_v t131 = t1*t118 + t117*t2 + u10*(2*x12 + x9) + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + u9*x10 + x13*(2*u11 + 2*u15);
+    const real_v t132 = t1*t119 + t117*(t3 + 2*x11) + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11 + x13*(2*t118 + 2*u10);
+    const real_v t133 = t118*t2 + u10*x10 + 2*u12*x12 + 2*u13*x13 + u14*x14 + 2*u15*x15;
+    const real_v t134 = 2*t133;
+    const real_v t135 = t118*(t3 + 2*x15) + t119*t2 + u10*x11 + u11*x10 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14) + x13*(2*t117 + 2*u12);
+    const real_v t136 = 2*t1*t117 + 2*t118*t2 + t119*t3 + u11*x11 + 2*u13*x13 + u15*x15;
+    const real_v t137 = 2*t136;
+    const real_v t138 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
+    const real_v t139 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
+    const real_v t140 = t0*u3 + t116*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
+    const real_v t141 = t138*x4 + t139*x5 + t140*x6 + t21*u4 + t22*u5 + t23*u6;
+    const real_v t142 = t138*x5 + t139*x7 + t140*x8 + t21*u5 + t22*u7 + t23*u8;
+    const real_v t143 = t0*t140 + t116*t23 + t138*x6 + t139*x8 + t21*u6 + t22*u8;
+    const real_v t144 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
+    const real_v t145 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
+    const real_v t146 = t1*u3 + t117*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
+    const real_v t147 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
+    const real_v t148 = t118*x3 + t2*u3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
+    const real_v t149 = t1*u1 + t117*x1 + t118*x2 + t119*x3 + t2*u2 + t3*u3;
+    const real_v t150 = t144*x1 + t145*x2 + t146*x3 + t29*u1 + t30*u2 + t31*u3;
+    const real_v t151 = t145*x1 + t147*x2 + t148*x3 + t30*u1 + t32*u2 + t33*u3;
+    const real_v t152 = t146*x1 + t148*x2 + t149*x3 + t31*u1 + t33*u2 + t34*u3;
+    const real_v t153 = t1*t149 + t117*t34 + t144*x9 + 2*t145*x10 + 2*t146*x11 + t147*x12 + 2*t148*x13 + t29*u9 + 2*t30*u10 + 2*t31*u11 + t32*u12 + 2*t33*u13;
+    const real_v t154 = t118*t34 + t144*x10 + 2*t145*x12 + 2*t146*x13 + t147*x14 + 2*t148*x15 + t149*t2 + t29*u10 + 2*t30*u12 + 2*t31*u13 + t32*u14 + 2*t33*u15;
+    const real_v t155 = 2*t1*t146 + 2*t117*t31 + 2*t118*t33 + t119*t34 + t144*x11 + 2*t145*x13 + t147*x15 + 2*t148*t2 + t149*t3 + t29*u11 + 2*t30*u13 + t32*u15;
+    const real_v t156 = t130*x4 + t131*x5 + t132*x6 + t14*u4 + t15*u5 + t16*u6;
+    const real_v t157 = t131*x4 + t134*x5 + t135*x6 + t15*u4 + t17*u5 + t18*u6;
+    const real_v t158 = t132*x4 + t135*x5 + t137*x6 + t16*u4 + t18*u5 + t19*u6;
+    const real_v t159 = t130*x5 + t131*x7 + t132*x8 + t14*u5 + t15*u7 + t16*u8;
+    const real_v t160 = t131*x5 + t134*x7 + t135*x8 + t15*u5 + t17*u7 + t18*u8;
+    const real_v t161 = t132*x5 + t135*x7 + t137*x8 + t16*u5 + t18*u7 + t19*u8;
+    const real_v t162 = t0*t132 + t116*t16 + t130*x6 + t131*x8 + t14*u6 + t15*u8;
+    const real_v t163 = t0*t135 + t116*t18 + t131*x6 + t134*x8 + t15*u6 + t17*u8;
+    const real_v t164 = t0*t137 + t116*t19 + t132*x6 + t135*x8 + t16*u6 + t18*u8;
+    const real_v t165 = t0*t117 + t1*t116 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
+    const real_v t166 = t0*t118 + t116*t2 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
+    const real_v t167 = t0*t119 + 2*t1*u6 + t116*t3 + 2*t117*x6 + 2*t118*x8 + 2*t2*u8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
+    const real_v t168 = 2*g12*t167;
+    const real_v t169 = 2*g12*t166;
+    const real_v t170 = 2*g12*t165;
+    const real_v t171 = g11*t116;
+    const real_v t172 = g11*u8;
+    const real_v t173 = g11*u6;
+    const real_v t174 = g11*u7;
+    const real_v t175 = g11*u5;
+    const real_v t176 = g11*u4;
+    const real_v t177 = g9*u3;
+    const real_v t178 = g9*u2;
+    const real_v t179 = g9*u1;
+    const real_v t180 = g8*u3;
+    const real_v t181 = g8*u2;
+    const real_v t182 = g8*u1;
+    const real_v t183 = t1*t179 + t117*t69 + t118*t68 + t119*t67 + t177*t3 + t178*t2 + t180*x3 + t70*u3;
+    const real_v t184 = 2*t118*t67 + 2*t177*t2 + 2*t178*x15 + 2*t179*x13 + t180*x2 + t181*x3 + 2*t68*u15 + 2*t69*u13 + t70*u2 + t71*u3;
+    const real_v t185 = t177*x15 + t178*x14 + t179*x12 + t181*x2 + t67*u15 + t68*u14 + t69*u12 + t71*u2;
+    const real_v t186 = 2*t1*t177 + 2*t117*t67 + 2*t178*x13 + 2*t179*x11 + t180*x1 + t182*x3 + 2*t68*u13 + 2*t69*u11 + t70*u1 + t72*u3;
+    const real_v t187 = 2*t177*x13 + 2*t178*x12 + 2*t179*x10 + t181*x1 + t182*x2 + 2*t67*u13 + 2*t68*u12 + 2*t69*u10 + t71*u1 + t72*u2;
+    const real_v t188 = t177*x11 + t178*x10 + t179*x9 + t182*x1 + t67*u11 + t68*u10 + t69*u9 + t72*u1;
+    const real_v t189 = g7*u3;
+    const real_v t190 = g7*u2;
+    const real_v t191 = g7*u1;
+    const real_v t192 = g6*u3 + t0*t189 + t116*t79 + t190*x8 + t191*x6 + t80*u8 + t81*u6;
+    const real_v t193 = g6*u2 + t189*x8 + t190*x7 + t191*x5 + t79*u8 + t80*u7 + t81*u5;
+    const real_v t194 = g6*u1 + t189*x6 + t190*x5 + t191*x4 + t79*u6 + t80*u5 + t81*u4;
+    const real_v t195 = 2*g5*t137 + t0*t171 + t116*(g10 + t61) + t172*x8 + t173*x6 + t62*u8 + t63*u6;
+    const real_v t196 = 4*g5*t135 + t172*(t0 + x7) + t173*x5 + t175*x6 + t62*(t116 + u7) + t63*u5 + t65*u6 + u8*(2*g10 + t61 + t64) + x8*(t171 + t174);
+    const real_v t197 = 2*g5*t134 + t172*x8 + t174*x7 + t175*x5 + t62*u8 + t65*u5 + u7*(g10 + t64);
+    const real_v t198 = 4*g5*t132 + t172*x5 + t173*(t0 + x4) + t175*x8 + t62*u5 + t63*(t116 + u4) + t65*u8 + u6*(2*g10 + t61 + t66) + x6*(t171 + t176);
+    const real_v t199 = 4*g5*t131 + t172*x6 + t173*x8 + t175*(x4 + x7) + t62*u6 + t63*u8 + t65*(u4 + u7) + u5*(2*g10 + t64 + t66) + x5*(t174 + t176);
+    const real_v t200 = 2*g5*t130 + t173*x6 + t175*x5 + t176*x4 + t63*u6 + t65*u5 + u4*(g10 + t66);
+    const real_v t201 = g3*t116;
+    const real_v t202 = 2*g3*u8;
+    const real_v t203 = g3*u7;
+    const real_v t204 = 2*g3*u6;
+    const real_v t205 = 2*g3*u5;
+    const real_v t206 = g3*u4;
+    const real_v t207 = t0*t168 + t1*t198 + t116*t58 + t117*t88 + t118*t86 + t119*(2*g4 + 2*t85) + t149*t67 + t177*t34 + t183*x3 + 2*t195*t3 + t196*t2 + t73*u3;
+    const real_v t208 = t0*t169 + t1*t199 + t116*t59 + t117*t89 + t118*(6*g4 + 4*t85 + 2*t87) + 2*t148*t67 + t149*t68 + 2*t168*x8 + 2*t177*t33 + t178*t34 + t183*x2 + t184*x3 + t196*(t3 + 2*x15) + 2*t198*x13 + t2*(4*t195 + 2*t197) + 2*t58*u8 + t73*u2 + t74*u3 + t86*(t119 + 2*u15) + 2*t88*u13;
+    const real_v t209 = t0*t170 + t1*(4*t195 + 2*t200) + t116*t60 + t117*(6*g4 + 4*t85 + 2*t90) + t118*t89 + 2*t146*t67 + t149*t69 + 2*t168*x6 + 2*t177*t31 + t179*t34 + t183*x1 + t186*x3 + 2*t196*x13 + t198*(t3 + 2*x11) + t199*t2 + 2*t58*u6 + t73*u1 + t76*u3 + 2*t86*u13 + t88*(t119 + 2*u11);
+    const real_v t210 = g11*t164 + g3*t128 + 2*t0*t201 + t1*t170 + t116*(2*g2 + 2*t91) + t117*t60 + t118*t59 + t119*t58 + t132*t63 + t135*t62 + t137*(g10 + t61) + t140*t79 + t16*t173 + t168*t3 + t169*t2 + t171*t19 + t172*t18 + t189*t23 + t192*x3 + t202*x8 + t204*x6 + t82*u3 + t92*u8 + t94*u6;
+    const real_v t211 = 2*g1*u1 + g6*t138 + g7*t141 + g8*t150 + g9*t153 + t1*t183 + t117*t73 + t144*t72 + t145*t71 + t146*t70 + t180*t31 + t181*t30 + t182*t29 + t184*x13 + t185*x12 + t186*x11 + t187*x10 + t188*x9 + t192*x6 + t193*x5 + t194*x4 + t74*u13 + t75*u12 + t76*u11 + t77*u10 + t78*u9 + t82*u6 + t83*u5 + t84*u4;
+    const real_v t212 = 2*g1*u2 + g6*t139 + g7*t142 + g8*t151 + g9*t154 + t118*t73 + t145*t72 + t147*t71 + t148*t70 + t180*t33 + t181*t32 + t182*t30 + t183*t2 + t184*x15 + t185*x14 + t186*x13 + t187*x12 + t188*x10 + t192*x8 + t193*x7 + t194*x5 + t74*u15 + t75*u14 + t76*u13 + t77*u12 + t78*u10 + t82*u8 + t83*u7 + t84*u5;
+    const real_v t213 = 2*g1*u3 + g6*t140 + g7*t143 + g8*t152 + g9*t155 + t0*t192 + t1*t186 + t116*t82 + t117*t76 + t118*t74 + t119*t73 + t146*t72 + t148*t71 + t149*t70 + t180*t34 + t181*t33 + t182*t31 + t183*t3 + t184*t2 + t185*x15 + t187*x13 + t188*x11 + t193*x8 + t194*x6 + t75*u15 + t77*u13 + t78*u11 + t83*u8 + t84*u6;
+    const real_v t214 = g11*t156 + g3*t121 + t130*(g10 + t66) + t131*t65 + t132*t63 + t138*t81 + t14*t176 + t15*t175 + t16*t173 + t168*x11 + t169*x10 + t170*x9 + t191*t21 + t194*x1 + t204*x6 + t205*x5 + 2*t206*x4 - t210 + t58*u11 + t59*u10 + t60*u9 + t84*u1 + t94*u6 + t95*u5 + u4*(2*g2 + 2*t96);
+    const real_v t215 = g11*(t157 + t159) + 2*g3*t122 + t131*(2*g10 + t64 + t66) + t132*t62 + t135*t63 + t138*t80 + t139*t81 + t15*(t174 + t176) + t16*t172 + 2*t168*x13 + 2*t169*x12 + 2*t170*x10 + t173*t18 + t175*(t14 + t17) + t190*t21 + t191*t22 + t193*x1 + t194*x2 + t202*x6 + t204*x8 + t205*(x4 + x7) + 2*t58*u13 + 2*t59*u12 + 2*t60*u10 + t65*(t130 + t134) + t83*u1 + t84*u2 + t92*u6 + t94*u8 + t95*(u4 + u7) + u5*(4*g2 + 2*t93 + 2*t96) + x5*(2*t203 + 2*t206);
+    const real_v t216 = g11*(t158 + t162) + 2*g3*t123 + 2*t1*t168 + 2*t117*t58 + t131*t62 + t132*(2*g10 + t61 + t66) + t135*t65 + t138*t79 + t140*t81 + t15*t172 + t16*(t171 + t176) + 2*t169*x13 + 2*t170*x11 + t173*(t14 + t19) + t175*t18 + t189*t21 + t191*t23 + t192*x1 + t194*x3 + t202*x5 + t204*(t0 + x4) + t205*x8 + 2*t59*u13 + 2*t60*u11 + t63*(t130 + t137) + t82*u1 + t84*u3 + t92*u5 + t94*(t116 + u4) + t95*u8 + u6*(4*g2 + 2*t91 + 2*t96) + x6*(2*t201 + 2*t206);
+    const real_v t217 = g11*t160 + g3*t125 + t131*t65 + t134*(g10 + t64) + t135*t62 + t139*t80 + t15*t175 + t168*x15 + t169*x14 + t17*t174 + t170*x12 + t172*t18 + t190*t22 + t193*x2 + t202*x8 + 2*t203*x7 + t205*x5 - t210 + t58*u15 + t59*u14 + t60*u12 + t83*u2 + t92*u8 + t95*u5 + u7*(2*g2 + 2*t93);
+    const real_v t218 = g11*(t161 + t163) + 2*g3*t126 + 2*t118*t58 + t131*t63 + t132*t65 + t135*(2*g10 + t61 + t64) + t139*t79 + t140*t80 + t15*t173 + t16*t175 + 2*t168*t2 + 2*t169*x15 + 2*t170*x13 + t172*(t17 + t19) + t18*(t171 + t174) + t189*t22 + t190*t23 + t192*x2 + t193*x3 + t202*(t0 + x7) + t204*x5 + t205*x6 + 2*t59*u15 + 2*t60*u13 + t62*(t134 + t137) + t82*u2 + t83*u3 + t92*(t116 + u7) + t94*u5 + t95*u6 + u8*(4*g2 + 2*t91 + 2*t93) + x8*(2*t201 + 2*t203);
+    const real_v t219 = t144*t69 + t170*x4 + t179*t29 + t188*x1 + t198*x11 + t199*x10 + 2*t200*x9 - t209 + t60*u4 + t78*u1 + t88*u11 + t89*u10 + u9*(2*g4 + 2*t90);
+    const real_v t220 = t144*t68 + 2*t145*t69 + t169*x4 + 2*t170*x5 + t178*t29 + 2*t179*t30 + t187*x1 + t188*x2 + t196*x11 + 2*t198*x13 + t199*(2*x12 + x9) - t208 + t59*u4 + 2*t60*u5 + t77*u1 + t78*u2 + t86*u11 + 2*t88*u13 + t89*(2*u12 + u9) + u10*(6*g4 + 2*t87 + 4*t90) + x10*(2*t197 + 4*t200);
+    const real_v t221 = t144*t67 + 2*t146*t69 + t168*x4 + 2*t170*x6 + t177*t29 + 2*t179*t31 + t186*x1 + t188*x3 + t196*x10 + t198*(2*t1 + x9) + 2*t199*x13 - t207 + t58*u4 + 2*t60*u6 + t76*u1 + t78*u3 + t86*u10 + t88*(2*t117 + u9) + 2*t89*u13 + u11*(6*g4 + 2*t85 + 4*t90) + x11*(2*t195 + 4*t200);
+    const real_v t222 = 2*t145*t68 + t147*t69 + 2*t169*x5 + t170*x7 + 2*t178*t30 + t179*t32 + t185*x1 + t187*x2 + 2*t196*x13 + t198*x15 + t199*(2*x10 + x14) - t209 + 2*t59*u5 + t60*u7 + t75*u1 + t77*u2 + 2*t86*u13 + t88*u15 + t89*(2*u10 + u14) + u12*(6*g4 + 4*t87 + 2*t90) + x12*(4*t197 + 2*t200);
+    const real_v t223 = 2*t145*t67 + 2*t146*t68 + 2*t148*t69 + 2*t168*x5 + 2*t169*x6 + 2*t170*x8 + 2*t177*t30 + 2*t178*t31 + 2*t179*t33 + t184*x1 + t186*x2 + t187*x3 + t196*(2*t1 + 2*x12) + t198*(2*t2 + 2*x10) + t199*(2*x11 + 2*x15) + 2*t58*u5 + 2*t59*u6 + 2*t60*u8 + t74*u1 + t76*u2 + t77*u3 + t86*(2*t117 + 2*u12) + t88*(2*t118 + 2*u10) + t89*(2*u11 + 2*u15) + u13*(12*g4 + 4*t85 + 4*t87 + 4*t90) + x13*(4*t195 + 4*t197 + 4*t200);
+    const real_v t224 = t147*t68 + t169*x7 + t178*t32 + t185*x2 + t196*x15 + 2*t197*x14 + t199*x12 - t208 + t59*u7 + t75*u2 + t86*u15 + t89*u12 + u14*(2*g4 + 2*t87);
+    const real_v t225 = t147*t67 + 2*t148*t68 + t168*x7 + 2*t169*x8 + t177*t32 + 2*t178*t33 + t184*x2 + t185*x3 + t196*(2*t2 + x14) + t198*x12 + 2*t199*x13 - t207 + t58*u7 + 2*t59*u8 + t74*u2 + t75*u3 + t86*(2*t118 + u14) + t88*u12 + 2*t89*u13 + u15*(6*g4 + 2*t85 + 4*t87) + x15*(2*t195 + 4*t197);
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t205;
-    const real_v out2 = t206;
-    const real_v out3 = t207;
-    const real_v out4 = t208;
-    const real_v out5 = t209;
-    const real_v out6 = t210;
-    const real_v out7 = t211;
-    const real_v out8 = t212;
-    const real_v out9 = t213;
-    const real_v out10 = t214;
-    const real_v out11 = t215;
-    const real_v out12 = t216;
-    const real_v out13 = t217;
-    const real_v out14 = t218;
-    const real_v out15 = t219;
+    const real_v out1 = t211;
+    const real_v out2 = t212;
+    const real_v out3 = t213;
+    const real_v out4 = t214;
+    const real_v out5 = t215;
+    const real_v out6 = t216;
+    const real_v out7 = t217;
+    const real_v out8 = t218;
+    const real_v out9 = t219;
+    const real_v out10 = t220;
+    const real_v out11 = t221;
+    const real_v out12 = t222;
+    const real_v out13 = t223;
+    const real_v out14 = t224;
+    const real_v out15 = t225;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 16 + 0] = out0[lane];
         out[lane * 16 + 1] = out1[lane];
@@ -1327,7 +1357,7 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f32(x + row * 16, g + row * 13, u + row * 16, out + row * 16);
@@ -1351,7 +1381,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2448 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2374 flops per row) */
 static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -1402,10 +1432,10 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v t2 = -x10 - x14;
     const real_v t3 = -x11 - x15;
     const real_v t14 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t15 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t16 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t15 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t16 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t17 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t18 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t18 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t19 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t21 = x1*x4 + x2*x5 + x3*x6;
     const real_v t22 = x1*x5 + x2*x7 + x3*x8;
@@ -1446,12 +1476,12 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v t82 = g6*x3 + t0*t79 + t80*x8 + t81*x6;
     const real_v t83 = g6*x2 + t79*x8 + t80*x7 + t81*x5;
     const real_v t84 = g6*x1 + t79*x6 + t80*x5 + t81*x4;
-    const real_v t85 = g10*t0 + 2*g5*t19 + t0*t61 + t62*x8 + t63*x6;
-    const real_v t86 = 2*g10*x8 + 4*g5*t18 + t0*t62 + t61*x8 + t62*x7 + t63*x5 + t64*x8 + t65*x6;
-    const real_v t87 = g10*x7 + 2*g5*t17 + t62*x8 + t64*x7 + t65*x5;
-    const real_v t88 = 2*g10*x6 + 4*g5*t16 + t0*t63 + t61*x6 + t62*x5 + t63*x4 + t65*x8 + t66*x6;
-    const real_v t89 = 2*g10*x5 + 4*g5*t15 + t62*x6 + t63*x8 + t64*x5 + t65*x4 + t65*x7 + t66*x5;
-    const real_v t90 = g10*x4 + 2*g5*t14 + t63*x6 + t65*x5 + t66*x4;
+    const real_v t85 = 2*g5*t19 + t0*(g10 + t61) + t62*x8 + t63*x6;
+    const real_v t86 = 4*g5*t18 + t62*(t0 + x7) + t63*x5 + t65*x6 + x8*(2*g10 + t61 + t64);
+    const real_v t87 = 2*g5*t17 + t62*x8 + t65*x5 + x7*(g10 + t64);
+    const real_v t88 = 4*g5*t16 + t62*x5 + t63*(t0 + x4) + t65*x8 + x6*(2*g10 + t61 + t66);
+    const real_v t89 = 4*g5*t15 + t62*x6 + t63*x8 + t65*(x4 + x7) + x5*(2*g10 + t64 + t66);
+    const real_v t90 = 2*g5*t14 + t63*x6 + t65*x5 + x4*(g10 + t66);
     const real_v t91 = g3*t0;
     const real_v t92 = 2*g3*x8;
     const real_v t93 = g3*x7;
@@ -1462,122 +1492,128 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v t117 = -u12 - u9;
     const real_v t118 = -u10 - u14;
     const real_v t119 = -u11 - u15;
-    const real_v t120 = 2*u4*x4 + 2*u5*x5 + 2*u6*x6;
-    const real_v t121 = u4*x5 + u5*(x4 + x7) + u6*x8 + u7*x5 + u8*x6;
-    const real_v t122 = t116*x6 + u4*x6 + u5*x8 + u6*(t0 + x4) + u8*x5;
-    const real_v t123 = 2*u5*x5 + 2*u7*x7 + 2*u8*x8;
-    const real_v t124 = t116*x8 + u5*x6 + u6*x5 + u7*x8 + u8*(t0 + x7);
-    const real_v t125 = 2*t0*t116 + 2*u6*x6 + 2*u8*x8;
-    const real_v t126 = 2*t1*t117 + 4*u10*x10 + 4*u11*x11 + 2*u12*x12 + 4*u13*x13 + 2*u9*x9;
-    const real_v t127 = t1*t118 + t117*t2 + u10*(2*x12 + x9) + 2*u11*x13 + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + 2*u15*x13 + u9*x10;
-    const real_v t128 = t1*t119 + t117*(t3 + 2*x11) + 2*t118*x13 + 2*u10*x13 + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11;
-    const real_v t129 = 2*t118*t2 + 2*u10*x10 + 4*u12*x12 + 4*u13*x13 + 2*u14*x14 + 4*u15*x15;
-    const real_v t130 = 2*t117*x13 + t118*(t3 + 2*x15) + t119*t2 + u10*x11 + u11*x10 + 2*u12*x13 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14);
-    const real_v t131 = 4*t1*t117 + 4*t118*t2 + 2*t119*t3 + 2*u11*x11 + 4*u13*x13 + 2*u15*x15;
-    const real_v t132 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
-    const real_v t133 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
-    const real_v t134 = t0*u3 + t116*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
-    const real_v t135 = t132*x4 + t133*x5 + t134*x6 + t21*u4 + t22*u5 + t23*u6;
-    const real_v t136 = t132*x5 + t133*x7 + t134*x8 + t21*u5 + t22*u7 + t23*u8;
-    const real_v t137 = t0*t134 + t116*t23 + t132*x6 + t133*x8 + t21*u6 + t22*u8;
-    const real_v t138 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
-    const real_v t139 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
-    const real_v t140 = t1*u3 + t117*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
-    const real_v t141 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
-    const real_v t142 = t118*x3 + t2*u3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
-    const real_v t143 = t1*u1 + t117*x1 + t118*x2 + t119*x3 + t2*u2 + t3*u3;
-    const real_v t144 = t138*x1 + t139*x2 + t140*x3 + t29*u1 + t30*u2 + t31*u3;
-    const real_v t145 = t139*x1 + t141*x2 + t142*x3 + t30*u1 + t32*u2 + t33*u3;
-    const real_v t146 = t140*x1 + t142*x2 + t143*x3 + t31*u1 + t33*u2 + t34*u3;
-    const real_v t147 = t1*t143 + t117*t34 + t138*x9 + 2*t139*x10 + 2*t140*x11 + t141*x12 + 2*t142*x13 + t29*u9 + 2*t30*u10 + 2*t31*u11 + t32*u12 + 2*t33*u13;
-    const real_v t148 = t118*t34 + t138*x10 + 2*t139*x12 + 2*t140*x13 + t141*x14 + 2*t142*x15 + t143*t2 + t29*u10 + 2*t30*u12 + 2*t31*u13 + t32*u14 + 2*t33*u15;
-    const real_v t149 = 2*t1*t140 + 2*t117*t31 + 2*t118*t33 + t119*t34 + t138*x11 + 2*t139*x13 + t141*x15 + 2*t142*t2 + t143*t3 + t29*u11 + 2*t30*u13 + t32*u15;
-    const real_v t150 = t126*x4 + t127*x5 + t128*x6 + t14*u4 + t15*u5 + t16*u6;
-    const real_v t151 = t127*x4 + t129*x5 + t130*x6 + t15*u4 + t17*u5 + t18*u6;
-    const real_v t152 = t128*x4 + t130*x5 + t131*x6 + t16*u4 + t18*u5 + t19*u6;
-    const real_v t153 = t126*x5 + t127*x7 + t128*x8 + t14*u5 + t15*u7 + t16*u8;
-    const real_v t154 = t127*x5 + t129*x7 + t130*x8 + t15*u5 + t17*u7 + t18*u8;
-    const real_v t155 = t128*x5 + t130*x7 + t131*x8 + t16*u5 + t18*u7 + t19*u8;
-    const real_v t156 = t0*t128 + t116*t16 + t126*x6 + t127*x8 + t14*u6 + t15*u8;
-    const real_v t157 = t0*t130 + t116*t18 + t127*x6 + t129*x8 + t15*u6 + t17*u8;
-    const real_v t158 = t0*t131 + t116*t19 + t128*x6 + t130*x8 + t16*u6 + t18*u8;
-    const real_v t159 = t0*t117 + t1*t116 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
-    const real_v t160 = t0*t118 + t116*t2 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
-    const real_v t161 = t0*t119 + 2*t1*u6 + t116*t3 + 2*t117*x6 + 2*t118*x8 + 2*t2*u8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
-    const real_v t162 = 2*g12*t161;
-    const real_v t163 = 2*g12*t160;
-    const real_v t164 = 2*g12*t159;
-    const real_v t165 = g11*t116;
-    const real_v t166 = g11*u8;
-    const real_v t167 = g11*u6;
-    const real_v t168 = g11*u7;
-    const real_v t169 = g11*u5;
-    const real_v t170 = g11*u4;
-    const real_v t171 = g9*u3;
-    const real_v t172 = g9*u2;
-    const real_v t173 = g9*u1;
-    const real_v t174 = g8*u3;
-    const real_v t175 = g8*u2;
-    const real_v t176 = g8*u1;
-    const real_v t177 = t1*t173 + t117*t69 + t118*t68 + t119*t67 + t171*t3 + t172*t2 + t174*x3 + t70*u3;
-    const real_v t178 = 2*t118*t67 + 2*t171*t2 + 2*t172*x15 + 2*t173*x13 + t174*x2 + t175*x3 + 2*t68*u15 + 2*t69*u13 + t70*u2 + t71*u3;
-    const real_v t179 = t171*x15 + t172*x14 + t173*x12 + t175*x2 + t67*u15 + t68*u14 + t69*u12 + t71*u2;
-    const real_v t180 = 2*t1*t171 + 2*t117*t67 + 2*t172*x13 + 2*t173*x11 + t174*x1 + t176*x3 + 2*t68*u13 + 2*t69*u11 + t70*u1 + t72*u3;
-    const real_v t181 = 2*t171*x13 + 2*t172*x12 + 2*t173*x10 + t175*x1 + t176*x2 + 2*t67*u13 + 2*t68*u12 + 2*t69*u10 + t71*u1 + t72*u2;
-    const real_v t182 = t171*x11 + t172*x10 + t173*x9 + t176*x1 + t67*u11 + t68*u10 + t69*u9 + t72*u1;
-    const real_v t183 = g7*u3;
-    const real_v t184 = g7*u2;
-    const real_v t185 = g7*u1;
-    const real_v t186 = g6*u3 + t0*t183 + t116*t79 + t184*x8 + t185*x6 + t80*u8 + t81*u6;
-    const real_v t187 = g6*u2 + t183*x8 + t184*x7 + t185*x5 + t79*u8 + t80*u7 + t81*u5;
-    const real_v t188 = g6*u1 + t183*x6 + t184*x5 + t185*x4 + t79*u6 + t80*u5 + t81*u4;
-    const real_v t189 = 2*g5*t131 + t0*t165 + t116*(g10 + t61) + t166*x8 + t167*x6 + t62*u8 + t63*u6;
-    const real_v t190 = 4*g5*t130 + t116*t62 + t165*x8 + t166*(t0 + x7) + t167*x5 + t168*x8 + t169*x6 + t62*u7 + t63*u5 + t65*u6 + u8*(2*g10 + t61 + t64);
-    const real_v t191 = 2*g5*t129 + t166*x8 + t168*x7 + t169*x5 + t62*u8 + t65*u5 + u7*(g10 + t64);
-    const real_v t192 = 4*g5*t128 + t116*t63 + t165*x6 + t166*x5 + t167*(t0 + x4) + t169*x8 + t170*x6 + t62*u5 + t63*u4 + t65*u8 + u6*(2*g10 + t61 + t66);
-    const real_v t193 = 4*g5*t127 + t166*x6 + t167*x8 + t168*x5 + t169*(x4 + x7) + t170*x5 + t62*u6 + t63*u8 + t65*u4 + t65*u7 + u5*(2*g10 + t64 + t66);
-    const real_v t194 = 2*g5*t126 + t167*x6 + t169*x5 + t170*x4 + t63*u6 + t65*u5 + u4*(g10 + t66);
-    const real_v t195 = g3*t116;
-    const real_v t196 = 2*g3*u8;
-    const real_v t197 = g3*u7;
-    const real_v t198 = 2*g3*u6;
-    const real_v t199 = 2*g3*u5;
-    const real_v t200 = g3*u4;
-    const real_v t201 = t0*t162 + t1*t192 + t116*t58 + t117*t88 + t118*t86 + t119*(2*g4 + 2*t85) + t143*t67 + t171*t34 + t177*x3 + 2*t189*t3 + t190*t2 + t73*u3;
-    const real_v t202 = t0*t163 + t1*t193 + t116*t59 + t117*t89 + t118*(6*g4 + 4*t85 + 2*t87) + t119*t86 + 2*t142*t67 + t143*t68 + 2*t162*x8 + 2*t171*t33 + t172*t34 + t177*x2 + t178*x3 + 4*t189*t2 + t190*(t3 + 2*x15) + 2*t191*t2 + 2*t192*x13 + 2*t58*u8 + t73*u2 + t74*u3 + 2*t86*u15 + 2*t88*u13;
-    const real_v t203 = t0*t164 + 4*t1*t189 + 2*t1*t194 + t116*t60 + t117*(6*g4 + 4*t85 + 2*t90) + t118*t89 + t119*t88 + 2*t140*t67 + t143*t69 + 2*t162*x6 + 2*t171*t31 + t173*t34 + t177*x1 + t180*x3 + 2*t190*x13 + t192*(t3 + 2*x11) + t193*t2 + 2*t58*u6 + t73*u1 + t76*u3 + 2*t86*u13 + 2*t88*u11;
-    const real_v t204 = g11*t158 + g3*t125 + 2*t0*t195 + t1*t164 + t116*(2*g2 + 2*t91) + t117*t60 + t118*t59 + t119*t58 + t128*t63 + t130*t62 + t131*(g10 + t61) + t134*t79 + t16*t167 + t162*t3 + t163*t2 + t165*t19 + t166*t18 + t183*t23 + t186*x3 + t196*x8 + t198*x6 + t82*u3 + t92*u8 + t94*u6;
-    const real_v t205 = 2*g1*u1 + g6*t132 + g7*t135 + g8*t144 + g9*t147 + t1*t177 + t117*t73 + t138*t72 + t139*t71 + t140*t70 + t174*t31 + t175*t30 + t176*t29 + t178*x13 + t179*x12 + t180*x11 + t181*x10 + t182*x9 + t186*x6 + t187*x5 + t188*x4 + t74*u13 + t75*u12 + t76*u11 + t77*u10 + t78*u9 + t82*u6 + t83*u5 + t84*u4;
-    const real_v t206 = 2*g1*u2 + g6*t133 + g7*t136 + g8*t145 + g9*t148 + t118*t73 + t139*t72 + t141*t71 + t142*t70 + t174*t33 + t175*t32 + t176*t30 + t177*t2 + t178*x15 + t179*x14 + t180*x13 + t181*x12 + t182*x10 + t186*x8 + t187*x7 + t188*x5 + t74*u15 + t75*u14 + t76*u13 + t77*u12 + t78*u10 + t82*u8 + t83*u7 + t84*u5;
-    const real_v t207 = 2*g1*u3 + g6*t134 + g7*t137 + g8*t146 + g9*t149 + t0*t186 + t1*t180 + t116*t82 + t117*t76 + t118*t74 + t119*t73 + t140*t72 + t142*t71 + t143*t70 + t174*t34 + t175*t33 + t176*t31 + t177*t3 + t178*t2 + t179*x15 + t181*x13 + t182*x11 + t187*x8 + t188*x6 + t75*u15 + t77*u13 + t78*u11 + t83*u8 + t84*u6;
-    const real_v t208 = g11*t150 + g3*t120 + t126*(g10 + t66) + t127*t65 + t128*t63 + t132*t81 + t14*t170 + t15*t169 + t16*t167 + t162*x11 + t163*x10 + t164*x9 + t185*t21 + t188*x1 + t198*x6 + t199*x5 + 2*t200*x4 - t204 + t58*u11 + t59*u10 + t60*u9 + t84*u1 + t94*u6 + t95*u5 + u4*(2*g2 + 2*t96);
-    const real_v t209 = g11*t151 + g11*t153 + 2*g3*t121 + t126*t65 + t127*(2*g10 + t64 + t66) + t128*t62 + t129*t65 + t130*t63 + t132*t80 + t133*t81 + t15*t168 + t15*t170 + t16*t166 + 2*t162*x13 + 2*t163*x12 + 2*t164*x10 + t167*t18 + t169*(t14 + t17) + t184*t21 + t185*t22 + t187*x1 + t188*x2 + t196*x6 + 2*t197*x5 + t198*x8 + t199*(x4 + x7) + 2*t200*x5 + 2*t58*u13 + 2*t59*u12 + 2*t60*u10 + t83*u1 + t84*u2 + t92*u6 + t94*u8 + t95*u4 + t95*u7 + u5*(4*g2 + 2*t93 + 2*t96);
-    const real_v t210 = g11*t152 + g11*t156 + 2*g3*t122 + 2*t1*t162 + t116*t94 + 2*t117*t58 + t126*t63 + t127*t62 + t128*(2*g10 + t61 + t66) + t130*t65 + t131*t63 + t132*t79 + t134*t81 + t15*t166 + t16*t165 + t16*t170 + 2*t163*x13 + 2*t164*x11 + t167*(t14 + t19) + t169*t18 + t183*t21 + t185*t23 + t186*x1 + t188*x3 + 2*t195*x6 + t196*x5 + t198*(t0 + x4) + t199*x8 + 2*t200*x6 + 2*t59*u13 + 2*t60*u11 + t82*u1 + t84*u3 + t92*u5 + t94*u4 + t95*u8 + u6*(4*g2 + 2*t91 + 2*t96);
-    const real_v t211 = g11*t154 + g3*t123 + t127*t65 + t129*(g10 + t64) + t130*t62 + t133*t80 + t15*t169 + t162*x15 + t163*x14 + t164*x12 + t166*t18 + t168*t17 + t184*t22 + t187*x2 + t196*x8 + 2*t197*x7 + t199*x5 - t204 + t58*u15 + t59*u14 + t60*u12 + t83*u2 + t92*u8 + t95*u5 + u7*(2*g2 + 2*t93);
-    const real_v t212 = g11*t155 + g11*t157 + 2*g3*t124 + t116*t92 + 2*t118*t58 + t127*t63 + t128*t65 + t129*t62 + t130*(2*g10 + t61 + t64) + t131*t62 + t133*t79 + t134*t80 + t15*t167 + t16*t169 + 2*t162*t2 + 2*t163*x15 + 2*t164*x13 + t165*t18 + t166*(t17 + t19) + t168*t18 + t183*t22 + t184*t23 + t186*x2 + t187*x3 + 2*t195*x8 + t196*(t0 + x7) + 2*t197*x8 + t198*x5 + t199*x6 + 2*t59*u15 + 2*t60*u13 + t82*u2 + t83*u3 + t92*u7 + t94*u5 + t95*u6 + u8*(4*g2 + 2*t91 + 2*t93);
-    const real_v t213 = t138*t69 + t164*x4 + t173*t29 + t182*x1 + t192*x11 + t193*x10 + 2*t194*x9 - t203 + t60*u4 + t78*u1 + t88*u11 + t89*u10 + u9*(2*g4 + 2*t90);
-    const real_v t214 = t138*t68 + 2*t139*t69 + t163*x4 + 2*t164*x5 + t172*t29 + 2*t173*t30 + t181*x1 + t182*x2 + t190*x11 + 2*t191*x10 + 2*t192*x13 + t193*(2*x12 + x9) + 4*t194*x10 - t202 + t59*u4 + 2*t60*u5 + t77*u1 + t78*u2 + t86*u11 + 2*t88*u13 + 2*t89*u12 + t89*u9 + u10*(6*g4 + 2*t87 + 4*t90);
-    const real_v t215 = 2*t117*t88 + t138*t67 + 2*t140*t69 + t162*x4 + 2*t164*x6 + t171*t29 + 2*t173*t31 + t180*x1 + t182*x3 + 2*t189*x11 + t190*x10 + t192*(2*t1 + x9) + 2*t193*x13 + 4*t194*x11 - t201 + t58*u4 + 2*t60*u6 + t76*u1 + t78*u3 + t86*u10 + t88*u9 + 2*t89*u13 + u11*(6*g4 + 2*t85 + 4*t90);
-    const real_v t216 = 2*t139*t68 + t141*t69 + 2*t163*x5 + t164*x7 + 2*t172*t30 + t173*t32 + t179*x1 + t181*x2 + 2*t190*x13 + 4*t191*x12 + t192*x15 + t193*(2*x10 + x14) + 2*t194*x12 - t203 + 2*t59*u5 + t60*u7 + t75*u1 + t77*u2 + 2*t86*u13 + t88*u15 + 2*t89*u10 + t89*u14 + u12*(6*g4 + 4*t87 + 2*t90);
-    const real_v t217 = 2*t117*t86 + 2*t118*t88 + 2*t139*t67 + 2*t140*t68 + 2*t142*t69 + 2*t162*x5 + 2*t163*x6 + 2*t164*x8 + 2*t171*t30 + 2*t172*t31 + 2*t173*t33 + t178*x1 + t180*x2 + t181*x3 + 4*t189*x13 + t190*(2*t1 + 2*x12) + 4*t191*x13 + t192*(2*t2 + 2*x10) + t193*(2*x11 + 2*x15) + 4*t194*x13 + 2*t58*u5 + 2*t59*u6 + 2*t60*u8 + t74*u1 + t76*u2 + t77*u3 + 2*t86*u12 + 2*t88*u10 + 2*t89*u11 + 2*t89*u15 + u13*(12*g4 + 4*t85 + 4*t87 + 4*t90);
-    const real_v t218 = t141*t68 + t163*x7 + t172*t32 + t179*x2 + t190*x15 + 2*t191*x14 + t193*x12 - t202 + t59*u7 + t75*u2 + t86*u15 + t89*u12 + u14*(2*g4 + 2*t87);
-    const real_v t219 = 2*t118*t86 + t141*t67 + 2*t142*t68 + t162*x7 + 2*t163*x8 + t171*t32 + 2*t172*t33 + t178*x2 + t179*x3 + 2*t189*x15 + t190*(2*t2 + x14) + 4*t191*x15 + t192*x12 + 2*t193*x13 - t201 + t58*u7 + 2*t59*u8 + t74*u2 + t75*u3 + t86*u14 + t88*u12 + 2*t89*u13 + u15*(6*g4 + 2*t85 + 4*t87);
+    const real_v t120 = u4*x4 + u5*x5 + u6*x6;
+    const real_v t121 = 2*t120;
+    const real_v t122 = u5*(x4 + x7) + u6*x8 + u8*x6 + x5*(u4 + u7);
+    const real_v t123 = u5*x8 + u6*(t0 + x4) + u8*x5 + x6*(t116 + u4);
+    const real_v t124 = u5*x5 + u7*x7 + u8*x8;
+    const real_v t125 = 2*t124;
+    const real_v t126 = u5*x6 + u6*x5 + u8*(t0 + x7) + x8*(t116 + u7);
+    const real_v t127 = t0*t116 + u6*x6 + u8*x8;
+    const real_v t128 = 2*t127;
+    const real_v t129 = t1*t117 + 2*u10*x10 + 2*u11*x11 + u12*x12 + 2*u13*x13 + u9*x9;
+    const real_v t130 = 2*t129;
+    const real_v t131 = t1*t118 + t117*t2 + u10*(2*x12 + x9) + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + u9*x10 + x13*(2*u11 + 2*u15);
+    const real_v t132 = t1*t119 + t117*(t3 + 2*x11) + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11 + x13*(2*t118 + 2*u10);
+    const real_v t133 = t118*t2 + u10*x10 + 2*u12*x12 + 2*u13*x13 + u14*x14 + 2*u15*x15;
+    const real_v t134 = 2*t133;
+    const real_v t135 = t118*(t3 + 2*x15) + t119*t2 + u10*x11 + u11*x10 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14) + x13*(2*t117 + 2*u12);
+    const real_v t136 = 2*t1*t117 + 2*t118*t2 + t119*t3 + u11*x11 + 2*u13*x13 + u15*x15;
+    const real_v t137 = 2*t136;
+    const real_v t138 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
+    const real_v t139 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
+    const real_v t140 = t0*u3 + t116*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
+    const real_v t141 = t138*x4 + t139*x5 + t140*x6 + t21*u4 + t22*u5 + t23*u6;
+    const real_v t142 = t138*x5 + t139*x7 + t140*x8 + t21*u5 + t22*u7 + t23*u8;
+    const real_v t143 = t0*t140 + t116*t23 + t138*x6 + t139*x8 + t21*u6 + t22*u8;
+    const real_v t144 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
+    const real_v t145 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
+    const real_v t146 = t1*u3 + t117*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
+    const real_v t147 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
+    const real_v t148 = t118*x3 + t2*u3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
+    const real_v t149 = t1*u1 + t117*x1 + t118*x2 + t119*x3 + t2*u2 + t3*u3;
+    const real_v t150 = t144*x1 + t145*x2 + t146*x3 + t29*u1 + t30*u2 + t31*u3;
+    const real_v t151 = t145*x1 + t147*x2 + t148*x3 + t30*u1 + t32*u2 + t33*u3;
+    const real_v t152 = t146*x1 + t148*x2 + t149*x3 + t31*u1 + t33*u2 + t34*u3;
+    const real_v t153 = t1*t149 + t117*t34 + t144*x9 + 2*t145*x10 + 2*t146*x11 + t147*x12 + 2*t148*x13 + t29*u9 + 2*t30*u10 + 2*t31*u11 + t32*u12 + 2*t33*u13;
+    const real_v t154 = t118*t34 + t144*x10 + 2*t145*x12 + 2*t146*x13 + t147*x14 + 2*t148*x15 + t149*t2 + t29*u10 + 2*t30*u12 + 2*t31*u13 + t32*u14 + 2*t33*u15;
+    const real_v t155 = 2*t1*t146 + 2*t117*t31 + 2*t118*t33 + t119*t34 + t144*x11 + 2*t145*x13 + t147*x15 + 2*t148*t2 + t149*t3 + t29*u11 + 2*t30*u13 + t32*u15;
+    const real_v t156 = t130*x4 + t131*x5 + t132*x6 + t14*u4 + t15*u5 + t16*u6;
+    const real_v t157 = t131*x4 + t134*x5 + t135*x6 + t15*u4 + t17*u5 + t18*u6;
+    const real_v t158 = t132*x4 + t135*x5 + t137*x6 + t16*u4 + t18*u5 + t19*u6;
+    const real_v t159 = t130*x5 + t131*x7 + t132*x8 + t14*u5 + t15*u7 + t16*u8;
+    const real_v t160 = t131*x5 + t134*x7 + t135*x8 + t15*u5 + t17*u7 + t18*u8;
+    const real_v t161 = t132*x5 + t135*x7 + t137*x8 + t16*u5 + t18*u7 + t19*u8;
+    const real_v t162 = t0*t132 + t116*t16 + t130*x6 + t131*x8 + t14*u6 + t15*u8;
+    const real_v t163 = t0*t135 + t116*t18 + t131*x6 + t134*x8 + t15*u6 + t17*u8;
+    const real_v t164 = t0*t137 + t116*t19 + t132*x6 + t135*x8 + t16*u6 + t18*u8;
+    const real_v t165 = t0*t117 + t1*t116 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
+    const real_v t166 = t0*t118 + t116*t2 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
+    const real_v t167 = t0*t119 + 2*t1*u6 + t116*t3 + 2*t117*x6 + 2*t118*x8 + 2*t2*u8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
+    const real_v t168 = 2*g12*t167;
+    const real_v t169 = 2*g12*t166;
+    const real_v t170 = 2*g12*t165;
+    const real_v t171 = g11*t116;
+    const real_v t172 = g11*u8;
+    const real_v t173 = g11*u6;
+    const real_v t174 = g11*u7;
+    const real_v t175 = g11*u5;
+    const real_v t176 = g11*u4;
+    const real_v t177 = g9*u3;
+    const real_v t178 = g9*u2;
+    const real_v t179 = g9*u1;
+    const real_v t180 = g8*u3;
+    const real_v t181 = g8*u2;
+    const real_v t182 = g8*u1;
+    const real_v t183 = t1*t179 + t117*t69 + t118*t68 + t119*t67 + t177*t3 + t178*t2 + t180*x3 + t70*u3;
+    const real_v t184 = 2*t118*t67 + 2*t177*t2 + 2*t178*x15 + 2*t179*x13 + t180*x2 + t181*x3 + 2*t68*u15 + 2*t69*u13 + t70*u2 + t71*u3;
+    const real_v t185 = t177*x15 + t178*x14 + t179*x12 + t181*x2 + t67*u15 + t68*u14 + t69*u12 + t71*u2;
+    const real_v t186 = 2*t1*t177 + 2*t117*t67 + 2*t178*x13 + 2*t179*x11 + t180*x1 + t182*x3 + 2*t68*u13 + 2*t69*u11 + t70*u1 + t72*u3;
+    const real_v t187 = 2*t177*x13 + 2*t178*x12 + 2*t179*x10 + t181*x1 + t182*x2 + 2*t67*u13 + 2*t68*u12 + 2*t69*u10 + t71*u1 + t72*u2;
+    const real_v t188 = t177*x11 + t178*x10 + t179*x9 + t182*x1 + t67*u11 + t68*u10 + t69*u9 + t72*u1;
+    const real_v t189 = g7*u3;
+    const real_v t190 = g7*u2;
+    const real_v t191 = g7*u1;
+    const real_v t192 = g6*u3 + t0*t189 + t116*t79 + t190*x8 + t191*x6 + t80*u8 + t81*u6;
+    const real_v t193 = g6*u2 + t189*x8 + t190*x7 + t191*x5 + t79*u8 + t80*u7 + t81*u5;
+    const real_v t194 = g6*u1 + t189*x6 + t190*x5 + t191*x4 + t79*u6 + t80*u5 + t81*u4;
+    const real_v t195 = 2*g5*t137 + t0*t171 + t116*(g10 + t61) + t172*x8 + t173*x6 + t62*u8 + t63*u6;
+    const real_v t196 = 4*g5*t135 + t172*(t0 + x7) + t173*x5 + t175*x6 + t62*(t116 + u7) + t63*u5 + t65*u6 + u8*(2*g10 + t61 + t64) + x8*(t171 + t174);
+    const real_v t197 = 2*g5*t134 + t172*x8 + t174*x7 + t175*x5 + t62*u8 + t65*u5 + u7*(g10 + t64);
+    const real_v t198 = 4*g5*t132 + t172*x5 + t173*(t0 + x4) + t175*x8 + t62*u5 + t63*(t116 + u4) + t65*u8 + u6*(2*g10 + t61 + t66) + x6*(t171 + t176);
+    const real_v t199 = 4*g5*t131 + t172*x6 + t173*x8 + t175*(x4 + x7) + t62*u6 + t63*u8 + t65*(u4 + u7) + u5*(2*g10 + t64 + t66) + x5*(t174 + t176);
+    const real_v t200 = 2*g5*t130 + t173*x6 + t175*x5 + t176*x4 + t63*u6 + t65*u5 + u4*(g10 + t66);
+    const real_v t201 = g3*t116;
+    const real_v t202 = 2*g3*u8;
+    const real_v t203 = g3*u7;
+    const real_v t204 = 2*g3*u6;
+    const real_v t205 = 2*g3*u5;
+    const real_v t206 = g3*u4;
+    const real_v t207 = t0*t168 + t1*t198 + t116*t58 + t117*t88 + t118*t86 + t119*(2*g4 + 2*t85) + t149*t67 + t177*t34 + t183*x3 + 2*t195*t3 + t196*t2 + t73*u3;
+    const real_v t208 = t0*t169 + t1*t199 + t116*t59 + t117*t89 + t118*(6*g4 + 4*t85 + 2*t87) + 2*t148*t67 + t149*t68 + 2*t168*x8 + 2*t177*t33 + t178*t34 + t183*x2 + t184*x3 + t196*(t3 + 2*x15) + 2*t198*x13 + t2*(4*t195 + 2*t197) + 2*t58*u8 + t73*u2 + t74*u3 + t86*(t119 + 2*u15) + 2*t88*u13;
+    const real_v t209 = t0*t170 + t1*(4*t195 + 2*t200) + t116*t60 + t117*(6*g4 + 4*t85 + 2*t90) + t118*t89 + 2*t146*t67 + t149*t69 + 2*t168*x6 + 2*t177*t31 + t179*t34 + t183*x1 + t186*x3 + 2*t196*x13 + t198*(t3 + 2*x11) + t199*t2 + 2*t58*u6 + t73*u1 + t76*u3 + 2*t86*u13 + t88*(t119 + 2*u11);
+    const real_v t210 = g11*t164 + g3*t128 + 2*t0*t201 + t1*t170 + t116*(2*g2 + 2*t91) + t117*t60 + t118*t59 + t119*t58 + t132*t63 + t135*t62 + t137*(g10 + t61) + t140*t79 + t16*t173 + t168*t3 + t169*t2 + t171*t19 + t172*t18 + t189*t23 + t192*x3 + t202*x8 + t204*x6 + t82*u3 + t92*u8 + t94*u6;
+    const real_v t211 = 2*g1*u1 + g6*t138 + g7*t141 + g8*t150 + g9*t153 + t1*t183 + t117*t73 + t144*t72 + t145*t71 + t146*t70 + t180*t31 + t181*t30 + t182*t29 + t184*x13 + t185*x12 + t186*x11 + t187*x10 + t188*x9 + t192*x6 + t193*x5 + t194*x4 + t74*u13 + t75*u12 + t76*u11 + t77*u10 + t78*u9 + t82*u6 + t83*u5 + t84*u4;
+    const real_v t212 = 2*g1*u2 + g6*t139 + g7*t142 + g8*t151 + g9*t154 + t118*t73 + t145*t72 + t147*t71 + t148*t70 + t180*t33 + t181*t32 + t182*t30 + t183*t2 + t184*x15 + t185*x14 + t186*x13 + t187*x12 + t188*x10 + t192*x8 + t193*x7 + t194*x5 + t74*u15 + t75*u14 + t76*u13 + t77*u12 + t78*u10 + t82*u8 + t83*u7 + t84*u5;
+    const real_v t213 = 2*g1*u3 + g6*t140 + g7*t143 + g8*t152 + g9*t155 + t0*t192 + t1*t186 + t116*t82 + t117*t76 + t118*t74 + t119*t73 + t146*t72 + t148*t71 + t149*t70 + t180*t34 + t181*t33 + t182*t31 + t183*t3 + t184*t2 + t185*x15 + t187*x13 + t188*x11 + t193*x8 + t194*x6 + t75*u15 + t77*u13 + t78*u11 + t83*u8 + t84*u6;
+    const real_v t214 = g11*t156 + g3*t121 + t130*(g10 + t66) + t131*t65 + t132*t63 + t138*t81 + t14*t176 + t15*t175 + t16*t173 + t168*x11 + t169*x10 + t170*x9 + t191*t21 + t194*x1 + t204*x6 + t205*x5 + 2*t206*x4 - t210 + t58*u11 + t59*u10 + t60*u9 + t84*u1 + t94*u6 + t95*u5 + u4*(2*g2 + 2*t96);
+    const real_v t215 = g11*(t157 + t159) + 2*g3*t122 + t131*(2*g10 + t64 + t66) + t132*t62 + t135*t63 + t138*t80 + t139*t81 + t15*(t174 + t176) + t16*t172 + 2*t168*x13 + 2*t169*x12 + 2*t170*x10 + t173*t18 + t175*(t14 + t17) + t190*t21 + t191*t22 + t193*x1 + t194*x2 + t202*x6 + t204*x8 + t205*(x4 + x7) + 2*t58*u13 + 2*t59*u12 + 2*t60*u10 + t65*(t130 + t134) + t83*u1 + t84*u2 + t92*u6 + t94*u8 + t95*(u4 + u7) + u5*(4*g2 + 2*t93 + 2*t96) + x5*(2*t203 + 2*t206);
+    const real_v t216 = g11*(t158 + t162) + 2*g3*t123 + 2*t1*t168 + 2*t117*t58 + t131*t62 + t132*(2*g10 + t61 + t66) + t135*t65 + t138*t79 + t140*t81 + t15*t172 + t16*(t171 + t176) + 2*t169*x13 + 2*t170*x11 + t173*(t14 + t19) + t175*t18 + t189*t21 + t191*t23 + t192*x1 + t194*x3 + t202*x5 + t204*(t0 + x4) + t205*x8 + 2*t59*u13 + 2*t60*u11 + t63*(t130 + t137) + t82*u1 + t84*u3 + t92*u5 + t94*(t116 + u4) + t95*u8 + u6*(4*g2 + 2*t91 + 2*t96) + x6*(2*t201 + 2*t206);
+    const real_v t217 = g11*t160 + g3*t125 + t131*t65 + t134*(g10 + t64) + t135*t62 + t139*t80 + t15*t175 + t168*x15 + t169*x14 + t17*t174 + t170*x12 + t172*t18 + t190*t22 + t193*x2 + t202*x8 + 2*t203*x7 + t205*x5 - t210 + t58*u15 + t59*u14 + t60*u12 + t83*u2 + t92*u8 + t95*u5 + u7*(2*g2 + 2*t93);
+    const real_v t218 = g11*(t161 + t163) + 2*g3*t126 + 2*t118*t58 + t131*t63 + t132*t65 + t135*(2*g10 + t61 + t64) + t139*t79 + t140*t80 + t15*t173 + t16*t175 + 2*t168*t2 + 2*t169*x15 + 2*t170*x13 + t172*(t17 + t19) + t18*(t171 + t174) + t189*t22 + t190*t23 + t192*x2 + t193*x3 + t202*(t0 + x7) + t204*x5 + t205*x6 + 2*t59*u15 + 2*t60*u13 + t62*(t134 + t137) + t82*u2 + t83*u3 + t92*(t116 + u7) + t94*u5 + t95*u6 + u8*(4*g2 + 2*t91 + 2*t93) + x8*(2*t201 + 2*t203);
+    const real_v t219 = t144*t69 + t170*x4 + t179*t29 + t188*x1 + t198*x11 + t199*x10 + 2*t200*x9 - t209 + t60*u4 + t78*u1 + t88*u11 + t89*u10 + u9*(2*g4 + 2*t90);
+    const real_v t220 = t144*t68 + 2*t145*t69 + t169*x4 + 2*t170*x5 + t178*t29 + 2*t179*t30 + t187*x1 + t188*x2 + t196*x11 + 2*t198*x13 + t199*(2*x12 + x9) - t208 + t59*u4 + 2*t60*u5 + t77*u1 + t78*u2 + t86*u11 + 2*t88*u13 + t89*(2*u12 + u9) + u10*(6*g4 + 2*t87 + 4*t90) + x10*(2*t197 + 4*t200);
+    const real_v t221 = t144*t67 + 2*t146*t69 + t168*x4 + 2*t170*x6 + t177*t29 + 2*t179*t31 + t186*x1 + t188*x3 + t196*x10 + t198*(2*t1 + x9) + 2*t199*x13 - t207 + t58*u4 + 2*t60*u6 + t76*u1 + t78*u3 + t86*u10 + t88*(2*t117 + u9) + 2*t89*u13 + u11*(6*g4 + 2*t85 + 4*t90) + x11*(2*t195 + 4*t200);
+    const real_v t222 = 2*t145*t68 + t147*t69 + 2*t169*x5 + t170*x7 + 2*t178*t30 + t179*t32 + t185*x1 + t187*x2 + 2*t196*x13 + t198*x15 + t199*(2*x10 + x14) - t209 + 2*t59*u5 + t60*u7 + t75*u1 + t77*u2 + 2*t86*u13 + t88*u15 + t89*(2*u10 + u14) + u12*(6*g4 + 4*t87 + 2*t90) + x12*(4*t197 + 2*t200);
+    const real_v t223 = 2*t145*t67 + 2*t146*t68 + 2*t148*t69 + 2*t168*x5 + 2*t169*x6 + 2*t170*x8 + 2*t177*t30 + 2*t178*t31 + 2*t179*t33 + t184*x1 + t186*x2 + t187*x3 + t196*(2*t1 + 2*x12) + t198*(2*t2 + 2*x10) + t199*(2*x11 + 2*x15) + 2*t58*u5 + 2*t59*u6 + 2*t60*u8 + t74*u1 + t76*u2 + t77*u3 + t86*(2*t117 + 2*u12) + t88*(2*t118 + 2*u10) + t89*(2*u11 + 2*u15) + u13*(12*g4 + 4*t85 + 4*t87 + 4*t90) + x13*(4*t195 + 4*t197 + 4*t200);
+    const real_v t224 = t147*t68 + t169*x7 + t178*t32 + t185*x2 + t196*x15 + 2*t197*x14 + t199*x12 - t208 + t59*u7 + t75*u2 + t86*u15 + t89*u12 + u14*(2*g4 + 2*t87);
+    const real_v t225 = t147*t67 + 2*t148*t68 + t168*x7 + 2*t169*x8 + t177*t32 + 2*t178*t33 + t184*x2 + t185*x3 + t196*(2*t2 + x14) + t198*x12 + 2*t199*x13 - t207 + t58*u7 + 2*t59*u8 + t74*u2 + t75*u3 + t86*(2*t118 + u14) + t88*u12 + 2*t89*u13 + u15*(6*g4 + 2*t85 + 4*t87) + x15*(2*t195 + 4*t197);
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t205;
-    const real_v out2 = t206;
-    const real_v out3 = t207;
-    const real_v out4 = t208;
-    const real_v out5 = t209;
-    const real_v out6 = t210;
-    const real_v out7 = t211;
-    const real_v out8 = t212;
-    const real_v out9 = t213;
-    const real_v out10 = t214;
-    const real_v out11 = t215;
-    const real_v out12 = t216;
-    const real_v out13 = t217;
-    const real_v out14 = t218;
-    const real_v out15 = t219;
+    const real_v out1 = t211;
+    const real_v out2 = t212;
+    const real_v out3 = t213;
+    const real_v out4 = t214;
+    const real_v out5 = t215;
+    const real_v out6 = t216;
+    const real_v out7 = t217;
+    const real_v out8 = t218;
+    const real_v out9 = t219;
+    const real_v out10 = t220;
+    const real_v out11 = t221;
+    const real_v out12 = t222;
+    const real_v out13 = t223;
+    const real_v out14 = t224;
+    const real_v out15 = t225;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 16 + 0] = out0[lane];
         out[lane * 16 + 1] = out1[lane];
@@ -1601,7 +1637,7 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f64(x + row * 16, g + row * 13, u + row * 16, out + row * 16);

@@ -6,7 +6,9 @@
  * Rows are C-contiguous: x is (n, 9), outputs are (n, width).
  * Each kernel works on blocks of OPTINV_LANES rows held in GCC/Clang vector
  * types, so the straight-line body is vectorised across rows; a short tail
- * is zero-padded into one extra block.  OpenMP splits blocks over threads.
+ * is zero-padded into one extra block.  OpenMP splits blocks over threads
+ * (dynamically, so a busy core does not hold the others back); batches under
+ * 256 rows stay on the calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
 #include <string.h>
@@ -41,7 +43,7 @@ static int resolve_threads(int requested) {
 #define LOAD_F64(p, width, k) ((vec_f64){ (p)[k], (p)[(width) + (k)], (p)[2 * (width) + (k)], (p)[3 * (width) + (k)], (p)[4 * (width) + (k)], (p)[5 * (width) + (k)], (p)[6 * (width) + (k)], (p)[7 * (width) + (k)] })
 
 
-/* forward: invariants I(x) (float; 20 flops per row) */
+/* forward: invariants I(x) (float; 16 flops per row) */
 static void forward_block_f32(const float *restrict x, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -54,11 +56,11 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v x6 = LOAD_F32(x, 9, 6);
     const real_v x7 = LOAD_F32(x, 9, 7);
     const real_v x8 = LOAD_F32(x, 9, 8);
-    const real_v t0 = -x4 - x7;
-    const real_v t1 = x1*x1 + x2*x2 + x3*x3;
-    const real_v t2 = t0*t0 + x4*x4 + 2*x5*x5 + 2*x6*x6 + x7*x7 + 2*x8*x8;
+    const real_v t0 = x1*x1 + x2*x2 + x3*x3;
+    const real_v t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_v t2 = 2*t1;
     const real_v out0 = x0;
-    const real_v out1 = t1;
+    const real_v out1 = t0;
     const real_v out2 = t2;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 3 + 0] = out0[lane];
@@ -70,7 +72,7 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f32(x + row * 9, out + row * 3);
@@ -88,7 +90,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return n;
 }
 
-/* forward: invariants I(x) (double; 20 flops per row) */
+/* forward: invariants I(x) (double; 16 flops per row) */
 static void forward_block_f64(const double *restrict x, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -101,11 +103,11 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v x6 = LOAD_F64(x, 9, 6);
     const real_v x7 = LOAD_F64(x, 9, 7);
     const real_v x8 = LOAD_F64(x, 9, 8);
-    const real_v t0 = -x4 - x7;
-    const real_v t1 = x1*x1 + x2*x2 + x3*x3;
-    const real_v t2 = t0*t0 + x4*x4 + 2*x5*x5 + 2*x6*x6 + x7*x7 + 2*x8*x8;
+    const real_v t0 = x1*x1 + x2*x2 + x3*x3;
+    const real_v t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_v t2 = 2*t1;
     const real_v out0 = x0;
-    const real_v out1 = t1;
+    const real_v out1 = t0;
     const real_v out2 = t2;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 3 + 0] = out0[lane];
@@ -117,7 +119,7 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f64(x + row * 9, out + row * 3);
@@ -135,7 +137,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return n;
 }
 
-/* vjp: g . dI/dx (float; 21 flops per row) */
+/* vjp: g . dI/dx (float; 19 flops per row) */
 static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -150,16 +152,15 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v g0 = LOAD_F32(g, 3, 0);
     const real_v g1 = LOAD_F32(g, 3, 1);
     const real_v g2 = LOAD_F32(g, 3, 2);
-    const real_v t0 = -x4 - x7;
-    const real_v t3 = 2*g2*t0;
+    const real_v t3 = 2*g2;
     const real_v t4 = 2*g1*x1;
     const real_v t5 = 2*g1*x2;
     const real_v t6 = 2*g1*x3;
-    const real_v t7 = 2*g2*x4 - t3;
-    const real_v t8 = 4*g2*x5;
-    const real_v t9 = 4*g2*x6;
-    const real_v t10 = 2*g2*x7 - t3;
-    const real_v t11 = 4*g2*x8;
+    const real_v t7 = t3*(2*x4 + x7);
+    const real_v t8 = 2*t3*x5;
+    const real_v t9 = 2*t3*x6;
+    const real_v t10 = t3*(x4 + 2*x7);
+    const real_v t11 = 2*t3*x8;
     const real_v out0 = g0;
     const real_v out1 = t4;
     const real_v out2 = t5;
@@ -185,7 +186,7 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f32(x + row * 9, g + row * 3, out + row * 9);
@@ -206,7 +207,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return n;
 }
 
-/* vjp: g . dI/dx (double; 21 flops per row) */
+/* vjp: g . dI/dx (double; 19 flops per row) */
 static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -221,16 +222,15 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v g0 = LOAD_F64(g, 3, 0);
     const real_v g1 = LOAD_F64(g, 3, 1);
     const real_v g2 = LOAD_F64(g, 3, 2);
-    const real_v t0 = -x4 - x7;
-    const real_v t3 = 2*g2*t0;
+    const real_v t3 = 2*g2;
     const real_v t4 = 2*g1*x1;
     const real_v t5 = 2*g1*x2;
     const real_v t6 = 2*g1*x3;
-    const real_v t7 = 2*g2*x4 - t3;
-    const real_v t8 = 4*g2*x5;
-    const real_v t9 = 4*g2*x6;
-    const real_v t10 = 2*g2*x7 - t3;
-    const real_v t11 = 4*g2*x8;
+    const real_v t7 = t3*(2*x4 + x7);
+    const real_v t8 = 2*t3*x5;
+    const real_v t9 = 2*t3*x6;
+    const real_v t10 = t3*(x4 + 2*x7);
+    const real_v t11 = 2*t3*x8;
     const real_v out0 = g0;
     const real_v out1 = t4;
     const real_v out2 = t5;
@@ -256,7 +256,7 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f64(x + row * 9, g + row * 3, out + row * 9);
@@ -277,7 +277,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return n;
 }
 
-/* jvp: dI/dx . u (float; 27 flops per row) */
+/* jvp: dI/dx . u (float; 23 flops per row) */
 static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -298,13 +298,13 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v u6 = LOAD_F32(u, 9, 6);
     const real_v u7 = LOAD_F32(u, 9, 7);
     const real_v u8 = LOAD_F32(u, 9, 8);
-    const real_v t0 = -x4 - x7;
-    const real_v t3 = -u4 - u7;
-    const real_v t4 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_v t5 = 2*t0*t3 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
+    const real_v t3 = u1*x1 + u2*x2 + u3*x3;
+    const real_v t4 = 2*t3;
+    const real_v t5 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_v t6 = 2*t5;
     const real_v out0 = u0;
     const real_v out1 = t4;
-    const real_v out2 = t5;
+    const real_v out2 = t6;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 3 + 0] = out0[lane];
         out[lane * 3 + 1] = out1[lane];
@@ -315,7 +315,7 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f32(x + row * 9, u + row * 9, out + row * 3);
@@ -336,7 +336,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return n;
 }
 
-/* jvp: dI/dx . u (double; 27 flops per row) */
+/* jvp: dI/dx . u (double; 23 flops per row) */
 static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -357,13 +357,13 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v u6 = LOAD_F64(u, 9, 6);
     const real_v u7 = LOAD_F64(u, 9, 7);
     const real_v u8 = LOAD_F64(u, 9, 8);
-    const real_v t0 = -x4 - x7;
-    const real_v t3 = -u4 - u7;
-    const real_v t4 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_v t5 = 2*t0*t3 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
+    const real_v t3 = u1*x1 + u2*x2 + u3*x3;
+    const real_v t4 = 2*t3;
+    const real_v t5 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_v t6 = 2*t5;
     const real_v out0 = u0;
     const real_v out1 = t4;
-    const real_v out2 = t5;
+    const real_v out2 = t6;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 3 + 0] = out0[lane];
         out[lane * 3 + 1] = out1[lane];
@@ -374,7 +374,7 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f64(x + row * 9, u + row * 9, out + row * 3);
@@ -395,7 +395,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 21 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 19 flops per row) */
 static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -409,25 +409,24 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v u6 = LOAD_F32(u, 9, 6);
     const real_v u7 = LOAD_F32(u, 9, 7);
     const real_v u8 = LOAD_F32(u, 9, 8);
-    const real_v t12 = -u4 - u7;
-    const real_v t13 = 2*g2*t12;
-    const real_v t14 = 2*g1*u1;
-    const real_v t15 = 2*g1*u2;
-    const real_v t16 = 2*g1*u3;
-    const real_v t17 = 2*g2*u4 - t13;
-    const real_v t18 = 4*g2*u5;
-    const real_v t19 = 4*g2*u6;
-    const real_v t20 = 2*g2*u7 - t13;
-    const real_v t21 = 4*g2*u8;
+    const real_v t3 = 2*g2;
+    const real_v t12 = 2*g1*u1;
+    const real_v t13 = 2*g1*u2;
+    const real_v t14 = 2*g1*u3;
+    const real_v t15 = t3*(2*u4 + u7);
+    const real_v t16 = 2*t3*u5;
+    const real_v t17 = 2*t3*u6;
+    const real_v t18 = t3*(u4 + 2*u7);
+    const real_v t19 = 2*t3*u8;
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t14;
-    const real_v out2 = t15;
-    const real_v out3 = t16;
-    const real_v out4 = t17;
-    const real_v out5 = t18;
-    const real_v out6 = t19;
-    const real_v out7 = t20;
-    const real_v out8 = t21;
+    const real_v out1 = t12;
+    const real_v out2 = t13;
+    const real_v out3 = t14;
+    const real_v out4 = t15;
+    const real_v out5 = t16;
+    const real_v out6 = t17;
+    const real_v out7 = t18;
+    const real_v out8 = t19;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 9 + 0] = out0[lane];
         out[lane * 9 + 1] = out1[lane];
@@ -444,7 +443,7 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f32(x + row * 9, g + row * 3, u + row * 9, out + row * 9);
@@ -468,7 +467,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 21 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 19 flops per row) */
 static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -482,25 +481,24 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v u6 = LOAD_F64(u, 9, 6);
     const real_v u7 = LOAD_F64(u, 9, 7);
     const real_v u8 = LOAD_F64(u, 9, 8);
-    const real_v t12 = -u4 - u7;
-    const real_v t13 = 2*g2*t12;
-    const real_v t14 = 2*g1*u1;
-    const real_v t15 = 2*g1*u2;
-    const real_v t16 = 2*g1*u3;
-    const real_v t17 = 2*g2*u4 - t13;
-    const real_v t18 = 4*g2*u5;
-    const real_v t19 = 4*g2*u6;
-    const real_v t20 = 2*g2*u7 - t13;
-    const real_v t21 = 4*g2*u8;
+    const real_v t3 = 2*g2;
+    const real_v t12 = 2*g1*u1;
+    const real_v t13 = 2*g1*u2;
+    const real_v t14 = 2*g1*u3;
+    const real_v t15 = t3*(2*u4 + u7);
+    const real_v t16 = 2*t3*u5;
+    const real_v t17 = 2*t3*u6;
+    const real_v t18 = t3*(u4 + 2*u7);
+    const real_v t19 = 2*t3*u8;
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t14;
-    const real_v out2 = t15;
-    const real_v out3 = t16;
-    const real_v out4 = t17;
-    const real_v out5 = t18;
-    const real_v out6 = t19;
-    const real_v out7 = t20;
-    const real_v out8 = t21;
+    const real_v out1 = t12;
+    const real_v out2 = t13;
+    const real_v out3 = t14;
+    const real_v out4 = t15;
+    const real_v out5 = t16;
+    const real_v out6 = t17;
+    const real_v out7 = t18;
+    const real_v out8 = t19;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 9 + 0] = out0[lane];
         out[lane * 9 + 1] = out1[lane];
@@ -517,7 +515,7 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f64(x + row * 9, g + row * 3, u + row * 9, out + row * 9);

@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 9), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 20 flops per row) */
+/* forward: invariants I(x) (float; 16 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -24,15 +24,15 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t x6 = x[row * 9 + 6];
     const real_t x7 = x[row * 9 + 7];
     const real_t x8 = x[row * 9 + 8];
-    const real_t t0 = -x4 - x7;
-    const real_t t1 = x1*x1 + x2*x2 + x3*x3;
-    const real_t t2 = t0*t0 + x4*x4 + 2*x5*x5 + 2*x6*x6 + x7*x7 + 2*x8*x8;
+    const real_t t0 = x1*x1 + x2*x2 + x3*x3;
+    const real_t t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_t t2 = 2*t1;
     out[row * 3 + 0] = x0;
-    out[row * 3 + 1] = t1;
+    out[row * 3 + 1] = t0;
     out[row * 3 + 2] = t2;
 }
 
-/* forward: invariants I(x) (double; 20 flops per row) */
+/* forward: invariants I(x) (double; 16 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -49,15 +49,15 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t x6 = x[row * 9 + 6];
     const real_t x7 = x[row * 9 + 7];
     const real_t x8 = x[row * 9 + 8];
-    const real_t t0 = -x4 - x7;
-    const real_t t1 = x1*x1 + x2*x2 + x3*x3;
-    const real_t t2 = t0*t0 + x4*x4 + 2*x5*x5 + 2*x6*x6 + x7*x7 + 2*x8*x8;
+    const real_t t0 = x1*x1 + x2*x2 + x3*x3;
+    const real_t t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_t t2 = 2*t1;
     out[row * 3 + 0] = x0;
-    out[row * 3 + 1] = t1;
+    out[row * 3 + 1] = t0;
     out[row * 3 + 2] = t2;
 }
 
-/* vjp: g . dI/dx (float; 21 flops per row) */
+/* vjp: g . dI/dx (float; 19 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -76,16 +76,15 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     const real_t g0 = g[row * 3 + 0];
     const real_t g1 = g[row * 3 + 1];
     const real_t g2 = g[row * 3 + 2];
-    const real_t t0 = -x4 - x7;
-    const real_t t3 = 2*g2*t0;
+    const real_t t3 = 2*g2;
     const real_t t4 = 2*g1*x1;
     const real_t t5 = 2*g1*x2;
     const real_t t6 = 2*g1*x3;
-    const real_t t7 = 2*g2*x4 - t3;
-    const real_t t8 = 4*g2*x5;
-    const real_t t9 = 4*g2*x6;
-    const real_t t10 = 2*g2*x7 - t3;
-    const real_t t11 = 4*g2*x8;
+    const real_t t7 = t3*(2*x4 + x7);
+    const real_t t8 = 2*t3*x5;
+    const real_t t9 = 2*t3*x6;
+    const real_t t10 = t3*(x4 + 2*x7);
+    const real_t t11 = 2*t3*x8;
     out[row * 9 + 0] = g0;
     out[row * 9 + 1] = t4;
     out[row * 9 + 2] = t5;
@@ -97,7 +96,7 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     out[row * 9 + 8] = t11;
 }
 
-/* vjp: g . dI/dx (double; 21 flops per row) */
+/* vjp: g . dI/dx (double; 19 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -116,16 +115,15 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     const real_t g0 = g[row * 3 + 0];
     const real_t g1 = g[row * 3 + 1];
     const real_t g2 = g[row * 3 + 2];
-    const real_t t0 = -x4 - x7;
-    const real_t t3 = 2*g2*t0;
+    const real_t t3 = 2*g2;
     const real_t t4 = 2*g1*x1;
     const real_t t5 = 2*g1*x2;
     const real_t t6 = 2*g1*x3;
-    const real_t t7 = 2*g2*x4 - t3;
-    const real_t t8 = 4*g2*x5;
-    const real_t t9 = 4*g2*x6;
-    const real_t t10 = 2*g2*x7 - t3;
-    const real_t t11 = 4*g2*x8;
+    const real_t t7 = t3*(2*x4 + x7);
+    const real_t t8 = 2*t3*x5;
+    const real_t t9 = 2*t3*x6;
+    const real_t t10 = t3*(x4 + 2*x7);
+    const real_t t11 = 2*t3*x8;
     out[row * 9 + 0] = g0;
     out[row * 9 + 1] = t4;
     out[row * 9 + 2] = t5;
@@ -137,7 +135,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 9 + 8] = t11;
 }
 
-/* jvp: dI/dx . u (float; 27 flops per row) */
+/* jvp: dI/dx . u (float; 23 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -162,16 +160,16 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     const real_t u6 = u[row * 9 + 6];
     const real_t u7 = u[row * 9 + 7];
     const real_t u8 = u[row * 9 + 8];
-    const real_t t0 = -x4 - x7;
-    const real_t t3 = -u4 - u7;
-    const real_t t4 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_t t5 = 2*t0*t3 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
+    const real_t t3 = u1*x1 + u2*x2 + u3*x3;
+    const real_t t4 = 2*t3;
+    const real_t t5 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t6 = 2*t5;
     out[row * 3 + 0] = u0;
     out[row * 3 + 1] = t4;
-    out[row * 3 + 2] = t5;
+    out[row * 3 + 2] = t6;
 }
 
-/* jvp: dI/dx . u (double; 27 flops per row) */
+/* jvp: dI/dx . u (double; 23 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -196,16 +194,16 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     const real_t u6 = u[row * 9 + 6];
     const real_t u7 = u[row * 9 + 7];
     const real_t u8 = u[row * 9 + 8];
-    const real_t t0 = -x4 - x7;
-    const real_t t3 = -u4 - u7;
-    const real_t t4 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_t t5 = 2*t0*t3 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
+    const real_t t3 = u1*x1 + u2*x2 + u3*x3;
+    const real_t t4 = 2*t3;
+    const real_t t5 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t6 = 2*t5;
     out[row * 3 + 0] = u0;
     out[row * 3 + 1] = t4;
-    out[row * 3 + 2] = t5;
+    out[row * 3 + 2] = t6;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 21 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 19 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -223,28 +221,27 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     const real_t u6 = u[row * 9 + 6];
     const real_t u7 = u[row * 9 + 7];
     const real_t u8 = u[row * 9 + 8];
-    const real_t t12 = -u4 - u7;
-    const real_t t13 = 2*g2*t12;
-    const real_t t14 = 2*g1*u1;
-    const real_t t15 = 2*g1*u2;
-    const real_t t16 = 2*g1*u3;
-    const real_t t17 = 2*g2*u4 - t13;
-    const real_t t18 = 4*g2*u5;
-    const real_t t19 = 4*g2*u6;
-    const real_t t20 = 2*g2*u7 - t13;
-    const real_t t21 = 4*g2*u8;
+    const real_t t3 = 2*g2;
+    const real_t t12 = 2*g1*u1;
+    const real_t t13 = 2*g1*u2;
+    const real_t t14 = 2*g1*u3;
+    const real_t t15 = t3*(2*u4 + u7);
+    const real_t t16 = 2*t3*u5;
+    const real_t t17 = 2*t3*u6;
+    const real_t t18 = t3*(u4 + 2*u7);
+    const real_t t19 = 2*t3*u8;
     out[row * 9 + 0] = 0;
-    out[row * 9 + 1] = t14;
-    out[row * 9 + 2] = t15;
-    out[row * 9 + 3] = t16;
-    out[row * 9 + 4] = t17;
-    out[row * 9 + 5] = t18;
-    out[row * 9 + 6] = t19;
-    out[row * 9 + 7] = t20;
-    out[row * 9 + 8] = t21;
+    out[row * 9 + 1] = t12;
+    out[row * 9 + 2] = t13;
+    out[row * 9 + 3] = t14;
+    out[row * 9 + 4] = t15;
+    out[row * 9 + 5] = t16;
+    out[row * 9 + 6] = t17;
+    out[row * 9 + 7] = t18;
+    out[row * 9 + 8] = t19;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 21 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 19 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -262,24 +259,23 @@ extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const do
     const real_t u6 = u[row * 9 + 6];
     const real_t u7 = u[row * 9 + 7];
     const real_t u8 = u[row * 9 + 8];
-    const real_t t12 = -u4 - u7;
-    const real_t t13 = 2*g2*t12;
-    const real_t t14 = 2*g1*u1;
-    const real_t t15 = 2*g1*u2;
-    const real_t t16 = 2*g1*u3;
-    const real_t t17 = 2*g2*u4 - t13;
-    const real_t t18 = 4*g2*u5;
-    const real_t t19 = 4*g2*u6;
-    const real_t t20 = 2*g2*u7 - t13;
-    const real_t t21 = 4*g2*u8;
+    const real_t t3 = 2*g2;
+    const real_t t12 = 2*g1*u1;
+    const real_t t13 = 2*g1*u2;
+    const real_t t14 = 2*g1*u3;
+    const real_t t15 = t3*(2*u4 + u7);
+    const real_t t16 = 2*t3*u5;
+    const real_t t17 = 2*t3*u6;
+    const real_t t18 = t3*(u4 + 2*u7);
+    const real_t t19 = 2*t3*u8;
     out[row * 9 + 0] = 0;
-    out[row * 9 + 1] = t14;
-    out[row * 9 + 2] = t15;
-    out[row * 9 + 3] = t16;
-    out[row * 9 + 4] = t17;
-    out[row * 9 + 5] = t18;
-    out[row * 9 + 6] = t19;
-    out[row * 9 + 7] = t20;
-    out[row * 9 + 8] = t21;
+    out[row * 9 + 1] = t12;
+    out[row * 9 + 2] = t13;
+    out[row * 9 + 3] = t14;
+    out[row * 9 + 4] = t15;
+    out[row * 9 + 5] = t16;
+    out[row * 9 + 6] = t17;
+    out[row * 9 + 7] = t18;
+    out[row * 9 + 8] = t19;
 }
 

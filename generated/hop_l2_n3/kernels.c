@@ -6,7 +6,9 @@
  * Rows are C-contiguous: x is (n, 9), outputs are (n, width).
  * Each kernel works on blocks of OPTINV_LANES rows held in GCC/Clang vector
  * types, so the straight-line body is vectorised across rows; a short tail
- * is zero-padded into one extra block.  OpenMP splits blocks over threads.
+ * is zero-padded into one extra block.  OpenMP splits blocks over threads
+ * (dynamically, so a busy core does not hold the others back); batches under
+ * 256 rows stay on the calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
 #include <string.h>
@@ -41,7 +43,7 @@ static int resolve_threads(int requested) {
 #define LOAD_F64(p, width, k) ((vec_f64){ (p)[k], (p)[(width) + (k)], (p)[2 * (width) + (k)], (p)[3 * (width) + (k)], (p)[4 * (width) + (k)], (p)[5 * (width) + (k)], (p)[6 * (width) + (k)], (p)[7 * (width) + (k)] })
 
 
-/* forward: invariants I(x) (float; 59 flops per row) */
+/* forward: invariants I(x) (float; 48 flops per row) */
 static void forward_block_f32(const float *restrict x, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -66,14 +68,15 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v t9 = 3*x4;
     const real_v t10 = 3*x7;
     const real_v t11 = t0 + t1 + t2;
-    const real_v t12 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + 2*x4*x7;
-    const real_v t13 = t0*x4 + t1*x7 - t2*x4 - t2*x7 + t8*x2*x5 + t8*x3*x6 + 2*x2*x3*x8;
-    const real_v t14 = -t10*t3 - t10*t5 + 3*t4*x4 + 3*t4*x7 - t6*t9 - t7*t9 + 6*x5*x6*x8;
+    const real_v t12 = t3 + t4 + t5 + t6 + t7 + x4*x7;
+    const real_v t13 = 2*t12;
+    const real_v t14 = t8*x3*x6 + x2*(t8*x5 + 2*x3*x8) + x4*(t0 - t2) + x7*(t1 - t2);
+    const real_v t15 = t10*(-t3 - t5) + t4*(3*x4 + 3*x7) + t9*(-t6 - t7) + 6*x5*x6*x8;
     const real_v out0 = x0;
     const real_v out1 = t11;
-    const real_v out2 = t12;
-    const real_v out3 = t13;
-    const real_v out4 = t14;
+    const real_v out2 = t13;
+    const real_v out3 = t14;
+    const real_v out4 = t15;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 5 + 0] = out0[lane];
         out[lane * 5 + 1] = out1[lane];
@@ -86,7 +89,7 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f32(x + row * 9, out + row * 5);
@@ -104,7 +107,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return n;
 }
 
-/* forward: invariants I(x) (double; 59 flops per row) */
+/* forward: invariants I(x) (double; 48 flops per row) */
 static void forward_block_f64(const double *restrict x, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -129,14 +132,15 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v t9 = 3*x4;
     const real_v t10 = 3*x7;
     const real_v t11 = t0 + t1 + t2;
-    const real_v t12 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + 2*x4*x7;
-    const real_v t13 = t0*x4 + t1*x7 - t2*x4 - t2*x7 + t8*x2*x5 + t8*x3*x6 + 2*x2*x3*x8;
-    const real_v t14 = -t10*t3 - t10*t5 + 3*t4*x4 + 3*t4*x7 - t6*t9 - t7*t9 + 6*x5*x6*x8;
+    const real_v t12 = t3 + t4 + t5 + t6 + t7 + x4*x7;
+    const real_v t13 = 2*t12;
+    const real_v t14 = t8*x3*x6 + x2*(t8*x5 + 2*x3*x8) + x4*(t0 - t2) + x7*(t1 - t2);
+    const real_v t15 = t10*(-t3 - t5) + t4*(3*x4 + 3*x7) + t9*(-t6 - t7) + 6*x5*x6*x8;
     const real_v out0 = x0;
     const real_v out1 = t11;
-    const real_v out2 = t12;
-    const real_v out3 = t13;
-    const real_v out4 = t14;
+    const real_v out2 = t13;
+    const real_v out3 = t14;
+    const real_v out4 = t15;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 5 + 0] = out0[lane];
         out[lane * 5 + 1] = out1[lane];
@@ -149,7 +153,7 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f64(x + row * 9, out + row * 5);
@@ -167,7 +171,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return n;
 }
 
-/* vjp: g . dI/dx (float; 112 flops per row) */
+/* vjp: g . dI/dx (float; 106 flops per row) */
 static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -195,32 +199,35 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v t8 = 2*x1;
     const real_v t9 = 3*x4;
     const real_v t10 = 3*x7;
-    const real_v t15 = g4*(-t3 - t5);
-    const real_v t16 = g4*(-t6 - t7);
-    const real_v t17 = g3*(x2*x5 + x3*x6);
-    const real_v t18 = 2*g2 - g4*t9;
-    const real_v t19 = 2*g2 - g4*t10;
-    const real_v t20 = 2*g2 + g4*(3*x4 + 3*x7);
-    const real_v t21 = g1 + g3*(-x4 - x7);
-    const real_v t22 = g1 + g3*x7;
-    const real_v t23 = g1 + g3*x4;
-    const real_v t24 = 2*t17 + 2*t23*x1;
-    const real_v t25 = g3*(t8*x5 + 2*x3*x8) + 2*t22*x2;
-    const real_v t26 = g3*(t8*x6 + 2*x2*x8) + 2*t21*x3;
-    const real_v t27 = 2*g2*x7 + g3*(t0 - t2) + 3*g4*t4 + 3*t16 + 2*t19*x4;
-    const real_v t28 = g3*t8*x2 + 6*g4*x6*x8 + 2*t20*x5;
-    const real_v t29 = g3*t8*x3 + 6*g4*x5*x8 + 2*t19*x6;
-    const real_v t30 = 2*g2*x4 + g3*(t1 - t2) + 3*g4*t4 + 3*t15 + 2*t18*x7;
-    const real_v t31 = 2*g3*x2*x3 + 6*g4*x5*x6 + 2*t18*x8;
+    const real_v t16 = 2*g2;
+    const real_v t17 = g4*(-t3 - t5);
+    const real_v t18 = g4*(-t6 - t7);
+    const real_v t19 = g3*(x2*x5 + x3*x6);
+    const real_v t20 = -g4*t9 + t16;
+    const real_v t21 = -g4*t10 + t16;
+    const real_v t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_v t23 = g1 + g3*(-x4 - x7);
+    const real_v t24 = g1 + g3*x7;
+    const real_v t25 = g1 + g3*x4;
+    const real_v t26 = t19 + t25*x1;
+    const real_v t27 = 2*t26;
+    const real_v t28 = g3*(t8*x5 + 2*x3*x8) + 2*t24*x2;
+    const real_v t29 = g3*(t8*x6 + 2*x2*x8) + 2*t23*x3;
+    const real_v t30 = g3*(t0 - t2) + 3*g4*t4 + t16*x7 + 3*t18 + 2*t21*x4;
+    const real_v t31 = g3*t8*x2 + 6*g4*x6*x8 + 2*t22*x5;
+    const real_v t32 = g3*t8*x3 + 6*g4*x5*x8 + 2*t21*x6;
+    const real_v t33 = g3*(t1 - t2) + 3*g4*t4 + t16*x4 + 3*t17 + 2*t20*x7;
+    const real_v t34 = g3*x2*x3 + 3*g4*x5*x6 + t20*x8;
+    const real_v t35 = 2*t34;
     const real_v out0 = g0;
-    const real_v out1 = t24;
-    const real_v out2 = t25;
-    const real_v out3 = t26;
-    const real_v out4 = t27;
-    const real_v out5 = t28;
-    const real_v out6 = t29;
-    const real_v out7 = t30;
-    const real_v out8 = t31;
+    const real_v out1 = t27;
+    const real_v out2 = t28;
+    const real_v out3 = t29;
+    const real_v out4 = t30;
+    const real_v out5 = t31;
+    const real_v out6 = t32;
+    const real_v out7 = t33;
+    const real_v out8 = t35;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 9 + 0] = out0[lane];
         out[lane * 9 + 1] = out1[lane];
@@ -237,7 +244,7 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f32(x + row * 9, g + row * 5, out + row * 9);
@@ -258,7 +265,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return n;
 }
 
-/* vjp: g . dI/dx (double; 112 flops per row) */
+/* vjp: g . dI/dx (double; 106 flops per row) */
 static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -286,32 +293,35 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v t8 = 2*x1;
     const real_v t9 = 3*x4;
     const real_v t10 = 3*x7;
-    const real_v t15 = g4*(-t3 - t5);
-    const real_v t16 = g4*(-t6 - t7);
-    const real_v t17 = g3*(x2*x5 + x3*x6);
-    const real_v t18 = 2*g2 - g4*t9;
-    const real_v t19 = 2*g2 - g4*t10;
-    const real_v t20 = 2*g2 + g4*(3*x4 + 3*x7);
-    const real_v t21 = g1 + g3*(-x4 - x7);
-    const real_v t22 = g1 + g3*x7;
-    const real_v t23 = g1 + g3*x4;
-    const real_v t24 = 2*t17 + 2*t23*x1;
-    const real_v t25 = g3*(t8*x5 + 2*x3*x8) + 2*t22*x2;
-    const real_v t26 = g3*(t8*x6 + 2*x2*x8) + 2*t21*x3;
-    const real_v t27 = 2*g2*x7 + g3*(t0 - t2) + 3*g4*t4 + 3*t16 + 2*t19*x4;
-    const real_v t28 = g3*t8*x2 + 6*g4*x6*x8 + 2*t20*x5;
-    const real_v t29 = g3*t8*x3 + 6*g4*x5*x8 + 2*t19*x6;
-    const real_v t30 = 2*g2*x4 + g3*(t1 - t2) + 3*g4*t4 + 3*t15 + 2*t18*x7;
-    const real_v t31 = 2*g3*x2*x3 + 6*g4*x5*x6 + 2*t18*x8;
+    const real_v t16 = 2*g2;
+    const real_v t17 = g4*(-t3 - t5);
+    const real_v t18 = g4*(-t6 - t7);
+    const real_v t19 = g3*(x2*x5 + x3*x6);
+    const real_v t20 = -g4*t9 + t16;
+    const real_v t21 = -g4*t10 + t16;
+    const real_v t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_v t23 = g1 + g3*(-x4 - x7);
+    const real_v t24 = g1 + g3*x7;
+    const real_v t25 = g1 + g3*x4;
+    const real_v t26 = t19 + t25*x1;
+    const real_v t27 = 2*t26;
+    const real_v t28 = g3*(t8*x5 + 2*x3*x8) + 2*t24*x2;
+    const real_v t29 = g3*(t8*x6 + 2*x2*x8) + 2*t23*x3;
+    const real_v t30 = g3*(t0 - t2) + 3*g4*t4 + t16*x7 + 3*t18 + 2*t21*x4;
+    const real_v t31 = g3*t8*x2 + 6*g4*x6*x8 + 2*t22*x5;
+    const real_v t32 = g3*t8*x3 + 6*g4*x5*x8 + 2*t21*x6;
+    const real_v t33 = g3*(t1 - t2) + 3*g4*t4 + t16*x4 + 3*t17 + 2*t20*x7;
+    const real_v t34 = g3*x2*x3 + 3*g4*x5*x6 + t20*x8;
+    const real_v t35 = 2*t34;
     const real_v out0 = g0;
-    const real_v out1 = t24;
-    const real_v out2 = t25;
-    const real_v out3 = t26;
-    const real_v out4 = t27;
-    const real_v out5 = t28;
-    const real_v out6 = t29;
-    const real_v out7 = t30;
-    const real_v out8 = t31;
+    const real_v out1 = t27;
+    const real_v out2 = t28;
+    const real_v out3 = t29;
+    const real_v out4 = t30;
+    const real_v out5 = t31;
+    const real_v out6 = t32;
+    const real_v out7 = t33;
+    const real_v out8 = t35;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 9 + 0] = out0[lane];
         out[lane * 9 + 1] = out1[lane];
@@ -328,7 +338,7 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f64(x + row * 9, g + row * 5, out + row * 9);
@@ -349,7 +359,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return n;
 }
 
-/* jvp: dI/dx . u (float; 122 flops per row) */
+/* jvp: dI/dx . u (float; 111 flops per row) */
 static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -381,26 +391,27 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v t8 = 2*x1;
     const real_v t9 = 3*x4;
     const real_v t10 = 3*x7;
-    const real_v t15 = 2*u1*x1;
-    const real_v t16 = 2*u2*x2;
-    const real_v t17 = 2*u3*x3;
-    const real_v t18 = 2*u4*x4;
-    const real_v t19 = 2*u5*x5;
-    const real_v t20 = 2*u6*x6;
-    const real_v t21 = 2*u7*x7;
-    const real_v t22 = 2*u8*x8;
-    const real_v t23 = 2*u1;
-    const real_v t24 = 3*u4;
-    const real_v t25 = 3*u7;
-    const real_v t26 = t15 + t16 + t17;
-    const real_v t27 = 2*t18 + 2*t19 + 2*t20 + 2*t21 + 2*t22 + 2*u4*x7 + 2*u7*x4;
-    const real_v t28 = t15*x4 + t16*x7 + t17*(-x4 - x7) + t23*(x2*x5 + x3*x6) + t8*u5*x2 + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + 2*u8*x2*x3;
-    const real_v t29 = -t10*t18 - t10*t20 + t19*(3*x4 + 3*x7) - t21*t9 - t22*t9 + t24*(-t6 - t7) + t25*(-t3 - t5) + 3*t4*u4 + 3*t4*u7 + 6*u5*x6*x8 + 6*u6*x5*x8 + 6*u8*x5*x6;
+    const real_v t16 = 2*u1*x1;
+    const real_v t17 = 2*u2*x2;
+    const real_v t18 = 2*u3*x3;
+    const real_v t19 = 2*u4*x4;
+    const real_v t20 = 2*u5*x5;
+    const real_v t21 = 2*u6*x6;
+    const real_v t22 = 2*u7*x7;
+    const real_v t23 = 2*u8*x8;
+    const real_v t24 = 2*u1;
+    const real_v t25 = 3*u4;
+    const real_v t26 = 3*u7;
+    const real_v t27 = t16 + t17 + t18;
+    const real_v t28 = t19 + t20 + t21 + t22 + t23 + u4*x7 + u7*x4;
+    const real_v t29 = 2*t28;
+    const real_v t30 = t16*x4 + t17*x7 + t18*(-x4 - x7) + t24*(x2*x5 + x3*x6) + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + x2*(t8*u5 + 2*u8*x3);
+    const real_v t31 = t10*(-t19 - t21) + t20*(3*x4 + 3*x7) + t25*(-t6 - t7) + t26*(-t3 - t5) + t4*(3*u4 + 3*u7) + t9*(-t22 - t23) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
     const real_v out0 = u0;
-    const real_v out1 = t26;
-    const real_v out2 = t27;
-    const real_v out3 = t28;
-    const real_v out4 = t29;
+    const real_v out1 = t27;
+    const real_v out2 = t29;
+    const real_v out3 = t30;
+    const real_v out4 = t31;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 5 + 0] = out0[lane];
         out[lane * 5 + 1] = out1[lane];
@@ -413,7 +424,7 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f32(x + row * 9, u + row * 9, out + row * 5);
@@ -434,7 +445,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return n;
 }
 
-/* jvp: dI/dx . u (double; 122 flops per row) */
+/* jvp: dI/dx . u (double; 111 flops per row) */
 static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -466,26 +477,27 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v t8 = 2*x1;
     const real_v t9 = 3*x4;
     const real_v t10 = 3*x7;
-    const real_v t15 = 2*u1*x1;
-    const real_v t16 = 2*u2*x2;
-    const real_v t17 = 2*u3*x3;
-    const real_v t18 = 2*u4*x4;
-    const real_v t19 = 2*u5*x5;
-    const real_v t20 = 2*u6*x6;
-    const real_v t21 = 2*u7*x7;
-    const real_v t22 = 2*u8*x8;
-    const real_v t23 = 2*u1;
-    const real_v t24 = 3*u4;
-    const real_v t25 = 3*u7;
-    const real_v t26 = t15 + t16 + t17;
-    const real_v t27 = 2*t18 + 2*t19 + 2*t20 + 2*t21 + 2*t22 + 2*u4*x7 + 2*u7*x4;
-    const real_v t28 = t15*x4 + t16*x7 + t17*(-x4 - x7) + t23*(x2*x5 + x3*x6) + t8*u5*x2 + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + 2*u8*x2*x3;
-    const real_v t29 = -t10*t18 - t10*t20 + t19*(3*x4 + 3*x7) - t21*t9 - t22*t9 + t24*(-t6 - t7) + t25*(-t3 - t5) + 3*t4*u4 + 3*t4*u7 + 6*u5*x6*x8 + 6*u6*x5*x8 + 6*u8*x5*x6;
+    const real_v t16 = 2*u1*x1;
+    const real_v t17 = 2*u2*x2;
+    const real_v t18 = 2*u3*x3;
+    const real_v t19 = 2*u4*x4;
+    const real_v t20 = 2*u5*x5;
+    const real_v t21 = 2*u6*x6;
+    const real_v t22 = 2*u7*x7;
+    const real_v t23 = 2*u8*x8;
+    const real_v t24 = 2*u1;
+    const real_v t25 = 3*u4;
+    const real_v t26 = 3*u7;
+    const real_v t27 = t16 + t17 + t18;
+    const real_v t28 = t19 + t20 + t21 + t22 + t23 + u4*x7 + u7*x4;
+    const real_v t29 = 2*t28;
+    const real_v t30 = t16*x4 + t17*x7 + t18*(-x4 - x7) + t24*(x2*x5 + x3*x6) + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + x2*(t8*u5 + 2*u8*x3);
+    const real_v t31 = t10*(-t19 - t21) + t20*(3*x4 + 3*x7) + t25*(-t6 - t7) + t26*(-t3 - t5) + t4*(3*u4 + 3*u7) + t9*(-t22 - t23) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
     const real_v out0 = u0;
-    const real_v out1 = t26;
-    const real_v out2 = t27;
-    const real_v out3 = t28;
-    const real_v out4 = t29;
+    const real_v out1 = t27;
+    const real_v out2 = t29;
+    const real_v out3 = t30;
+    const real_v out4 = t31;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 5 + 0] = out0[lane];
         out[lane * 5 + 1] = out1[lane];
@@ -498,7 +510,7 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f64(x + row * 9, u + row * 9, out + row * 5);
@@ -519,7 +531,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 208 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 178 flops per row) */
 static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -546,49 +558,52 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v t8 = 2*x1;
     const real_v t9 = 3*x4;
     const real_v t10 = 3*x7;
-    const real_v t18 = 2*g2 - g4*t9;
-    const real_v t19 = 2*g2 - g4*t10;
-    const real_v t20 = 2*g2 + g4*(3*x4 + 3*x7);
-    const real_v t21 = g1 + g3*(-x4 - x7);
-    const real_v t22 = g1 + g3*x7;
-    const real_v t23 = g1 + g3*x4;
-    const real_v t32 = 2*u1*x1;
-    const real_v t33 = 2*u2*x2;
-    const real_v t34 = 2*u3*x3;
-    const real_v t35 = 2*u4*x4;
-    const real_v t36 = 2*u5*x5;
-    const real_v t37 = 2*u6*x6;
-    const real_v t38 = 2*u7*x7;
-    const real_v t39 = 2*u8*x8;
-    const real_v t40 = 2*u1;
-    const real_v t41 = 3*u4;
-    const real_v t42 = 3*u7;
-    const real_v t43 = -g4*t35 - g4*t37;
-    const real_v t44 = -g4*t38 - g4*t39;
-    const real_v t45 = g3*u2*x5 + g3*u3*x6 + g3*u5*x2 + g3*u6*x3;
-    const real_v t46 = -g4*t41;
-    const real_v t47 = -g4*t42;
-    const real_v t48 = 3*g4*u4 + 3*g4*u7;
-    const real_v t49 = -g3*u4 - g3*u7;
-    const real_v t50 = g3*u7;
-    const real_v t51 = g3*u4;
-    const real_v t52 = 2*t23*u1 + 2*t45 + 2*t51*x1;
-    const real_v t53 = g3*t40*x5 + g3*t8*u5 + 2*g3*u3*x8 + 2*g3*u8*x3 + 2*t22*u2 + 2*t50*x2;
-    const real_v t54 = g3*t40*x6 + g3*t8*u6 + 2*g3*u2*x8 + 2*g3*u8*x2 + 2*t21*u3 + 2*t49*x3;
-    const real_v t55 = 2*g2*u7 + g3*t32 - g3*t34 + 3*g4*t36 + 2*t19*u4 + 3*t44 + 2*t47*x4;
-    const real_v t56 = g3*t40*x2 + g3*t8*u2 + 6*g4*u6*x8 + 6*g4*u8*x6 + 2*t20*u5 + 2*t48*x5;
-    const real_v t57 = g3*t40*x3 + g3*t8*u3 + 6*g4*u5*x8 + 6*g4*u8*x5 + 2*t19*u6 + 2*t47*x6;
-    const real_v t58 = 2*g2*u4 + g3*t33 - g3*t34 + 3*g4*t36 + 2*t18*u7 + 3*t43 + 2*t46*x7;
-    const real_v t59 = 2*g3*u2*x3 + 2*g3*u3*x2 + 6*g4*u5*x6 + 6*g4*u6*x5 + 2*t18*u8 + 2*t46*x8;
+    const real_v t16 = 2*g2;
+    const real_v t20 = -g4*t9 + t16;
+    const real_v t21 = -g4*t10 + t16;
+    const real_v t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_v t23 = g1 + g3*(-x4 - x7);
+    const real_v t24 = g1 + g3*x7;
+    const real_v t25 = g1 + g3*x4;
+    const real_v t36 = 2*u1*x1;
+    const real_v t37 = 2*u2*x2;
+    const real_v t38 = 2*u3*x3;
+    const real_v t39 = 2*u4*x4;
+    const real_v t40 = 2*u5*x5;
+    const real_v t41 = 2*u6*x6;
+    const real_v t42 = 2*u7*x7;
+    const real_v t43 = 2*u8*x8;
+    const real_v t44 = 2*u1;
+    const real_v t45 = 3*u4;
+    const real_v t46 = 3*u7;
+    const real_v t47 = g4*(-t39 - t41);
+    const real_v t48 = g4*(-t42 - t43);
+    const real_v t49 = g3*(u2*x5 + u3*x6 + u5*x2 + u6*x3);
+    const real_v t50 = -g4*t45;
+    const real_v t51 = -g4*t46;
+    const real_v t52 = g4*(3*u4 + 3*u7);
+    const real_v t53 = g3*(-u4 - u7);
+    const real_v t54 = g3*u7;
+    const real_v t55 = g3*u4;
+    const real_v t56 = t25*u1 + t49 + t55*x1;
+    const real_v t57 = 2*t56;
+    const real_v t58 = g3*(t44*x5 + t8*u5 + 2*u3*x8 + 2*u8*x3) + 2*t24*u2 + 2*t54*x2;
+    const real_v t59 = g3*(t44*x6 + t8*u6 + 2*u2*x8 + 2*u8*x2) + 2*t23*u3 + 2*t53*x3;
+    const real_v t60 = g3*(t36 - t38) + 3*g4*t40 + t16*u7 + 2*t21*u4 + 3*t48 + 2*t51*x4;
+    const real_v t61 = g3*(t44*x2 + t8*u2) + g4*(6*u6*x8 + 6*u8*x6) + 2*t22*u5 + 2*t52*x5;
+    const real_v t62 = g3*(t44*x3 + t8*u3) + g4*(6*u5*x8 + 6*u8*x5) + 2*t21*u6 + 2*t51*x6;
+    const real_v t63 = g3*(t37 - t38) + 3*g4*t40 + t16*u4 + 2*t20*u7 + 3*t47 + 2*t50*x7;
+    const real_v t64 = g3*(u2*x3 + u3*x2) + g4*(3*u5*x6 + 3*u6*x5) + t20*u8 + t50*x8;
+    const real_v t65 = 2*t64;
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t52;
-    const real_v out2 = t53;
-    const real_v out3 = t54;
-    const real_v out4 = t55;
-    const real_v out5 = t56;
-    const real_v out6 = t57;
-    const real_v out7 = t58;
-    const real_v out8 = t59;
+    const real_v out1 = t57;
+    const real_v out2 = t58;
+    const real_v out3 = t59;
+    const real_v out4 = t60;
+    const real_v out5 = t61;
+    const real_v out6 = t62;
+    const real_v out7 = t63;
+    const real_v out8 = t65;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 9 + 0] = out0[lane];
         out[lane * 9 + 1] = out1[lane];
@@ -605,7 +620,7 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f32(x + row * 9, g + row * 5, u + row * 9, out + row * 9);
@@ -629,7 +644,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 208 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 178 flops per row) */
 static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -656,49 +671,52 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v t8 = 2*x1;
     const real_v t9 = 3*x4;
     const real_v t10 = 3*x7;
-    const real_v t18 = 2*g2 - g4*t9;
-    const real_v t19 = 2*g2 - g4*t10;
-    const real_v t20 = 2*g2 + g4*(3*x4 + 3*x7);
-    const real_v t21 = g1 + g3*(-x4 - x7);
-    const real_v t22 = g1 + g3*x7;
-    const real_v t23 = g1 + g3*x4;
-    const real_v t32 = 2*u1*x1;
-    const real_v t33 = 2*u2*x2;
-    const real_v t34 = 2*u3*x3;
-    const real_v t35 = 2*u4*x4;
-    const real_v t36 = 2*u5*x5;
-    const real_v t37 = 2*u6*x6;
-    const real_v t38 = 2*u7*x7;
-    const real_v t39 = 2*u8*x8;
-    const real_v t40 = 2*u1;
-    const real_v t41 = 3*u4;
-    const real_v t42 = 3*u7;
-    const real_v t43 = -g4*t35 - g4*t37;
-    const real_v t44 = -g4*t38 - g4*t39;
-    const real_v t45 = g3*u2*x5 + g3*u3*x6 + g3*u5*x2 + g3*u6*x3;
-    const real_v t46 = -g4*t41;
-    const real_v t47 = -g4*t42;
-    const real_v t48 = 3*g4*u4 + 3*g4*u7;
-    const real_v t49 = -g3*u4 - g3*u7;
-    const real_v t50 = g3*u7;
-    const real_v t51 = g3*u4;
-    const real_v t52 = 2*t23*u1 + 2*t45 + 2*t51*x1;
-    const real_v t53 = g3*t40*x5 + g3*t8*u5 + 2*g3*u3*x8 + 2*g3*u8*x3 + 2*t22*u2 + 2*t50*x2;
-    const real_v t54 = g3*t40*x6 + g3*t8*u6 + 2*g3*u2*x8 + 2*g3*u8*x2 + 2*t21*u3 + 2*t49*x3;
-    const real_v t55 = 2*g2*u7 + g3*t32 - g3*t34 + 3*g4*t36 + 2*t19*u4 + 3*t44 + 2*t47*x4;
-    const real_v t56 = g3*t40*x2 + g3*t8*u2 + 6*g4*u6*x8 + 6*g4*u8*x6 + 2*t20*u5 + 2*t48*x5;
-    const real_v t57 = g3*t40*x3 + g3*t8*u3 + 6*g4*u5*x8 + 6*g4*u8*x5 + 2*t19*u6 + 2*t47*x6;
-    const real_v t58 = 2*g2*u4 + g3*t33 - g3*t34 + 3*g4*t36 + 2*t18*u7 + 3*t43 + 2*t46*x7;
-    const real_v t59 = 2*g3*u2*x3 + 2*g3*u3*x2 + 6*g4*u5*x6 + 6*g4*u6*x5 + 2*t18*u8 + 2*t46*x8;
+    const real_v t16 = 2*g2;
+    const real_v t20 = -g4*t9 + t16;
+    const real_v t21 = -g4*t10 + t16;
+    const real_v t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_v t23 = g1 + g3*(-x4 - x7);
+    const real_v t24 = g1 + g3*x7;
+    const real_v t25 = g1 + g3*x4;
+    const real_v t36 = 2*u1*x1;
+    const real_v t37 = 2*u2*x2;
+    const real_v t38 = 2*u3*x3;
+    const real_v t39 = 2*u4*x4;
+    const real_v t40 = 2*u5*x5;
+    const real_v t41 = 2*u6*x6;
+    const real_v t42 = 2*u7*x7;
+    const real_v t43 = 2*u8*x8;
+    const real_v t44 = 2*u1;
+    const real_v t45 = 3*u4;
+    const real_v t46 = 3*u7;
+    const real_v t47 = g4*(-t39 - t41);
+    const real_v t48 = g4*(-t42 - t43);
+    const real_v t49 = g3*(u2*x5 + u3*x6 + u5*x2 + u6*x3);
+    const real_v t50 = -g4*t45;
+    const real_v t51 = -g4*t46;
+    const real_v t52 = g4*(3*u4 + 3*u7);
+    const real_v t53 = g3*(-u4 - u7);
+    const real_v t54 = g3*u7;
+    const real_v t55 = g3*u4;
+    const real_v t56 = t25*u1 + t49 + t55*x1;
+    const real_v t57 = 2*t56;
+    const real_v t58 = g3*(t44*x5 + t8*u5 + 2*u3*x8 + 2*u8*x3) + 2*t24*u2 + 2*t54*x2;
+    const real_v t59 = g3*(t44*x6 + t8*u6 + 2*u2*x8 + 2*u8*x2) + 2*t23*u3 + 2*t53*x3;
+    const real_v t60 = g3*(t36 - t38) + 3*g4*t40 + t16*u7 + 2*t21*u4 + 3*t48 + 2*t51*x4;
+    const real_v t61 = g3*(t44*x2 + t8*u2) + g4*(6*u6*x8 + 6*u8*x6) + 2*t22*u5 + 2*t52*x5;
+    const real_v t62 = g3*(t44*x3 + t8*u3) + g4*(6*u5*x8 + 6*u8*x5) + 2*t21*u6 + 2*t51*x6;
+    const real_v t63 = g3*(t37 - t38) + 3*g4*t40 + t16*u4 + 2*t20*u7 + 3*t47 + 2*t50*x7;
+    const real_v t64 = g3*(u2*x3 + u3*x2) + g4*(3*u5*x6 + 3*u6*x5) + t20*u8 + t50*x8;
+    const real_v t65 = 2*t64;
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t52;
-    const real_v out2 = t53;
-    const real_v out3 = t54;
-    const real_v out4 = t55;
-    const real_v out5 = t56;
-    const real_v out6 = t57;
-    const real_v out7 = t58;
-    const real_v out8 = t59;
+    const real_v out1 = t57;
+    const real_v out2 = t58;
+    const real_v out3 = t59;
+    const real_v out4 = t60;
+    const real_v out5 = t61;
+    const real_v out6 = t62;
+    const real_v out7 = t63;
+    const real_v out8 = t65;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 9 + 0] = out0[lane];
         out[lane * 9 + 1] = out1[lane];
@@ -715,7 +733,7 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f64(x + row * 9, g + row * 5, u + row * 9, out + row * 9);

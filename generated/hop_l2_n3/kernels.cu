@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 9), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 59 flops per row) */
+/* forward: invariants I(x) (float; 48 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -36,17 +36,18 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t t9 = 3*x4;
     const real_t t10 = 3*x7;
     const real_t t11 = t0 + t1 + t2;
-    const real_t t12 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + 2*x4*x7;
-    const real_t t13 = t0*x4 + t1*x7 - t2*x4 - t2*x7 + t8*x2*x5 + t8*x3*x6 + 2*x2*x3*x8;
-    const real_t t14 = -t10*t3 - t10*t5 + 3*t4*x4 + 3*t4*x7 - t6*t9 - t7*t9 + 6*x5*x6*x8;
+    const real_t t12 = t3 + t4 + t5 + t6 + t7 + x4*x7;
+    const real_t t13 = 2*t12;
+    const real_t t14 = t8*x3*x6 + x2*(t8*x5 + 2*x3*x8) + x4*(t0 - t2) + x7*(t1 - t2);
+    const real_t t15 = t10*(-t3 - t5) + t4*(3*x4 + 3*x7) + t9*(-t6 - t7) + 6*x5*x6*x8;
     out[row * 5 + 0] = x0;
     out[row * 5 + 1] = t11;
-    out[row * 5 + 2] = t12;
-    out[row * 5 + 3] = t13;
-    out[row * 5 + 4] = t14;
+    out[row * 5 + 2] = t13;
+    out[row * 5 + 3] = t14;
+    out[row * 5 + 4] = t15;
 }
 
-/* forward: invariants I(x) (double; 59 flops per row) */
+/* forward: invariants I(x) (double; 48 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -75,17 +76,18 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t t9 = 3*x4;
     const real_t t10 = 3*x7;
     const real_t t11 = t0 + t1 + t2;
-    const real_t t12 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + 2*x4*x7;
-    const real_t t13 = t0*x4 + t1*x7 - t2*x4 - t2*x7 + t8*x2*x5 + t8*x3*x6 + 2*x2*x3*x8;
-    const real_t t14 = -t10*t3 - t10*t5 + 3*t4*x4 + 3*t4*x7 - t6*t9 - t7*t9 + 6*x5*x6*x8;
+    const real_t t12 = t3 + t4 + t5 + t6 + t7 + x4*x7;
+    const real_t t13 = 2*t12;
+    const real_t t14 = t8*x3*x6 + x2*(t8*x5 + 2*x3*x8) + x4*(t0 - t2) + x7*(t1 - t2);
+    const real_t t15 = t10*(-t3 - t5) + t4*(3*x4 + 3*x7) + t9*(-t6 - t7) + 6*x5*x6*x8;
     out[row * 5 + 0] = x0;
     out[row * 5 + 1] = t11;
-    out[row * 5 + 2] = t12;
-    out[row * 5 + 3] = t13;
-    out[row * 5 + 4] = t14;
+    out[row * 5 + 2] = t13;
+    out[row * 5 + 3] = t14;
+    out[row * 5 + 4] = t15;
 }
 
-/* vjp: g . dI/dx (float; 112 flops per row) */
+/* vjp: g . dI/dx (float; 106 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -117,35 +119,38 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     const real_t t8 = 2*x1;
     const real_t t9 = 3*x4;
     const real_t t10 = 3*x7;
-    const real_t t15 = g4*(-t3 - t5);
-    const real_t t16 = g4*(-t6 - t7);
-    const real_t t17 = g3*(x2*x5 + x3*x6);
-    const real_t t18 = 2*g2 - g4*t9;
-    const real_t t19 = 2*g2 - g4*t10;
-    const real_t t20 = 2*g2 + g4*(3*x4 + 3*x7);
-    const real_t t21 = g1 + g3*(-x4 - x7);
-    const real_t t22 = g1 + g3*x7;
-    const real_t t23 = g1 + g3*x4;
-    const real_t t24 = 2*t17 + 2*t23*x1;
-    const real_t t25 = g3*(t8*x5 + 2*x3*x8) + 2*t22*x2;
-    const real_t t26 = g3*(t8*x6 + 2*x2*x8) + 2*t21*x3;
-    const real_t t27 = 2*g2*x7 + g3*(t0 - t2) + 3*g4*t4 + 3*t16 + 2*t19*x4;
-    const real_t t28 = g3*t8*x2 + 6*g4*x6*x8 + 2*t20*x5;
-    const real_t t29 = g3*t8*x3 + 6*g4*x5*x8 + 2*t19*x6;
-    const real_t t30 = 2*g2*x4 + g3*(t1 - t2) + 3*g4*t4 + 3*t15 + 2*t18*x7;
-    const real_t t31 = 2*g3*x2*x3 + 6*g4*x5*x6 + 2*t18*x8;
+    const real_t t16 = 2*g2;
+    const real_t t17 = g4*(-t3 - t5);
+    const real_t t18 = g4*(-t6 - t7);
+    const real_t t19 = g3*(x2*x5 + x3*x6);
+    const real_t t20 = -g4*t9 + t16;
+    const real_t t21 = -g4*t10 + t16;
+    const real_t t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_t t23 = g1 + g3*(-x4 - x7);
+    const real_t t24 = g1 + g3*x7;
+    const real_t t25 = g1 + g3*x4;
+    const real_t t26 = t19 + t25*x1;
+    const real_t t27 = 2*t26;
+    const real_t t28 = g3*(t8*x5 + 2*x3*x8) + 2*t24*x2;
+    const real_t t29 = g3*(t8*x6 + 2*x2*x8) + 2*t23*x3;
+    const real_t t30 = g3*(t0 - t2) + 3*g4*t4 + t16*x7 + 3*t18 + 2*t21*x4;
+    const real_t t31 = g3*t8*x2 + 6*g4*x6*x8 + 2*t22*x5;
+    const real_t t32 = g3*t8*x3 + 6*g4*x5*x8 + 2*t21*x6;
+    const real_t t33 = g3*(t1 - t2) + 3*g4*t4 + t16*x4 + 3*t17 + 2*t20*x7;
+    const real_t t34 = g3*x2*x3 + 3*g4*x5*x6 + t20*x8;
+    const real_t t35 = 2*t34;
     out[row * 9 + 0] = g0;
-    out[row * 9 + 1] = t24;
-    out[row * 9 + 2] = t25;
-    out[row * 9 + 3] = t26;
-    out[row * 9 + 4] = t27;
-    out[row * 9 + 5] = t28;
-    out[row * 9 + 6] = t29;
-    out[row * 9 + 7] = t30;
-    out[row * 9 + 8] = t31;
+    out[row * 9 + 1] = t27;
+    out[row * 9 + 2] = t28;
+    out[row * 9 + 3] = t29;
+    out[row * 9 + 4] = t30;
+    out[row * 9 + 5] = t31;
+    out[row * 9 + 6] = t32;
+    out[row * 9 + 7] = t33;
+    out[row * 9 + 8] = t35;
 }
 
-/* vjp: g . dI/dx (double; 112 flops per row) */
+/* vjp: g . dI/dx (double; 106 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -177,35 +182,38 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     const real_t t8 = 2*x1;
     const real_t t9 = 3*x4;
     const real_t t10 = 3*x7;
-    const real_t t15 = g4*(-t3 - t5);
-    const real_t t16 = g4*(-t6 - t7);
-    const real_t t17 = g3*(x2*x5 + x3*x6);
-    const real_t t18 = 2*g2 - g4*t9;
-    const real_t t19 = 2*g2 - g4*t10;
-    const real_t t20 = 2*g2 + g4*(3*x4 + 3*x7);
-    const real_t t21 = g1 + g3*(-x4 - x7);
-    const real_t t22 = g1 + g3*x7;
-    const real_t t23 = g1 + g3*x4;
-    const real_t t24 = 2*t17 + 2*t23*x1;
-    const real_t t25 = g3*(t8*x5 + 2*x3*x8) + 2*t22*x2;
-    const real_t t26 = g3*(t8*x6 + 2*x2*x8) + 2*t21*x3;
-    const real_t t27 = 2*g2*x7 + g3*(t0 - t2) + 3*g4*t4 + 3*t16 + 2*t19*x4;
-    const real_t t28 = g3*t8*x2 + 6*g4*x6*x8 + 2*t20*x5;
-    const real_t t29 = g3*t8*x3 + 6*g4*x5*x8 + 2*t19*x6;
-    const real_t t30 = 2*g2*x4 + g3*(t1 - t2) + 3*g4*t4 + 3*t15 + 2*t18*x7;
-    const real_t t31 = 2*g3*x2*x3 + 6*g4*x5*x6 + 2*t18*x8;
+    const real_t t16 = 2*g2;
+    const real_t t17 = g4*(-t3 - t5);
+    const real_t t18 = g4*(-t6 - t7);
+    const real_t t19 = g3*(x2*x5 + x3*x6);
+    const real_t t20 = -g4*t9 + t16;
+    const real_t t21 = -g4*t10 + t16;
+    const real_t t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_t t23 = g1 + g3*(-x4 - x7);
+    const real_t t24 = g1 + g3*x7;
+    const real_t t25 = g1 + g3*x4;
+    const real_t t26 = t19 + t25*x1;
+    const real_t t27 = 2*t26;
+    const real_t t28 = g3*(t8*x5 + 2*x3*x8) + 2*t24*x2;
+    const real_t t29 = g3*(t8*x6 + 2*x2*x8) + 2*t23*x3;
+    const real_t t30 = g3*(t0 - t2) + 3*g4*t4 + t16*x7 + 3*t18 + 2*t21*x4;
+    const real_t t31 = g3*t8*x2 + 6*g4*x6*x8 + 2*t22*x5;
+    const real_t t32 = g3*t8*x3 + 6*g4*x5*x8 + 2*t21*x6;
+    const real_t t33 = g3*(t1 - t2) + 3*g4*t4 + t16*x4 + 3*t17 + 2*t20*x7;
+    const real_t t34 = g3*x2*x3 + 3*g4*x5*x6 + t20*x8;
+    const real_t t35 = 2*t34;
     out[row * 9 + 0] = g0;
-    out[row * 9 + 1] = t24;
-    out[row * 9 + 2] = t25;
-    out[row * 9 + 3] = t26;
-    out[row * 9 + 4] = t27;
-    out[row * 9 + 5] = t28;
-    out[row * 9 + 6] = t29;
-    out[row * 9 + 7] = t30;
-    out[row * 9 + 8] = t31;
+    out[row * 9 + 1] = t27;
+    out[row * 9 + 2] = t28;
+    out[row * 9 + 3] = t29;
+    out[row * 9 + 4] = t30;
+    out[row * 9 + 5] = t31;
+    out[row * 9 + 6] = t32;
+    out[row * 9 + 7] = t33;
+    out[row * 9 + 8] = t35;
 }
 
-/* jvp: dI/dx . u (float; 122 flops per row) */
+/* jvp: dI/dx . u (float; 111 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -241,29 +249,30 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     const real_t t8 = 2*x1;
     const real_t t9 = 3*x4;
     const real_t t10 = 3*x7;
-    const real_t t15 = 2*u1*x1;
-    const real_t t16 = 2*u2*x2;
-    const real_t t17 = 2*u3*x3;
-    const real_t t18 = 2*u4*x4;
-    const real_t t19 = 2*u5*x5;
-    const real_t t20 = 2*u6*x6;
-    const real_t t21 = 2*u7*x7;
-    const real_t t22 = 2*u8*x8;
-    const real_t t23 = 2*u1;
-    const real_t t24 = 3*u4;
-    const real_t t25 = 3*u7;
-    const real_t t26 = t15 + t16 + t17;
-    const real_t t27 = 2*t18 + 2*t19 + 2*t20 + 2*t21 + 2*t22 + 2*u4*x7 + 2*u7*x4;
-    const real_t t28 = t15*x4 + t16*x7 + t17*(-x4 - x7) + t23*(x2*x5 + x3*x6) + t8*u5*x2 + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + 2*u8*x2*x3;
-    const real_t t29 = -t10*t18 - t10*t20 + t19*(3*x4 + 3*x7) - t21*t9 - t22*t9 + t24*(-t6 - t7) + t25*(-t3 - t5) + 3*t4*u4 + 3*t4*u7 + 6*u5*x6*x8 + 6*u6*x5*x8 + 6*u8*x5*x6;
+    const real_t t16 = 2*u1*x1;
+    const real_t t17 = 2*u2*x2;
+    const real_t t18 = 2*u3*x3;
+    const real_t t19 = 2*u4*x4;
+    const real_t t20 = 2*u5*x5;
+    const real_t t21 = 2*u6*x6;
+    const real_t t22 = 2*u7*x7;
+    const real_t t23 = 2*u8*x8;
+    const real_t t24 = 2*u1;
+    const real_t t25 = 3*u4;
+    const real_t t26 = 3*u7;
+    const real_t t27 = t16 + t17 + t18;
+    const real_t t28 = t19 + t20 + t21 + t22 + t23 + u4*x7 + u7*x4;
+    const real_t t29 = 2*t28;
+    const real_t t30 = t16*x4 + t17*x7 + t18*(-x4 - x7) + t24*(x2*x5 + x3*x6) + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + x2*(t8*u5 + 2*u8*x3);
+    const real_t t31 = t10*(-t19 - t21) + t20*(3*x4 + 3*x7) + t25*(-t6 - t7) + t26*(-t3 - t5) + t4*(3*u4 + 3*u7) + t9*(-t22 - t23) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
     out[row * 5 + 0] = u0;
-    out[row * 5 + 1] = t26;
-    out[row * 5 + 2] = t27;
-    out[row * 5 + 3] = t28;
-    out[row * 5 + 4] = t29;
+    out[row * 5 + 1] = t27;
+    out[row * 5 + 2] = t29;
+    out[row * 5 + 3] = t30;
+    out[row * 5 + 4] = t31;
 }
 
-/* jvp: dI/dx . u (double; 122 flops per row) */
+/* jvp: dI/dx . u (double; 111 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -299,29 +308,30 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     const real_t t8 = 2*x1;
     const real_t t9 = 3*x4;
     const real_t t10 = 3*x7;
-    const real_t t15 = 2*u1*x1;
-    const real_t t16 = 2*u2*x2;
-    const real_t t17 = 2*u3*x3;
-    const real_t t18 = 2*u4*x4;
-    const real_t t19 = 2*u5*x5;
-    const real_t t20 = 2*u6*x6;
-    const real_t t21 = 2*u7*x7;
-    const real_t t22 = 2*u8*x8;
-    const real_t t23 = 2*u1;
-    const real_t t24 = 3*u4;
-    const real_t t25 = 3*u7;
-    const real_t t26 = t15 + t16 + t17;
-    const real_t t27 = 2*t18 + 2*t19 + 2*t20 + 2*t21 + 2*t22 + 2*u4*x7 + 2*u7*x4;
-    const real_t t28 = t15*x4 + t16*x7 + t17*(-x4 - x7) + t23*(x2*x5 + x3*x6) + t8*u5*x2 + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + 2*u8*x2*x3;
-    const real_t t29 = -t10*t18 - t10*t20 + t19*(3*x4 + 3*x7) - t21*t9 - t22*t9 + t24*(-t6 - t7) + t25*(-t3 - t5) + 3*t4*u4 + 3*t4*u7 + 6*u5*x6*x8 + 6*u6*x5*x8 + 6*u8*x5*x6;
+    const real_t t16 = 2*u1*x1;
+    const real_t t17 = 2*u2*x2;
+    const real_t t18 = 2*u3*x3;
+    const real_t t19 = 2*u4*x4;
+    const real_t t20 = 2*u5*x5;
+    const real_t t21 = 2*u6*x6;
+    const real_t t22 = 2*u7*x7;
+    const real_t t23 = 2*u8*x8;
+    const real_t t24 = 2*u1;
+    const real_t t25 = 3*u4;
+    const real_t t26 = 3*u7;
+    const real_t t27 = t16 + t17 + t18;
+    const real_t t28 = t19 + t20 + t21 + t22 + t23 + u4*x7 + u7*x4;
+    const real_t t29 = 2*t28;
+    const real_t t30 = t16*x4 + t17*x7 + t18*(-x4 - x7) + t24*(x2*x5 + x3*x6) + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + x2*(t8*u5 + 2*u8*x3);
+    const real_t t31 = t10*(-t19 - t21) + t20*(3*x4 + 3*x7) + t25*(-t6 - t7) + t26*(-t3 - t5) + t4*(3*u4 + 3*u7) + t9*(-t22 - t23) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
     out[row * 5 + 0] = u0;
-    out[row * 5 + 1] = t26;
-    out[row * 5 + 2] = t27;
-    out[row * 5 + 3] = t28;
-    out[row * 5 + 4] = t29;
+    out[row * 5 + 1] = t27;
+    out[row * 5 + 2] = t29;
+    out[row * 5 + 3] = t30;
+    out[row * 5 + 4] = t31;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 208 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 178 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -352,52 +362,55 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     const real_t t8 = 2*x1;
     const real_t t9 = 3*x4;
     const real_t t10 = 3*x7;
-    const real_t t18 = 2*g2 - g4*t9;
-    const real_t t19 = 2*g2 - g4*t10;
-    const real_t t20 = 2*g2 + g4*(3*x4 + 3*x7);
-    const real_t t21 = g1 + g3*(-x4 - x7);
-    const real_t t22 = g1 + g3*x7;
-    const real_t t23 = g1 + g3*x4;
-    const real_t t32 = 2*u1*x1;
-    const real_t t33 = 2*u2*x2;
-    const real_t t34 = 2*u3*x3;
-    const real_t t35 = 2*u4*x4;
-    const real_t t36 = 2*u5*x5;
-    const real_t t37 = 2*u6*x6;
-    const real_t t38 = 2*u7*x7;
-    const real_t t39 = 2*u8*x8;
-    const real_t t40 = 2*u1;
-    const real_t t41 = 3*u4;
-    const real_t t42 = 3*u7;
-    const real_t t43 = -g4*t35 - g4*t37;
-    const real_t t44 = -g4*t38 - g4*t39;
-    const real_t t45 = g3*u2*x5 + g3*u3*x6 + g3*u5*x2 + g3*u6*x3;
-    const real_t t46 = -g4*t41;
-    const real_t t47 = -g4*t42;
-    const real_t t48 = 3*g4*u4 + 3*g4*u7;
-    const real_t t49 = -g3*u4 - g3*u7;
-    const real_t t50 = g3*u7;
-    const real_t t51 = g3*u4;
-    const real_t t52 = 2*t23*u1 + 2*t45 + 2*t51*x1;
-    const real_t t53 = g3*t40*x5 + g3*t8*u5 + 2*g3*u3*x8 + 2*g3*u8*x3 + 2*t22*u2 + 2*t50*x2;
-    const real_t t54 = g3*t40*x6 + g3*t8*u6 + 2*g3*u2*x8 + 2*g3*u8*x2 + 2*t21*u3 + 2*t49*x3;
-    const real_t t55 = 2*g2*u7 + g3*t32 - g3*t34 + 3*g4*t36 + 2*t19*u4 + 3*t44 + 2*t47*x4;
-    const real_t t56 = g3*t40*x2 + g3*t8*u2 + 6*g4*u6*x8 + 6*g4*u8*x6 + 2*t20*u5 + 2*t48*x5;
-    const real_t t57 = g3*t40*x3 + g3*t8*u3 + 6*g4*u5*x8 + 6*g4*u8*x5 + 2*t19*u6 + 2*t47*x6;
-    const real_t t58 = 2*g2*u4 + g3*t33 - g3*t34 + 3*g4*t36 + 2*t18*u7 + 3*t43 + 2*t46*x7;
-    const real_t t59 = 2*g3*u2*x3 + 2*g3*u3*x2 + 6*g4*u5*x6 + 6*g4*u6*x5 + 2*t18*u8 + 2*t46*x8;
+    const real_t t16 = 2*g2;
+    const real_t t20 = -g4*t9 + t16;
+    const real_t t21 = -g4*t10 + t16;
+    const real_t t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_t t23 = g1 + g3*(-x4 - x7);
+    const real_t t24 = g1 + g3*x7;
+    const real_t t25 = g1 + g3*x4;
+    const real_t t36 = 2*u1*x1;
+    const real_t t37 = 2*u2*x2;
+    const real_t t38 = 2*u3*x3;
+    const real_t t39 = 2*u4*x4;
+    const real_t t40 = 2*u5*x5;
+    const real_t t41 = 2*u6*x6;
+    const real_t t42 = 2*u7*x7;
+    const real_t t43 = 2*u8*x8;
+    const real_t t44 = 2*u1;
+    const real_t t45 = 3*u4;
+    const real_t t46 = 3*u7;
+    const real_t t47 = g4*(-t39 - t41);
+    const real_t t48 = g4*(-t42 - t43);
+    const real_t t49 = g3*(u2*x5 + u3*x6 + u5*x2 + u6*x3);
+    const real_t t50 = -g4*t45;
+    const real_t t51 = -g4*t46;
+    const real_t t52 = g4*(3*u4 + 3*u7);
+    const real_t t53 = g3*(-u4 - u7);
+    const real_t t54 = g3*u7;
+    const real_t t55 = g3*u4;
+    const real_t t56 = t25*u1 + t49 + t55*x1;
+    const real_t t57 = 2*t56;
+    const real_t t58 = g3*(t44*x5 + t8*u5 + 2*u3*x8 + 2*u8*x3) + 2*t24*u2 + 2*t54*x2;
+    const real_t t59 = g3*(t44*x6 + t8*u6 + 2*u2*x8 + 2*u8*x2) + 2*t23*u3 + 2*t53*x3;
+    const real_t t60 = g3*(t36 - t38) + 3*g4*t40 + t16*u7 + 2*t21*u4 + 3*t48 + 2*t51*x4;
+    const real_t t61 = g3*(t44*x2 + t8*u2) + g4*(6*u6*x8 + 6*u8*x6) + 2*t22*u5 + 2*t52*x5;
+    const real_t t62 = g3*(t44*x3 + t8*u3) + g4*(6*u5*x8 + 6*u8*x5) + 2*t21*u6 + 2*t51*x6;
+    const real_t t63 = g3*(t37 - t38) + 3*g4*t40 + t16*u4 + 2*t20*u7 + 3*t47 + 2*t50*x7;
+    const real_t t64 = g3*(u2*x3 + u3*x2) + g4*(3*u5*x6 + 3*u6*x5) + t20*u8 + t50*x8;
+    const real_t t65 = 2*t64;
     out[row * 9 + 0] = 0;
-    out[row * 9 + 1] = t52;
-    out[row * 9 + 2] = t53;
-    out[row * 9 + 3] = t54;
-    out[row * 9 + 4] = t55;
-    out[row * 9 + 5] = t56;
-    out[row * 9 + 6] = t57;
-    out[row * 9 + 7] = t58;
-    out[row * 9 + 8] = t59;
+    out[row * 9 + 1] = t57;
+    out[row * 9 + 2] = t58;
+    out[row * 9 + 3] = t59;
+    out[row * 9 + 4] = t60;
+    out[row * 9 + 5] = t61;
+    out[row * 9 + 6] = t62;
+    out[row * 9 + 7] = t63;
+    out[row * 9 + 8] = t65;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 208 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 178 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -428,48 +441,51 @@ extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const do
     const real_t t8 = 2*x1;
     const real_t t9 = 3*x4;
     const real_t t10 = 3*x7;
-    const real_t t18 = 2*g2 - g4*t9;
-    const real_t t19 = 2*g2 - g4*t10;
-    const real_t t20 = 2*g2 + g4*(3*x4 + 3*x7);
-    const real_t t21 = g1 + g3*(-x4 - x7);
-    const real_t t22 = g1 + g3*x7;
-    const real_t t23 = g1 + g3*x4;
-    const real_t t32 = 2*u1*x1;
-    const real_t t33 = 2*u2*x2;
-    const real_t t34 = 2*u3*x3;
-    const real_t t35 = 2*u4*x4;
-    const real_t t36 = 2*u5*x5;
-    const real_t t37 = 2*u6*x6;
-    const real_t t38 = 2*u7*x7;
-    const real_t t39 = 2*u8*x8;
-    const real_t t40 = 2*u1;
-    const real_t t41 = 3*u4;
-    const real_t t42 = 3*u7;
-    const real_t t43 = -g4*t35 - g4*t37;
-    const real_t t44 = -g4*t38 - g4*t39;
-    const real_t t45 = g3*u2*x5 + g3*u3*x6 + g3*u5*x2 + g3*u6*x3;
-    const real_t t46 = -g4*t41;
-    const real_t t47 = -g4*t42;
-    const real_t t48 = 3*g4*u4 + 3*g4*u7;
-    const real_t t49 = -g3*u4 - g3*u7;
-    const real_t t50 = g3*u7;
-    const real_t t51 = g3*u4;
-    const real_t t52 = 2*t23*u1 + 2*t45 + 2*t51*x1;
-    const real_t t53 = g3*t40*x5 + g3*t8*u5 + 2*g3*u3*x8 + 2*g3*u8*x3 + 2*t22*u2 + 2*t50*x2;
-    const real_t t54 = g3*t40*x6 + g3*t8*u6 + 2*g3*u2*x8 + 2*g3*u8*x2 + 2*t21*u3 + 2*t49*x3;
-    const real_t t55 = 2*g2*u7 + g3*t32 - g3*t34 + 3*g4*t36 + 2*t19*u4 + 3*t44 + 2*t47*x4;
-    const real_t t56 = g3*t40*x2 + g3*t8*u2 + 6*g4*u6*x8 + 6*g4*u8*x6 + 2*t20*u5 + 2*t48*x5;
-    const real_t t57 = g3*t40*x3 + g3*t8*u3 + 6*g4*u5*x8 + 6*g4*u8*x5 + 2*t19*u6 + 2*t47*x6;
-    const real_t t58 = 2*g2*u4 + g3*t33 - g3*t34 + 3*g4*t36 + 2*t18*u7 + 3*t43 + 2*t46*x7;
-    const real_t t59 = 2*g3*u2*x3 + 2*g3*u3*x2 + 6*g4*u5*x6 + 6*g4*u6*x5 + 2*t18*u8 + 2*t46*x8;
+    const real_t t16 = 2*g2;
+    const real_t t20 = -g4*t9 + t16;
+    const real_t t21 = -g4*t10 + t16;
+    const real_t t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_t t23 = g1 + g3*(-x4 - x7);
+    const real_t t24 = g1 + g3*x7;
+    const real_t t25 = g1 + g3*x4;
+    const real_t t36 = 2*u1*x1;
+    const real_t t37 = 2*u2*x2;
+    const real_t t38 = 2*u3*x3;
+    const real_t t39 = 2*u4*x4;
+    const real_t t40 = 2*u5*x5;
+    const real_t t41 = 2*u6*x6;
+    const real_t t42 = 2*u7*x7;
+    const real_t t43 = 2*u8*x8;
+    const real_t t44 = 2*u1;
+    const real_t t45 = 3*u4;
+    const real_t t46 = 3*u7;
+    const real_t t47 = g4*(-t39 - t41);
+    const real_t t48 = g4*(-t42 - t43);
+    const real_t t49 = g3*(u2*x5 + u3*x6 + u5*x2 + u6*x3);
+    const real_t t50 = -g4*t45;
+    const real_t t51 = -g4*t46;
+    const real_t t52 = g4*(3*u4 + 3*u7);
+    const real_t t53 = g3*(-u4 - u7);
+    const real_t t54 = g3*u7;
+    const real_t t55 = g3*u4;
+    const real_t t56 = t25*u1 + t49 + t55*x1;
+    const real_t t57 = 2*t56;
+    const real_t t58 = g3*(t44*x5 + t8*u5 + 2*u3*x8 + 2*u8*x3) + 2*t24*u2 + 2*t54*x2;
+    const real_t t59 = g3*(t44*x6 + t8*u6 + 2*u2*x8 + 2*u8*x2) + 2*t23*u3 + 2*t53*x3;
+    const real_t t60 = g3*(t36 - t38) + 3*g4*t40 + t16*u7 + 2*t21*u4 + 3*t48 + 2*t51*x4;
+    const real_t t61 = g3*(t44*x2 + t8*u2) + g4*(6*u6*x8 + 6*u8*x6) + 2*t22*u5 + 2*t52*x5;
+    const real_t t62 = g3*(t44*x3 + t8*u3) + g4*(6*u5*x8 + 6*u8*x5) + 2*t21*u6 + 2*t51*x6;
+    const real_t t63 = g3*(t37 - t38) + 3*g4*t40 + t16*u4 + 2*t20*u7 + 3*t47 + 2*t50*x7;
+    const real_t t64 = g3*(u2*x3 + u3*x2) + g4*(3*u5*x6 + 3*u6*x5) + t20*u8 + t50*x8;
+    const real_t t65 = 2*t64;
     out[row * 9 + 0] = 0;
-    out[row * 9 + 1] = t52;
-    out[row * 9 + 2] = t53;
-    out[row * 9 + 3] = t54;
-    out[row * 9 + 4] = t55;
-    out[row * 9 + 5] = t56;
-    out[row * 9 + 6] = t57;
-    out[row * 9 + 7] = t58;
-    out[row * 9 + 8] = t59;
+    out[row * 9 + 1] = t57;
+    out[row * 9 + 2] = t58;
+    out[row * 9 + 3] = t59;
+    out[row * 9 + 4] = t60;
+    out[row * 9 + 5] = t61;
+    out[row * 9 + 6] = t62;
+    out[row * 9 + 7] = t63;
+    out[row * 9 + 8] = t65;
 }
 

@@ -6,7 +6,9 @@
  * Rows are C-contiguous: x is (n, 9), outputs are (n, width).
  * Each kernel works on blocks of OPTINV_LANES rows held in GCC/Clang vector
  * types, so the straight-line body is vectorised across rows; a short tail
- * is zero-padded into one extra block.  OpenMP splits blocks over threads.
+ * is zero-padded into one extra block.  OpenMP splits blocks over threads
+ * (dynamically, so a busy core does not hold the others back); batches under
+ * 256 rows stay on the calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
 #include <string.h>
@@ -41,7 +43,7 @@ static int resolve_threads(int requested) {
 #define LOAD_F64(p, width, k) ((vec_f64){ (p)[k], (p)[(width) + (k)], (p)[2 * (width) + (k)], (p)[3 * (width) + (k)], (p)[4 * (width) + (k)], (p)[5 * (width) + (k)], (p)[6 * (width) + (k)], (p)[7 * (width) + (k)] })
 
 
-/* forward: invariants I(x) (float; 99 flops per row) */
+/* forward: invariants I(x) (float; 85 flops per row) */
 static void forward_block_f32(const float *restrict x, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -75,9 +77,9 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v t18 = t8*x1;
     const real_v t19 = t0 + t1 + t2;
     const real_v t20 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + t8*x4;
-    const real_v t21 = t0*x4 + t1*x7 + t10*t13 + t12 + t15 - t2*x7 - t9;
-    const real_v t22 = -t16*t6 - t16*t7 - t17*t3 - t17*t5 + 3*t4*x4 + 3*t4*x7 + 6*x5*x6*x8;
-    const real_v t23 = t0*t3 + t0*t4 + t0*t5 + t1*t4 + t1*t6 + t1*t7 + t10*t14*x6 + t10*x3*x5*x8 + 2*t11*t13 + t11*t18 + t12*x4 - t13*t18 - t15*x4 + t2*t3 + t2*t5 + t2*t6 + t2*t7 + t8*t9;
+    const real_v t21 = t0*x4 + t10*t13 + t12 + t15 - t9 + x7*(t1 - t2);
+    const real_v t22 = t16*(-t6 - t7) + t17*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
+    const real_v t23 = t0*(t3 + t4 + t5) + t1*(t4 + t6 + t7) + t10*(t14*x6 + x3*x5*x8) + t11*(2*t13 + t18) - t13*t18 + t2*(t3 + t5 + t6 + t7) + t8*t9 + x4*(t12 - t15);
     const real_v out0 = x0;
     const real_v out1 = t19;
     const real_v out2 = t20;
@@ -97,7 +99,7 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f32(x + row * 9, out + row * 6);
@@ -115,7 +117,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return n;
 }
 
-/* forward: invariants I(x) (double; 99 flops per row) */
+/* forward: invariants I(x) (double; 85 flops per row) */
 static void forward_block_f64(const double *restrict x, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -149,9 +151,9 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v t18 = t8*x1;
     const real_v t19 = t0 + t1 + t2;
     const real_v t20 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + t8*x4;
-    const real_v t21 = t0*x4 + t1*x7 + t10*t13 + t12 + t15 - t2*x7 - t9;
-    const real_v t22 = -t16*t6 - t16*t7 - t17*t3 - t17*t5 + 3*t4*x4 + 3*t4*x7 + 6*x5*x6*x8;
-    const real_v t23 = t0*t3 + t0*t4 + t0*t5 + t1*t4 + t1*t6 + t1*t7 + t10*t14*x6 + t10*x3*x5*x8 + 2*t11*t13 + t11*t18 + t12*x4 - t13*t18 - t15*x4 + t2*t3 + t2*t5 + t2*t6 + t2*t7 + t8*t9;
+    const real_v t21 = t0*x4 + t10*t13 + t12 + t15 - t9 + x7*(t1 - t2);
+    const real_v t22 = t16*(-t6 - t7) + t17*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
+    const real_v t23 = t0*(t3 + t4 + t5) + t1*(t4 + t6 + t7) + t10*(t14*x6 + x3*x5*x8) + t11*(2*t13 + t18) - t13*t18 + t2*(t3 + t5 + t6 + t7) + t8*t9 + x4*(t12 - t15);
     const real_v out0 = x0;
     const real_v out1 = t19;
     const real_v out2 = t20;
@@ -171,7 +173,7 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f64(x + row * 9, out + row * 6);
@@ -189,7 +191,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return n;
 }
 
-/* vjp: g . dI/dx (float; 189 flops per row) */
+/* vjp: g . dI/dx (float; 187 flops per row) */
 static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -247,10 +249,10 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v t42 = t28*x8 + t31*x5 + 2*t39*x2;
     const real_v t43 = g5*t10*x5*x8 + 2*t14*t27 + t29*x6 + 2*t38*x3;
     const real_v t44 = g2*t8 + g3*t0 + 3*g4*t4 + g5*(t12 - t15) + t2*t33 + 3*t26 + 2*t36*x4;
-    const real_v t45 = 6*g4*x6*x8 + g5*t10*x3*x8 + t31*x2 + 2*t37*x5;
+    const real_v t45 = t31*x2 + 2*t37*x5 + x8*(6*g4*x6 + g5*t10*x3);
     const real_v t46 = 6*g4*x5*x8 + g5*t10*t14 + t29*x3 + 2*t36*x6;
     const real_v t47 = g3*(t1 - t2) + 3*g4*t4 + 3*t25 + 2*t34 + 2*t35*x7;
-    const real_v t48 = 6*g4*x5*x6 + g5*t10*x3*x5 + t28*x2 + 2*t35*x8;
+    const real_v t48 = t28*x2 + 2*t35*x8 + x5*(6*g4*x6 + g5*t10*x3);
     const real_v out0 = g0;
     const real_v out1 = t41;
     const real_v out2 = t42;
@@ -276,7 +278,7 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f32(x + row * 9, g + row * 6, out + row * 9);
@@ -297,7 +299,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return n;
 }
 
-/* vjp: g . dI/dx (double; 189 flops per row) */
+/* vjp: g . dI/dx (double; 187 flops per row) */
 static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -355,10 +357,10 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v t42 = t28*x8 + t31*x5 + 2*t39*x2;
     const real_v t43 = g5*t10*x5*x8 + 2*t14*t27 + t29*x6 + 2*t38*x3;
     const real_v t44 = g2*t8 + g3*t0 + 3*g4*t4 + g5*(t12 - t15) + t2*t33 + 3*t26 + 2*t36*x4;
-    const real_v t45 = 6*g4*x6*x8 + g5*t10*x3*x8 + t31*x2 + 2*t37*x5;
+    const real_v t45 = t31*x2 + 2*t37*x5 + x8*(6*g4*x6 + g5*t10*x3);
     const real_v t46 = 6*g4*x5*x8 + g5*t10*t14 + t29*x3 + 2*t36*x6;
     const real_v t47 = g3*(t1 - t2) + 3*g4*t4 + 3*t25 + 2*t34 + 2*t35*x7;
-    const real_v t48 = 6*g4*x5*x6 + g5*t10*x3*x5 + t28*x2 + 2*t35*x8;
+    const real_v t48 = t28*x2 + 2*t35*x8 + x5*(6*g4*x6 + g5*t10*x3);
     const real_v out0 = g0;
     const real_v out1 = t41;
     const real_v out2 = t42;
@@ -384,7 +386,7 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f64(x + row * 9, g + row * 6, out + row * 9);
@@ -405,7 +407,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return n;
 }
 
-/* jvp: dI/dx . u (float; 204 flops per row) */
+/* jvp: dI/dx . u (float; 192 flops per row) */
 static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -460,21 +462,22 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v t36 = t10*t35 + t11*t34;
     const real_v t37 = u3*x6 + u6*x3;
     const real_v t38 = u2*x8 + u8*x2;
-    const real_v t39 = 2*t14*u3 + 2*t38*x3;
-    const real_v t40 = 3*u4;
-    const real_v t41 = 3*u7;
-    const real_v t42 = t32*x1 + t8*u1;
-    const real_v t43 = t24 + t25 + t26;
-    const real_v t44 = 2*t27 + 2*t28 + 2*t29 + 2*t30 + 2*t31 + t32*x4 + t8*u4;
-    const real_v t45 = t0*u4 + t10*t37 + t13*t34 + t24*x4 + t25*x7 - t26*x7 - t33 + t36 + t39 + u7*(t1 - t2);
-    const real_v t46 = -t16*t30 - t16*t31 - t17*t27 - t17*t29 + t28*(3*x4 + 3*x7) + 3*t4*u4 + 3*t4*u7 + t40*(-t6 - t7) + t41*(-t3 - t5) + 6*u5*x6*x8 + 6*u6*x5*x8 + 6*u8*x5*x6;
-    const real_v t47 = t10*t14*u6 + t10*t38*x6 + t10*u3*x5*x8 + t10*u5*x3*x8 + t10*u8*x3*x5 + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t36*x4 + t37*(2*t11 - t18) - t39*x4 + t42*(t11 - t13) + u4*(t12 - t15);
+    const real_v t39 = t14*u3 + t38*x3;
+    const real_v t40 = 2*t39;
+    const real_v t41 = 3*u4;
+    const real_v t42 = 3*u7;
+    const real_v t43 = t32*x1 + t8*u1;
+    const real_v t44 = t24 + t25 + t26;
+    const real_v t45 = 2*t27 + 2*t28 + 2*t29 + 2*t30 + 2*t31 + t32*x4 + t8*u4;
+    const real_v t46 = t0*u4 + t10*t37 + t13*t34 + t24*x4 - t33 + t36 + t40 + u7*(t1 - t2) + x7*(t25 - t26);
+    const real_v t47 = t16*(-t30 - t31) + t17*(-t27 - t29) + t28*(3*x4 + 3*x7) + t4*(3*u4 + 3*u7) + t41*(-t6 - t7) + t42*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
+    const real_v t48 = t10*(t14*u6 + t38*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t37*(2*t11 - t18) + t43*(t11 - t13) + u4*(t12 - t15) + x4*(t36 - t40);
     const real_v out0 = u0;
-    const real_v out1 = t43;
-    const real_v out2 = t44;
-    const real_v out3 = t45;
-    const real_v out4 = t46;
-    const real_v out5 = t47;
+    const real_v out1 = t44;
+    const real_v out2 = t45;
+    const real_v out3 = t46;
+    const real_v out4 = t47;
+    const real_v out5 = t48;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 6 + 0] = out0[lane];
         out[lane * 6 + 1] = out1[lane];
@@ -488,7 +491,7 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f32(x + row * 9, u + row * 9, out + row * 6);
@@ -509,7 +512,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return n;
 }
 
-/* jvp: dI/dx . u (double; 204 flops per row) */
+/* jvp: dI/dx . u (double; 192 flops per row) */
 static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -564,21 +567,22 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v t36 = t10*t35 + t11*t34;
     const real_v t37 = u3*x6 + u6*x3;
     const real_v t38 = u2*x8 + u8*x2;
-    const real_v t39 = 2*t14*u3 + 2*t38*x3;
-    const real_v t40 = 3*u4;
-    const real_v t41 = 3*u7;
-    const real_v t42 = t32*x1 + t8*u1;
-    const real_v t43 = t24 + t25 + t26;
-    const real_v t44 = 2*t27 + 2*t28 + 2*t29 + 2*t30 + 2*t31 + t32*x4 + t8*u4;
-    const real_v t45 = t0*u4 + t10*t37 + t13*t34 + t24*x4 + t25*x7 - t26*x7 - t33 + t36 + t39 + u7*(t1 - t2);
-    const real_v t46 = -t16*t30 - t16*t31 - t17*t27 - t17*t29 + t28*(3*x4 + 3*x7) + 3*t4*u4 + 3*t4*u7 + t40*(-t6 - t7) + t41*(-t3 - t5) + 6*u5*x6*x8 + 6*u6*x5*x8 + 6*u8*x5*x6;
-    const real_v t47 = t10*t14*u6 + t10*t38*x6 + t10*u3*x5*x8 + t10*u5*x3*x8 + t10*u8*x3*x5 + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t36*x4 + t37*(2*t11 - t18) - t39*x4 + t42*(t11 - t13) + u4*(t12 - t15);
+    const real_v t39 = t14*u3 + t38*x3;
+    const real_v t40 = 2*t39;
+    const real_v t41 = 3*u4;
+    const real_v t42 = 3*u7;
+    const real_v t43 = t32*x1 + t8*u1;
+    const real_v t44 = t24 + t25 + t26;
+    const real_v t45 = 2*t27 + 2*t28 + 2*t29 + 2*t30 + 2*t31 + t32*x4 + t8*u4;
+    const real_v t46 = t0*u4 + t10*t37 + t13*t34 + t24*x4 - t33 + t36 + t40 + u7*(t1 - t2) + x7*(t25 - t26);
+    const real_v t47 = t16*(-t30 - t31) + t17*(-t27 - t29) + t28*(3*x4 + 3*x7) + t4*(3*u4 + 3*u7) + t41*(-t6 - t7) + t42*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
+    const real_v t48 = t10*(t14*u6 + t38*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t37*(2*t11 - t18) + t43*(t11 - t13) + u4*(t12 - t15) + x4*(t36 - t40);
     const real_v out0 = u0;
-    const real_v out1 = t43;
-    const real_v out2 = t44;
-    const real_v out3 = t45;
-    const real_v out4 = t46;
-    const real_v out5 = t47;
+    const real_v out1 = t44;
+    const real_v out2 = t45;
+    const real_v out3 = t46;
+    const real_v out4 = t47;
+    const real_v out5 = t48;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 6 + 0] = out0[lane];
         out[lane * 6 + 1] = out1[lane];
@@ -592,7 +596,7 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f64(x + row * 9, u + row * 9, out + row * 6);
@@ -613,7 +617,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 404 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 368 flops per row) */
 static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -682,43 +686,44 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v t61 = t10*t60 + t11*t59;
     const real_v t62 = u3*x6 + u6*x3;
     const real_v t63 = u2*x8 + u8*x2;
-    const real_v t64 = 2*t14*u3 + 2*t63*x3;
-    const real_v t65 = 3*u4;
-    const real_v t66 = 3*u7;
-    const real_v t67 = t57*x1 + t8*u1;
-    const real_v t68 = g5*t60 - g5*t62;
-    const real_v t69 = -g4*t52 - g4*t54;
-    const real_v t70 = -g4*t55 - g4*t56;
-    const real_v t71 = -g5*u4;
-    const real_v t72 = g5*t10*u6 + g5*t59*x6 + 2*t27*u3 + 2*t71*x3;
-    const real_v t73 = g3*t59 + 2*g5*t60 - g5*t67;
-    const real_v t74 = 2*g5*t62 + g5*t67 - t10*t71 + t30*t59;
-    const real_v t75 = g3*t62 + g5*t14*u6 + g5*t63*x6 + g5*u3*x5*x8 + g5*u5*x3*x8 + g5*u8*x3*x5 - t11*t71 + t30*t60;
-    const real_v t76 = g5*t57;
-    const real_v t77 = g2*u4 + g5*t58 + t24*u1 + t68*x1;
-    const real_v t78 = -g4*t65 + g5*t50 + g5*t51;
-    const real_v t79 = -g4*t66 + g5*t49 + g5*t51;
-    const real_v t80 = 3*g4*u4 + 3*g4*u7 + g5*t49 + g5*t50;
-    const real_v t81 = -g3*u7 + g5*t52 + g5*t54 + g5*t55 + g5*t56 + t33*u4 + t76*x4;
-    const real_v t82 = g3*u7 + g5*t53 + g5*t55 + g5*t56;
-    const real_v t83 = g3*u4 + g5*t52 + g5*t53 + g5*t54;
-    const real_v t84 = t24*t57 + 2*t40*u1 + t68*t8 + 2*t75 + 2*t83*x1;
-    const real_v t85 = t28*u8 + t31*u5 + 2*t39*u2 + t72*x8 + t74*x5 + 2*t82*x2;
-    const real_v t86 = g5*t10*u5*x8 + g5*t10*u8*x5 + g5*t59*x5*x8 + 2*t14*t71 + 2*t27*t63 + t29*u6 + 2*t38*u3 + t73*x6 + 2*t81*x3;
-    const real_v t87 = g2*t57 + g3*t49 + 3*g4*t53 + g5*t61 - g5*t64 + t2*t76 + t33*t51 + 2*t36*u4 + 3*t70 + 2*t79*x4;
-    const real_v t88 = 6*g4*u6*x8 + g5*t10*u3*x8 + g5*t59*x3*x8 + t31*u2 + 2*t37*u5 + t74*x2 + 2*t80*x5 + u8*(6*g4*x6 + g5*t10*x3);
-    const real_v t89 = 6*g4*u5*x8 + 6*g4*u8*x5 + g5*t10*t63 + g5*t14*t59 + t29*u3 + 2*t36*u6 + t73*x3 + 2*t79*x6;
-    const real_v t90 = g3*t50 - g3*t51 + 3*g4*t53 + 2*t35*u7 + 3*t69 + 2*t77 + 2*t78*x7;
-    const real_v t91 = 6*g4*u6*x5 + g5*t10*u3*x5 + g5*t59*x3*x5 + t28*u2 + 2*t35*u8 + t72*x2 + 2*t78*x8 + u5*(6*g4*x6 + g5*t10*x3);
+    const real_v t64 = t14*u3 + t63*x3;
+    const real_v t65 = 2*t64;
+    const real_v t66 = 3*u4;
+    const real_v t67 = 3*u7;
+    const real_v t68 = t57*x1 + t8*u1;
+    const real_v t69 = g5*(t60 - t62);
+    const real_v t70 = g4*(-t52 - t54);
+    const real_v t71 = g4*(-t55 - t56);
+    const real_v t72 = -g5*u4;
+    const real_v t73 = g5*(t10*u6 + t59*x6) + 2*t27*u3 + 2*t72*x3;
+    const real_v t74 = g3*t59 + g5*(2*t60 - t68);
+    const real_v t75 = g5*(2*t62 + t68) - t10*t72 + t30*t59;
+    const real_v t76 = g3*t62 + g5*(t14*u6 + t63*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) - t11*t72 + t30*t60;
+    const real_v t77 = g5*t57;
+    const real_v t78 = g2*u4 + g5*t58 + t24*u1 + t69*x1;
+    const real_v t79 = -g4*t66 + g5*(t50 + t51);
+    const real_v t80 = -g4*t67 + g5*(t49 + t51);
+    const real_v t81 = g4*(3*u4 + 3*u7) + g5*(t49 + t50);
+    const real_v t82 = -g3*u7 + g5*(t52 + t54 + t55 + t56) + t33*u4 + t77*x4;
+    const real_v t83 = g3*u7 + g5*(t53 + t55 + t56);
+    const real_v t84 = g3*u4 + g5*(t52 + t53 + t54);
+    const real_v t85 = t24*t57 + 2*t40*u1 + t69*t8 + 2*t76 + 2*t84*x1;
+    const real_v t86 = t28*u8 + t31*u5 + 2*t39*u2 + t73*x8 + t75*x5 + 2*t83*x2;
+    const real_v t87 = g5*(t10*u5*x8 + x5*(t10*u8 + t59*x8)) + 2*t14*t72 + 2*t27*t63 + t29*u6 + 2*t38*u3 + t74*x6 + 2*t82*x3;
+    const real_v t88 = g2*t57 + g3*t49 + 3*g4*t53 + g5*(t61 - t65) + t2*t77 + t33*t51 + 2*t36*u4 + 3*t71 + 2*t80*x4;
+    const real_v t89 = t31*u2 + 2*t37*u5 + t75*x2 + 2*t81*x5 + u8*(6*g4*x6 + g5*t10*x3) + x8*(6*g4*u6 + g5*(t10*u3 + t59*x3));
+    const real_v t90 = g4*(6*u5*x8 + 6*u8*x5) + g5*(t10*t63 + t14*t59) + t29*u3 + 2*t36*u6 + t74*x3 + 2*t80*x6;
+    const real_v t91 = g3*(t50 - t51) + 3*g4*t53 + 2*t35*u7 + 3*t70 + 2*t78 + 2*t79*x7;
+    const real_v t92 = t28*u2 + 2*t35*u8 + t73*x2 + 2*t79*x8 + u5*(6*g4*x6 + g5*t10*x3) + x5*(6*g4*u6 + g5*(t10*u3 + t59*x3));
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t84;
-    const real_v out2 = t85;
-    const real_v out3 = t86;
-    const real_v out4 = t87;
-    const real_v out5 = t88;
-    const real_v out6 = t89;
-    const real_v out7 = t90;
-    const real_v out8 = t91;
+    const real_v out1 = t85;
+    const real_v out2 = t86;
+    const real_v out3 = t87;
+    const real_v out4 = t88;
+    const real_v out5 = t89;
+    const real_v out6 = t90;
+    const real_v out7 = t91;
+    const real_v out8 = t92;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 9 + 0] = out0[lane];
         out[lane * 9 + 1] = out1[lane];
@@ -735,7 +740,7 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f32(x + row * 9, g + row * 6, u + row * 9, out + row * 9);
@@ -759,7 +764,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 404 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 368 flops per row) */
 static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -828,43 +833,44 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v t61 = t10*t60 + t11*t59;
     const real_v t62 = u3*x6 + u6*x3;
     const real_v t63 = u2*x8 + u8*x2;
-    const real_v t64 = 2*t14*u3 + 2*t63*x3;
-    const real_v t65 = 3*u4;
-    const real_v t66 = 3*u7;
-    const real_v t67 = t57*x1 + t8*u1;
-    const real_v t68 = g5*t60 - g5*t62;
-    const real_v t69 = -g4*t52 - g4*t54;
-    const real_v t70 = -g4*t55 - g4*t56;
-    const real_v t71 = -g5*u4;
-    const real_v t72 = g5*t10*u6 + g5*t59*x6 + 2*t27*u3 + 2*t71*x3;
-    const real_v t73 = g3*t59 + 2*g5*t60 - g5*t67;
-    const real_v t74 = 2*g5*t62 + g5*t67 - t10*t71 + t30*t59;
-    const real_v t75 = g3*t62 + g5*t14*u6 + g5*t63*x6 + g5*u3*x5*x8 + g5*u5*x3*x8 + g5*u8*x3*x5 - t11*t71 + t30*t60;
-    const real_v t76 = g5*t57;
-    const real_v t77 = g2*u4 + g5*t58 + t24*u1 + t68*x1;
-    const real_v t78 = -g4*t65 + g5*t50 + g5*t51;
-    const real_v t79 = -g4*t66 + g5*t49 + g5*t51;
-    const real_v t80 = 3*g4*u4 + 3*g4*u7 + g5*t49 + g5*t50;
-    const real_v t81 = -g3*u7 + g5*t52 + g5*t54 + g5*t55 + g5*t56 + t33*u4 + t76*x4;
-    const real_v t82 = g3*u7 + g5*t53 + g5*t55 + g5*t56;
-    const real_v t83 = g3*u4 + g5*t52 + g5*t53 + g5*t54;
-    const real_v t84 = t24*t57 + 2*t40*u1 + t68*t8 + 2*t75 + 2*t83*x1;
-    const real_v t85 = t28*u8 + t31*u5 + 2*t39*u2 + t72*x8 + t74*x5 + 2*t82*x2;
-    const real_v t86 = g5*t10*u5*x8 + g5*t10*u8*x5 + g5*t59*x5*x8 + 2*t14*t71 + 2*t27*t63 + t29*u6 + 2*t38*u3 + t73*x6 + 2*t81*x3;
-    const real_v t87 = g2*t57 + g3*t49 + 3*g4*t53 + g5*t61 - g5*t64 + t2*t76 + t33*t51 + 2*t36*u4 + 3*t70 + 2*t79*x4;
-    const real_v t88 = 6*g4*u6*x8 + g5*t10*u3*x8 + g5*t59*x3*x8 + t31*u2 + 2*t37*u5 + t74*x2 + 2*t80*x5 + u8*(6*g4*x6 + g5*t10*x3);
-    const real_v t89 = 6*g4*u5*x8 + 6*g4*u8*x5 + g5*t10*t63 + g5*t14*t59 + t29*u3 + 2*t36*u6 + t73*x3 + 2*t79*x6;
-    const real_v t90 = g3*t50 - g3*t51 + 3*g4*t53 + 2*t35*u7 + 3*t69 + 2*t77 + 2*t78*x7;
-    const real_v t91 = 6*g4*u6*x5 + g5*t10*u3*x5 + g5*t59*x3*x5 + t28*u2 + 2*t35*u8 + t72*x2 + 2*t78*x8 + u5*(6*g4*x6 + g5*t10*x3);
+    const real_v t64 = t14*u3 + t63*x3;
+    const real_v t65 = 2*t64;
+    const real_v t66 = 3*u4;
+    const real_v t67 = 3*u7;
+    const real_v t68 = t57*x1 + t8*u1;
+    const real_v t69 = g5*(t60 - t62);
+    const real_v t70 = g4*(-t52 - t54);
+    const real_v t71 = g4*(-t55 - t56);
+    const real_v t72 = -g5*u4;
+    const real_v t73 = g5*(t10*u6 + t59*x6) + 2*t27*u3 + 2*t72*x3;
+    const real_v t74 = g3*t59 + g5*(2*t60 - t68);
+    const real_v t75 = g5*(2*t62 + t68) - t10*t72 + t30*t59;
+    const real_v t76 = g3*t62 + g5*(t14*u6 + t63*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) - t11*t72 + t30*t60;
+    const real_v t77 = g5*t57;
+    const real_v t78 = g2*u4 + g5*t58 + t24*u1 + t69*x1;
+    const real_v t79 = -g4*t66 + g5*(t50 + t51);
+    const real_v t80 = -g4*t67 + g5*(t49 + t51);
+    const real_v t81 = g4*(3*u4 + 3*u7) + g5*(t49 + t50);
+    const real_v t82 = -g3*u7 + g5*(t52 + t54 + t55 + t56) + t33*u4 + t77*x4;
+    const real_v t83 = g3*u7 + g5*(t53 + t55 + t56);
+    const real_v t84 = g3*u4 + g5*(t52 + t53 + t54);
+    const real_v t85 = t24*t57 + 2*t40*u1 + t69*t8 + 2*t76 + 2*t84*x1;
+    const real_v t86 = t28*u8 + t31*u5 + 2*t39*u2 + t73*x8 + t75*x5 + 2*t83*x2;
+    const real_v t87 = g5*(t10*u5*x8 + x5*(t10*u8 + t59*x8)) + 2*t14*t72 + 2*t27*t63 + t29*u6 + 2*t38*u3 + t74*x6 + 2*t82*x3;
+    const real_v t88 = g2*t57 + g3*t49 + 3*g4*t53 + g5*(t61 - t65) + t2*t77 + t33*t51 + 2*t36*u4 + 3*t71 + 2*t80*x4;
+    const real_v t89 = t31*u2 + 2*t37*u5 + t75*x2 + 2*t81*x5 + u8*(6*g4*x6 + g5*t10*x3) + x8*(6*g4*u6 + g5*(t10*u3 + t59*x3));
+    const real_v t90 = g4*(6*u5*x8 + 6*u8*x5) + g5*(t10*t63 + t14*t59) + t29*u3 + 2*t36*u6 + t74*x3 + 2*t80*x6;
+    const real_v t91 = g3*(t50 - t51) + 3*g4*t53 + 2*t35*u7 + 3*t70 + 2*t78 + 2*t79*x7;
+    const real_v t92 = t28*u2 + 2*t35*u8 + t73*x2 + 2*t79*x8 + u5*(6*g4*x6 + g5*t10*x3) + x5*(6*g4*u6 + g5*(t10*u3 + t59*x3));
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t84;
-    const real_v out2 = t85;
-    const real_v out3 = t86;
-    const real_v out4 = t87;
-    const real_v out5 = t88;
-    const real_v out6 = t89;
-    const real_v out7 = t90;
-    const real_v out8 = t91;
+    const real_v out1 = t85;
+    const real_v out2 = t86;
+    const real_v out3 = t87;
+    const real_v out4 = t88;
+    const real_v out5 = t89;
+    const real_v out6 = t90;
+    const real_v out7 = t91;
+    const real_v out8 = t92;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 9 + 0] = out0[lane];
         out[lane * 9 + 1] = out1[lane];
@@ -881,7 +887,7 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f64(x + row * 9, g + row * 6, u + row * 9, out + row * 9);

@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 9), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 99 flops per row) */
+/* forward: invariants I(x) (float; 85 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -45,9 +45,9 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t t18 = t8*x1;
     const real_t t19 = t0 + t1 + t2;
     const real_t t20 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + t8*x4;
-    const real_t t21 = t0*x4 + t1*x7 + t10*t13 + t12 + t15 - t2*x7 - t9;
-    const real_t t22 = -t16*t6 - t16*t7 - t17*t3 - t17*t5 + 3*t4*x4 + 3*t4*x7 + 6*x5*x6*x8;
-    const real_t t23 = t0*t3 + t0*t4 + t0*t5 + t1*t4 + t1*t6 + t1*t7 + t10*t14*x6 + t10*x3*x5*x8 + 2*t11*t13 + t11*t18 + t12*x4 - t13*t18 - t15*x4 + t2*t3 + t2*t5 + t2*t6 + t2*t7 + t8*t9;
+    const real_t t21 = t0*x4 + t10*t13 + t12 + t15 - t9 + x7*(t1 - t2);
+    const real_t t22 = t16*(-t6 - t7) + t17*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
+    const real_t t23 = t0*(t3 + t4 + t5) + t1*(t4 + t6 + t7) + t10*(t14*x6 + x3*x5*x8) + t11*(2*t13 + t18) - t13*t18 + t2*(t3 + t5 + t6 + t7) + t8*t9 + x4*(t12 - t15);
     out[row * 6 + 0] = x0;
     out[row * 6 + 1] = t19;
     out[row * 6 + 2] = t20;
@@ -56,7 +56,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 6 + 5] = t23;
 }
 
-/* forward: invariants I(x) (double; 99 flops per row) */
+/* forward: invariants I(x) (double; 85 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -94,9 +94,9 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t t18 = t8*x1;
     const real_t t19 = t0 + t1 + t2;
     const real_t t20 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + t8*x4;
-    const real_t t21 = t0*x4 + t1*x7 + t10*t13 + t12 + t15 - t2*x7 - t9;
-    const real_t t22 = -t16*t6 - t16*t7 - t17*t3 - t17*t5 + 3*t4*x4 + 3*t4*x7 + 6*x5*x6*x8;
-    const real_t t23 = t0*t3 + t0*t4 + t0*t5 + t1*t4 + t1*t6 + t1*t7 + t10*t14*x6 + t10*x3*x5*x8 + 2*t11*t13 + t11*t18 + t12*x4 - t13*t18 - t15*x4 + t2*t3 + t2*t5 + t2*t6 + t2*t7 + t8*t9;
+    const real_t t21 = t0*x4 + t10*t13 + t12 + t15 - t9 + x7*(t1 - t2);
+    const real_t t22 = t16*(-t6 - t7) + t17*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
+    const real_t t23 = t0*(t3 + t4 + t5) + t1*(t4 + t6 + t7) + t10*(t14*x6 + x3*x5*x8) + t11*(2*t13 + t18) - t13*t18 + t2*(t3 + t5 + t6 + t7) + t8*t9 + x4*(t12 - t15);
     out[row * 6 + 0] = x0;
     out[row * 6 + 1] = t19;
     out[row * 6 + 2] = t20;
@@ -105,7 +105,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     out[row * 6 + 5] = t23;
 }
 
-/* vjp: g . dI/dx (float; 189 flops per row) */
+/* vjp: g . dI/dx (float; 187 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -167,10 +167,10 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     const real_t t42 = t28*x8 + t31*x5 + 2*t39*x2;
     const real_t t43 = g5*t10*x5*x8 + 2*t14*t27 + t29*x6 + 2*t38*x3;
     const real_t t44 = g2*t8 + g3*t0 + 3*g4*t4 + g5*(t12 - t15) + t2*t33 + 3*t26 + 2*t36*x4;
-    const real_t t45 = 6*g4*x6*x8 + g5*t10*x3*x8 + t31*x2 + 2*t37*x5;
+    const real_t t45 = t31*x2 + 2*t37*x5 + x8*(6*g4*x6 + g5*t10*x3);
     const real_t t46 = 6*g4*x5*x8 + g5*t10*t14 + t29*x3 + 2*t36*x6;
     const real_t t47 = g3*(t1 - t2) + 3*g4*t4 + 3*t25 + 2*t34 + 2*t35*x7;
-    const real_t t48 = 6*g4*x5*x6 + g5*t10*x3*x5 + t28*x2 + 2*t35*x8;
+    const real_t t48 = t28*x2 + 2*t35*x8 + x5*(6*g4*x6 + g5*t10*x3);
     out[row * 9 + 0] = g0;
     out[row * 9 + 1] = t41;
     out[row * 9 + 2] = t42;
@@ -182,7 +182,7 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     out[row * 9 + 8] = t48;
 }
 
-/* vjp: g . dI/dx (double; 189 flops per row) */
+/* vjp: g . dI/dx (double; 187 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -244,10 +244,10 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     const real_t t42 = t28*x8 + t31*x5 + 2*t39*x2;
     const real_t t43 = g5*t10*x5*x8 + 2*t14*t27 + t29*x6 + 2*t38*x3;
     const real_t t44 = g2*t8 + g3*t0 + 3*g4*t4 + g5*(t12 - t15) + t2*t33 + 3*t26 + 2*t36*x4;
-    const real_t t45 = 6*g4*x6*x8 + g5*t10*x3*x8 + t31*x2 + 2*t37*x5;
+    const real_t t45 = t31*x2 + 2*t37*x5 + x8*(6*g4*x6 + g5*t10*x3);
     const real_t t46 = 6*g4*x5*x8 + g5*t10*t14 + t29*x3 + 2*t36*x6;
     const real_t t47 = g3*(t1 - t2) + 3*g4*t4 + 3*t25 + 2*t34 + 2*t35*x7;
-    const real_t t48 = 6*g4*x5*x6 + g5*t10*x3*x5 + t28*x2 + 2*t35*x8;
+    const real_t t48 = t28*x2 + 2*t35*x8 + x5*(6*g4*x6 + g5*t10*x3);
     out[row * 9 + 0] = g0;
     out[row * 9 + 1] = t41;
     out[row * 9 + 2] = t42;
@@ -259,7 +259,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 9 + 8] = t48;
 }
 
-/* jvp: dI/dx . u (float; 204 flops per row) */
+/* jvp: dI/dx . u (float; 192 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -318,24 +318,25 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     const real_t t36 = t10*t35 + t11*t34;
     const real_t t37 = u3*x6 + u6*x3;
     const real_t t38 = u2*x8 + u8*x2;
-    const real_t t39 = 2*t14*u3 + 2*t38*x3;
-    const real_t t40 = 3*u4;
-    const real_t t41 = 3*u7;
-    const real_t t42 = t32*x1 + t8*u1;
-    const real_t t43 = t24 + t25 + t26;
-    const real_t t44 = 2*t27 + 2*t28 + 2*t29 + 2*t30 + 2*t31 + t32*x4 + t8*u4;
-    const real_t t45 = t0*u4 + t10*t37 + t13*t34 + t24*x4 + t25*x7 - t26*x7 - t33 + t36 + t39 + u7*(t1 - t2);
-    const real_t t46 = -t16*t30 - t16*t31 - t17*t27 - t17*t29 + t28*(3*x4 + 3*x7) + 3*t4*u4 + 3*t4*u7 + t40*(-t6 - t7) + t41*(-t3 - t5) + 6*u5*x6*x8 + 6*u6*x5*x8 + 6*u8*x5*x6;
-    const real_t t47 = t10*t14*u6 + t10*t38*x6 + t10*u3*x5*x8 + t10*u5*x3*x8 + t10*u8*x3*x5 + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t36*x4 + t37*(2*t11 - t18) - t39*x4 + t42*(t11 - t13) + u4*(t12 - t15);
+    const real_t t39 = t14*u3 + t38*x3;
+    const real_t t40 = 2*t39;
+    const real_t t41 = 3*u4;
+    const real_t t42 = 3*u7;
+    const real_t t43 = t32*x1 + t8*u1;
+    const real_t t44 = t24 + t25 + t26;
+    const real_t t45 = 2*t27 + 2*t28 + 2*t29 + 2*t30 + 2*t31 + t32*x4 + t8*u4;
+    const real_t t46 = t0*u4 + t10*t37 + t13*t34 + t24*x4 - t33 + t36 + t40 + u7*(t1 - t2) + x7*(t25 - t26);
+    const real_t t47 = t16*(-t30 - t31) + t17*(-t27 - t29) + t28*(3*x4 + 3*x7) + t4*(3*u4 + 3*u7) + t41*(-t6 - t7) + t42*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
+    const real_t t48 = t10*(t14*u6 + t38*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t37*(2*t11 - t18) + t43*(t11 - t13) + u4*(t12 - t15) + x4*(t36 - t40);
     out[row * 6 + 0] = u0;
-    out[row * 6 + 1] = t43;
-    out[row * 6 + 2] = t44;
-    out[row * 6 + 3] = t45;
-    out[row * 6 + 4] = t46;
-    out[row * 6 + 5] = t47;
+    out[row * 6 + 1] = t44;
+    out[row * 6 + 2] = t45;
+    out[row * 6 + 3] = t46;
+    out[row * 6 + 4] = t47;
+    out[row * 6 + 5] = t48;
 }
 
-/* jvp: dI/dx . u (double; 204 flops per row) */
+/* jvp: dI/dx . u (double; 192 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -394,24 +395,25 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     const real_t t36 = t10*t35 + t11*t34;
     const real_t t37 = u3*x6 + u6*x3;
     const real_t t38 = u2*x8 + u8*x2;
-    const real_t t39 = 2*t14*u3 + 2*t38*x3;
-    const real_t t40 = 3*u4;
-    const real_t t41 = 3*u7;
-    const real_t t42 = t32*x1 + t8*u1;
-    const real_t t43 = t24 + t25 + t26;
-    const real_t t44 = 2*t27 + 2*t28 + 2*t29 + 2*t30 + 2*t31 + t32*x4 + t8*u4;
-    const real_t t45 = t0*u4 + t10*t37 + t13*t34 + t24*x4 + t25*x7 - t26*x7 - t33 + t36 + t39 + u7*(t1 - t2);
-    const real_t t46 = -t16*t30 - t16*t31 - t17*t27 - t17*t29 + t28*(3*x4 + 3*x7) + 3*t4*u4 + 3*t4*u7 + t40*(-t6 - t7) + t41*(-t3 - t5) + 6*u5*x6*x8 + 6*u6*x5*x8 + 6*u8*x5*x6;
-    const real_t t47 = t10*t14*u6 + t10*t38*x6 + t10*u3*x5*x8 + t10*u5*x3*x8 + t10*u8*x3*x5 + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t36*x4 + t37*(2*t11 - t18) - t39*x4 + t42*(t11 - t13) + u4*(t12 - t15);
+    const real_t t39 = t14*u3 + t38*x3;
+    const real_t t40 = 2*t39;
+    const real_t t41 = 3*u4;
+    const real_t t42 = 3*u7;
+    const real_t t43 = t32*x1 + t8*u1;
+    const real_t t44 = t24 + t25 + t26;
+    const real_t t45 = 2*t27 + 2*t28 + 2*t29 + 2*t30 + 2*t31 + t32*x4 + t8*u4;
+    const real_t t46 = t0*u4 + t10*t37 + t13*t34 + t24*x4 - t33 + t36 + t40 + u7*(t1 - t2) + x7*(t25 - t26);
+    const real_t t47 = t16*(-t30 - t31) + t17*(-t27 - t29) + t28*(3*x4 + 3*x7) + t4*(3*u4 + 3*u7) + t41*(-t6 - t7) + t42*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
+    const real_t t48 = t10*(t14*u6 + t38*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t37*(2*t11 - t18) + t43*(t11 - t13) + u4*(t12 - t15) + x4*(t36 - t40);
     out[row * 6 + 0] = u0;
-    out[row * 6 + 1] = t43;
-    out[row * 6 + 2] = t44;
-    out[row * 6 + 3] = t45;
-    out[row * 6 + 4] = t46;
-    out[row * 6 + 5] = t47;
+    out[row * 6 + 1] = t44;
+    out[row * 6 + 2] = t45;
+    out[row * 6 + 3] = t46;
+    out[row * 6 + 4] = t47;
+    out[row * 6 + 5] = t48;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 404 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 368 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -484,46 +486,47 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     const real_t t61 = t10*t60 + t11*t59;
     const real_t t62 = u3*x6 + u6*x3;
     const real_t t63 = u2*x8 + u8*x2;
-    const real_t t64 = 2*t14*u3 + 2*t63*x3;
-    const real_t t65 = 3*u4;
-    const real_t t66 = 3*u7;
-    const real_t t67 = t57*x1 + t8*u1;
-    const real_t t68 = g5*t60 - g5*t62;
-    const real_t t69 = -g4*t52 - g4*t54;
-    const real_t t70 = -g4*t55 - g4*t56;
-    const real_t t71 = -g5*u4;
-    const real_t t72 = g5*t10*u6 + g5*t59*x6 + 2*t27*u3 + 2*t71*x3;
-    const real_t t73 = g3*t59 + 2*g5*t60 - g5*t67;
-    const real_t t74 = 2*g5*t62 + g5*t67 - t10*t71 + t30*t59;
-    const real_t t75 = g3*t62 + g5*t14*u6 + g5*t63*x6 + g5*u3*x5*x8 + g5*u5*x3*x8 + g5*u8*x3*x5 - t11*t71 + t30*t60;
-    const real_t t76 = g5*t57;
-    const real_t t77 = g2*u4 + g5*t58 + t24*u1 + t68*x1;
-    const real_t t78 = -g4*t65 + g5*t50 + g5*t51;
-    const real_t t79 = -g4*t66 + g5*t49 + g5*t51;
-    const real_t t80 = 3*g4*u4 + 3*g4*u7 + g5*t49 + g5*t50;
-    const real_t t81 = -g3*u7 + g5*t52 + g5*t54 + g5*t55 + g5*t56 + t33*u4 + t76*x4;
-    const real_t t82 = g3*u7 + g5*t53 + g5*t55 + g5*t56;
-    const real_t t83 = g3*u4 + g5*t52 + g5*t53 + g5*t54;
-    const real_t t84 = t24*t57 + 2*t40*u1 + t68*t8 + 2*t75 + 2*t83*x1;
-    const real_t t85 = t28*u8 + t31*u5 + 2*t39*u2 + t72*x8 + t74*x5 + 2*t82*x2;
-    const real_t t86 = g5*t10*u5*x8 + g5*t10*u8*x5 + g5*t59*x5*x8 + 2*t14*t71 + 2*t27*t63 + t29*u6 + 2*t38*u3 + t73*x6 + 2*t81*x3;
-    const real_t t87 = g2*t57 + g3*t49 + 3*g4*t53 + g5*t61 - g5*t64 + t2*t76 + t33*t51 + 2*t36*u4 + 3*t70 + 2*t79*x4;
-    const real_t t88 = 6*g4*u6*x8 + g5*t10*u3*x8 + g5*t59*x3*x8 + t31*u2 + 2*t37*u5 + t74*x2 + 2*t80*x5 + u8*(6*g4*x6 + g5*t10*x3);
-    const real_t t89 = 6*g4*u5*x8 + 6*g4*u8*x5 + g5*t10*t63 + g5*t14*t59 + t29*u3 + 2*t36*u6 + t73*x3 + 2*t79*x6;
-    const real_t t90 = g3*t50 - g3*t51 + 3*g4*t53 + 2*t35*u7 + 3*t69 + 2*t77 + 2*t78*x7;
-    const real_t t91 = 6*g4*u6*x5 + g5*t10*u3*x5 + g5*t59*x3*x5 + t28*u2 + 2*t35*u8 + t72*x2 + 2*t78*x8 + u5*(6*g4*x6 + g5*t10*x3);
+    const real_t t64 = t14*u3 + t63*x3;
+    const real_t t65 = 2*t64;
+    const real_t t66 = 3*u4;
+    const real_t t67 = 3*u7;
+    const real_t t68 = t57*x1 + t8*u1;
+    const real_t t69 = g5*(t60 - t62);
+    const real_t t70 = g4*(-t52 - t54);
+    const real_t t71 = g4*(-t55 - t56);
+    const real_t t72 = -g5*u4;
+    const real_t t73 = g5*(t10*u6 + t59*x6) + 2*t27*u3 + 2*t72*x3;
+    const real_t t74 = g3*t59 + g5*(2*t60 - t68);
+    const real_t t75 = g5*(2*t62 + t68) - t10*t72 + t30*t59;
+    const real_t t76 = g3*t62 + g5*(t14*u6 + t63*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) - t11*t72 + t30*t60;
+    const real_t t77 = g5*t57;
+    const real_t t78 = g2*u4 + g5*t58 + t24*u1 + t69*x1;
+    const real_t t79 = -g4*t66 + g5*(t50 + t51);
+    const real_t t80 = -g4*t67 + g5*(t49 + t51);
+    const real_t t81 = g4*(3*u4 + 3*u7) + g5*(t49 + t50);
+    const real_t t82 = -g3*u7 + g5*(t52 + t54 + t55 + t56) + t33*u4 + t77*x4;
+    const real_t t83 = g3*u7 + g5*(t53 + t55 + t56);
+    const real_t t84 = g3*u4 + g5*(t52 + t53 + t54);
+    const real_t t85 = t24*t57 + 2*t40*u1 + t69*t8 + 2*t76 + 2*t84*x1;
+    const real_t t86 = t28*u8 + t31*u5 + 2*t39*u2 + t73*x8 + t75*x5 + 2*t83*x2;
+    const real_t t87 = g5*(t10*u5*x8 + x5*(t10*u8 + t59*x8)) + 2*t14*t72 + 2*t27*t63 + t29*u6 + 2*t38*u3 + t74*x6 + 2*t82*x3;
+    const real_t t88 = g2*t57 + g3*t49 + 3*g4*t53 + g5*(t61 - t65) + t2*t77 + t33*t51 + 2*t36*u4 + 3*t71 + 2*t80*x4;
+    const real_t t89 = t31*u2 + 2*t37*u5 + t75*x2 + 2*t81*x5 + u8*(6*g4*x6 + g5*t10*x3) + x8*(6*g4*u6 + g5*(t10*u3 + t59*x3));
+    const real_t t90 = g4*(6*u5*x8 + 6*u8*x5) + g5*(t10*t63 + t14*t59) + t29*u3 + 2*t36*u6 + t74*x3 + 2*t80*x6;
+    const real_t t91 = g3*(t50 - t51) + 3*g4*t53 + 2*t35*u7 + 3*t70 + 2*t78 + 2*t79*x7;
+    const real_t t92 = t28*u2 + 2*t35*u8 + t73*x2 + 2*t79*x8 + u5*(6*g4*x6 + g5*t10*x3) + x5*(6*g4*u6 + g5*(t10*u3 + t59*x3));
     out[row * 9 + 0] = 0;
-    out[row * 9 + 1] = t84;
-    out[row * 9 + 2] = t85;
-    out[row * 9 + 3] = t86;
-    out[row * 9 + 4] = t87;
-    out[row * 9 + 5] = t88;
-    out[row * 9 + 6] = t89;
-    out[row * 9 + 7] = t90;
-    out[row * 9 + 8] = t91;
+    out[row * 9 + 1] = t85;
+    out[row * 9 + 2] = t86;
+    out[row * 9 + 3] = t87;
+    out[row * 9 + 4] = t88;
+    out[row * 9 + 5] = t89;
+    out[row * 9 + 6] = t90;
+    out[row * 9 + 7] = t91;
+    out[row * 9 + 8] = t92;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 404 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 368 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -596,42 +599,43 @@ extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const do
     const real_t t61 = t10*t60 + t11*t59;
     const real_t t62 = u3*x6 + u6*x3;
     const real_t t63 = u2*x8 + u8*x2;
-    const real_t t64 = 2*t14*u3 + 2*t63*x3;
-    const real_t t65 = 3*u4;
-    const real_t t66 = 3*u7;
-    const real_t t67 = t57*x1 + t8*u1;
-    const real_t t68 = g5*t60 - g5*t62;
-    const real_t t69 = -g4*t52 - g4*t54;
-    const real_t t70 = -g4*t55 - g4*t56;
-    const real_t t71 = -g5*u4;
-    const real_t t72 = g5*t10*u6 + g5*t59*x6 + 2*t27*u3 + 2*t71*x3;
-    const real_t t73 = g3*t59 + 2*g5*t60 - g5*t67;
-    const real_t t74 = 2*g5*t62 + g5*t67 - t10*t71 + t30*t59;
-    const real_t t75 = g3*t62 + g5*t14*u6 + g5*t63*x6 + g5*u3*x5*x8 + g5*u5*x3*x8 + g5*u8*x3*x5 - t11*t71 + t30*t60;
-    const real_t t76 = g5*t57;
-    const real_t t77 = g2*u4 + g5*t58 + t24*u1 + t68*x1;
-    const real_t t78 = -g4*t65 + g5*t50 + g5*t51;
-    const real_t t79 = -g4*t66 + g5*t49 + g5*t51;
-    const real_t t80 = 3*g4*u4 + 3*g4*u7 + g5*t49 + g5*t50;
-    const real_t t81 = -g3*u7 + g5*t52 + g5*t54 + g5*t55 + g5*t56 + t33*u4 + t76*x4;
-    const real_t t82 = g3*u7 + g5*t53 + g5*t55 + g5*t56;
-    const real_t t83 = g3*u4 + g5*t52 + g5*t53 + g5*t54;
-    const real_t t84 = t24*t57 + 2*t40*u1 + t68*t8 + 2*t75 + 2*t83*x1;
-    const real_t t85 = t28*u8 + t31*u5 + 2*t39*u2 + t72*x8 + t74*x5 + 2*t82*x2;
-    const real_t t86 = g5*t10*u5*x8 + g5*t10*u8*x5 + g5*t59*x5*x8 + 2*t14*t71 + 2*t27*t63 + t29*u6 + 2*t38*u3 + t73*x6 + 2*t81*x3;
-    const real_t t87 = g2*t57 + g3*t49 + 3*g4*t53 + g5*t61 - g5*t64 + t2*t76 + t33*t51 + 2*t36*u4 + 3*t70 + 2*t79*x4;
-    const real_t t88 = 6*g4*u6*x8 + g5*t10*u3*x8 + g5*t59*x3*x8 + t31*u2 + 2*t37*u5 + t74*x2 + 2*t80*x5 + u8*(6*g4*x6 + g5*t10*x3);
-    const real_t t89 = 6*g4*u5*x8 + 6*g4*u8*x5 + g5*t10*t63 + g5*t14*t59 + t29*u3 + 2*t36*u6 + t73*x3 + 2*t79*x6;
-    const real_t t90 = g3*t50 - g3*t51 + 3*g4*t53 + 2*t35*u7 + 3*t69 + 2*t77 + 2*t78*x7;
-    const real_t t91 = 6*g4*u6*x5 + g5*t10*u3*x5 + g5*t59*x3*x5 + t28*u2 + 2*t35*u8 + t72*x2 + 2*t78*x8 + u5*(6*g4*x6 + g5*t10*x3);
+    const real_t t64 = t14*u3 + t63*x3;
+    const real_t t65 = 2*t64;
+    const real_t t66 = 3*u4;
+    const real_t t67 = 3*u7;
+    const real_t t68 = t57*x1 + t8*u1;
+    const real_t t69 = g5*(t60 - t62);
+    const real_t t70 = g4*(-t52 - t54);
+    const real_t t71 = g4*(-t55 - t56);
+    const real_t t72 = -g5*u4;
+    const real_t t73 = g5*(t10*u6 + t59*x6) + 2*t27*u3 + 2*t72*x3;
+    const real_t t74 = g3*t59 + g5*(2*t60 - t68);
+    const real_t t75 = g5*(2*t62 + t68) - t10*t72 + t30*t59;
+    const real_t t76 = g3*t62 + g5*(t14*u6 + t63*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) - t11*t72 + t30*t60;
+    const real_t t77 = g5*t57;
+    const real_t t78 = g2*u4 + g5*t58 + t24*u1 + t69*x1;
+    const real_t t79 = -g4*t66 + g5*(t50 + t51);
+    const real_t t80 = -g4*t67 + g5*(t49 + t51);
+    const real_t t81 = g4*(3*u4 + 3*u7) + g5*(t49 + t50);
+    const real_t t82 = -g3*u7 + g5*(t52 + t54 + t55 + t56) + t33*u4 + t77*x4;
+    const real_t t83 = g3*u7 + g5*(t53 + t55 + t56);
+    const real_t t84 = g3*u4 + g5*(t52 + t53 + t54);
+    const real_t t85 = t24*t57 + 2*t40*u1 + t69*t8 + 2*t76 + 2*t84*x1;
+    const real_t t86 = t28*u8 + t31*u5 + 2*t39*u2 + t73*x8 + t75*x5 + 2*t83*x2;
+    const real_t t87 = g5*(t10*u5*x8 + x5*(t10*u8 + t59*x8)) + 2*t14*t72 + 2*t27*t63 + t29*u6 + 2*t38*u3 + t74*x6 + 2*t82*x3;
+    const real_t t88 = g2*t57 + g3*t49 + 3*g4*t53 + g5*(t61 - t65) + t2*t77 + t33*t51 + 2*t36*u4 + 3*t71 + 2*t80*x4;
+    const real_t t89 = t31*u2 + 2*t37*u5 + t75*x2 + 2*t81*x5 + u8*(6*g4*x6 + g5*t10*x3) + x8*(6*g4*u6 + g5*(t10*u3 + t59*x3));
+    const real_t t90 = g4*(6*u5*x8 + 6*u8*x5) + g5*(t10*t63 + t14*t59) + t29*u3 + 2*t36*u6 + t74*x3 + 2*t80*x6;
+    const real_t t91 = g3*(t50 - t51) + 3*g4*t53 + 2*t35*u7 + 3*t70 + 2*t78 + 2*t79*x7;
+    const real_t t92 = t28*u2 + 2*t35*u8 + t73*x2 + 2*t79*x8 + u5*(6*g4*x6 + g5*t10*x3) + x5*(6*g4*u6 + g5*(t10*u3 + t59*x3));
     out[row * 9 + 0] = 0;
-    out[row * 9 + 1] = t84;
-    out[row * 9 + 2] = t85;
-    out[row * 9 + 3] = t86;
-    out[row * 9 + 4] = t87;
-    out[row * 9 + 5] = t88;
-    out[row * 9 + 6] = t89;
-    out[row * 9 + 7] = t90;
-    out[row * 9 + 8] = t91;
+    out[row * 9 + 1] = t85;
+    out[row * 9 + 2] = t86;
+    out[row * 9 + 3] = t87;
+    out[row * 9 + 4] = t88;
+    out[row * 9 + 5] = t89;
+    out[row * 9 + 6] = t90;
+    out[row * 9 + 7] = t91;
+    out[row * 9 + 8] = t92;
 }
 

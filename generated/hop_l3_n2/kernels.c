@@ -6,7 +6,9 @@
  * Rows are C-contiguous: x is (n, 16), outputs are (n, width).
  * Each kernel works on blocks of OPTINV_LANES rows held in GCC/Clang vector
  * types, so the straight-line body is vectorised across rows; a short tail
- * is zero-padded into one extra block.  OpenMP splits blocks over threads.
+ * is zero-padded into one extra block.  OpenMP splits blocks over threads
+ * (dynamically, so a busy core does not hold the others back); batches under
+ * 256 rows stay on the calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
 #include <string.h>
@@ -41,7 +43,7 @@ static int resolve_threads(int requested) {
 #define LOAD_F64(p, width, k) ((vec_f64){ (p)[k], (p)[(width) + (k)], (p)[2 * (width) + (k)], (p)[3 * (width) + (k)], (p)[4 * (width) + (k)], (p)[5 * (width) + (k)], (p)[6 * (width) + (k)], (p)[7 * (width) + (k)] })
 
 
-/* forward: invariants I(x) (float; 49 flops per row) */
+/* forward: invariants I(x) (float; 41 flops per row) */
 static void forward_block_f32(const float *restrict x, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -61,17 +63,15 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v x13 = LOAD_F32(x, 16, 13);
     const real_v x14 = LOAD_F32(x, 16, 14);
     const real_v x15 = LOAD_F32(x, 16, 15);
-    const real_v t0 = -x4 - x7;
-    const real_v t1 = -x12 - x9;
-    const real_v t2 = -x10 - x14;
-    const real_v t3 = -x11 - x15;
-    const real_v t4 = x1*x1 + x2*x2 + x3*x3;
-    const real_v t5 = t0*t0 + x4*x4 + 2*x5*x5 + 2*x6*x6 + x7*x7 + 2*x8*x8;
-    const real_v t6 = 3*t1*t1 + 3*t2*t2 + t3*t3 + 3*x10*x10 + 3*x11*x11 + 3*x12*x12 + 6*x13*x13 + x14*x14 + 3*x15*x15 + x9*x9;
+    const real_v t0 = x1*x1 + x2*x2 + x3*x3;
+    const real_v t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_v t2 = 2*t1;
+    const real_v t3 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_v t4 = 2*t3;
     const real_v out0 = x0;
-    const real_v out1 = t4;
-    const real_v out2 = t5;
-    const real_v out3 = t6;
+    const real_v out1 = t0;
+    const real_v out2 = t2;
+    const real_v out3 = t4;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 4 + 0] = out0[lane];
         out[lane * 4 + 1] = out1[lane];
@@ -83,7 +83,7 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f32(x + row * 16, out + row * 4);
@@ -101,7 +101,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return n;
 }
 
-/* forward: invariants I(x) (double; 49 flops per row) */
+/* forward: invariants I(x) (double; 41 flops per row) */
 static void forward_block_f64(const double *restrict x, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -121,17 +121,15 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v x13 = LOAD_F64(x, 16, 13);
     const real_v x14 = LOAD_F64(x, 16, 14);
     const real_v x15 = LOAD_F64(x, 16, 15);
-    const real_v t0 = -x4 - x7;
-    const real_v t1 = -x12 - x9;
-    const real_v t2 = -x10 - x14;
-    const real_v t3 = -x11 - x15;
-    const real_v t4 = x1*x1 + x2*x2 + x3*x3;
-    const real_v t5 = t0*t0 + x4*x4 + 2*x5*x5 + 2*x6*x6 + x7*x7 + 2*x8*x8;
-    const real_v t6 = 3*t1*t1 + 3*t2*t2 + t3*t3 + 3*x10*x10 + 3*x11*x11 + 3*x12*x12 + 6*x13*x13 + x14*x14 + 3*x15*x15 + x9*x9;
+    const real_v t0 = x1*x1 + x2*x2 + x3*x3;
+    const real_v t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_v t2 = 2*t1;
+    const real_v t3 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_v t4 = 2*t3;
     const real_v out0 = x0;
-    const real_v out1 = t4;
-    const real_v out2 = t5;
-    const real_v out3 = t6;
+    const real_v out1 = t0;
+    const real_v out2 = t2;
+    const real_v out3 = t4;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 4 + 0] = out0[lane];
         out[lane * 4 + 1] = out1[lane];
@@ -143,7 +141,7 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f64(x + row * 16, out + row * 4);
@@ -161,7 +159,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return n;
 }
 
-/* vjp: g . dI/dx (float; 50 flops per row) */
+/* vjp: g . dI/dx (float; 44 flops per row) */
 static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -184,45 +182,39 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v g1 = LOAD_F32(g, 4, 1);
     const real_v g2 = LOAD_F32(g, 4, 2);
     const real_v g3 = LOAD_F32(g, 4, 3);
-    const real_v t0 = -x4 - x7;
-    const real_v t1 = -x12 - x9;
-    const real_v t2 = -x10 - x14;
-    const real_v t3 = -x11 - x15;
-    const real_v t7 = 2*g3*t3;
-    const real_v t8 = 6*g3*t2;
-    const real_v t9 = 6*g3*t1;
-    const real_v t10 = 2*g2*t0;
-    const real_v t11 = 2*g1*x1;
-    const real_v t12 = 2*g1*x2;
-    const real_v t13 = 2*g1*x3;
-    const real_v t14 = 2*g2*x4 - t10;
-    const real_v t15 = 4*g2*x5;
-    const real_v t16 = 4*g2*x6;
-    const real_v t17 = 2*g2*x7 - t10;
-    const real_v t18 = 4*g2*x8;
-    const real_v t19 = 2*g3*x9 - t9;
-    const real_v t20 = 6*g3*x10 - t8;
-    const real_v t21 = 6*g3*x11 - t7;
-    const real_v t22 = 6*g3*x12 - t9;
-    const real_v t23 = 12*g3*x13;
-    const real_v t24 = 2*g3*x14 - t8;
-    const real_v t25 = 6*g3*x15 - t7;
+    const real_v t5 = 2*g3;
+    const real_v t6 = 2*g2;
+    const real_v t7 = 2*g1*x1;
+    const real_v t8 = 2*g1*x2;
+    const real_v t9 = 2*g1*x3;
+    const real_v t10 = t6*(2*x4 + x7);
+    const real_v t11 = 2*t6*x5;
+    const real_v t12 = 2*t6*x6;
+    const real_v t13 = t6*(x4 + 2*x7);
+    const real_v t14 = 2*t6*x8;
+    const real_v t15 = t5*(3*x12 + 4*x9);
+    const real_v t16 = t5*(6*x10 + 3*x14);
+    const real_v t17 = t5*(4*x11 + x15);
+    const real_v t18 = t5*(6*x12 + 3*x9);
+    const real_v t19 = 6*t5*x13;
+    const real_v t20 = t5*(3*x10 + 4*x14);
+    const real_v t21 = t5*(x11 + 4*x15);
     const real_v out0 = g0;
-    const real_v out1 = t11;
-    const real_v out2 = t12;
-    const real_v out3 = t13;
-    const real_v out4 = t14;
-    const real_v out5 = t15;
-    const real_v out6 = t16;
-    const real_v out7 = t17;
-    const real_v out8 = t18;
-    const real_v out9 = t19;
-    const real_v out10 = t20;
-    const real_v out11 = t21;
-    const real_v out12 = t22;
-    const real_v out13 = t23;
-    const real_v out14 = t24;
-    const real_v out15 = t25;
+    const real_v out1 = t7;
+    const real_v out2 = t8;
+    const real_v out3 = t9;
+    const real_v out4 = t10;
+    const real_v out5 = t11;
+    const real_v out6 = t12;
+    const real_v out7 = t13;
+    const real_v out8 = t14;
+    const real_v out9 = t15;
+    const real_v out10 = t16;
+    const real_v out11 = t17;
+    const real_v out12 = t18;
+    const real_v out13 = t19;
+    const real_v out14 = t20;
+    const real_v out15 = t21;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 16 + 0] = out0[lane];
         out[lane * 16 + 1] = out1[lane];
@@ -246,7 +238,7 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f32(x + row * 16, g + row * 4, out + row * 16);
@@ -267,7 +259,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return n;
 }
 
-/* vjp: g . dI/dx (double; 50 flops per row) */
+/* vjp: g . dI/dx (double; 44 flops per row) */
 static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -290,45 +282,39 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v g1 = LOAD_F64(g, 4, 1);
     const real_v g2 = LOAD_F64(g, 4, 2);
     const real_v g3 = LOAD_F64(g, 4, 3);
-    const real_v t0 = -x4 - x7;
-    const real_v t1 = -x12 - x9;
-    const real_v t2 = -x10 - x14;
-    const real_v t3 = -x11 - x15;
-    const real_v t7 = 2*g3*t3;
-    const real_v t8 = 6*g3*t2;
-    const real_v t9 = 6*g3*t1;
-    const real_v t10 = 2*g2*t0;
-    const real_v t11 = 2*g1*x1;
-    const real_v t12 = 2*g1*x2;
-    const real_v t13 = 2*g1*x3;
-    const real_v t14 = 2*g2*x4 - t10;
-    const real_v t15 = 4*g2*x5;
-    const real_v t16 = 4*g2*x6;
-    const real_v t17 = 2*g2*x7 - t10;
-    const real_v t18 = 4*g2*x8;
-    const real_v t19 = 2*g3*x9 - t9;
-    const real_v t20 = 6*g3*x10 - t8;
-    const real_v t21 = 6*g3*x11 - t7;
-    const real_v t22 = 6*g3*x12 - t9;
-    const real_v t23 = 12*g3*x13;
-    const real_v t24 = 2*g3*x14 - t8;
-    const real_v t25 = 6*g3*x15 - t7;
+    const real_v t5 = 2*g3;
+    const real_v t6 = 2*g2;
+    const real_v t7 = 2*g1*x1;
+    const real_v t8 = 2*g1*x2;
+    const real_v t9 = 2*g1*x3;
+    const real_v t10 = t6*(2*x4 + x7);
+    const real_v t11 = 2*t6*x5;
+    const real_v t12 = 2*t6*x6;
+    const real_v t13 = t6*(x4 + 2*x7);
+    const real_v t14 = 2*t6*x8;
+    const real_v t15 = t5*(3*x12 + 4*x9);
+    const real_v t16 = t5*(6*x10 + 3*x14);
+    const real_v t17 = t5*(4*x11 + x15);
+    const real_v t18 = t5*(6*x12 + 3*x9);
+    const real_v t19 = 6*t5*x13;
+    const real_v t20 = t5*(3*x10 + 4*x14);
+    const real_v t21 = t5*(x11 + 4*x15);
     const real_v out0 = g0;
-    const real_v out1 = t11;
-    const real_v out2 = t12;
-    const real_v out3 = t13;
-    const real_v out4 = t14;
-    const real_v out5 = t15;
-    const real_v out6 = t16;
-    const real_v out7 = t17;
-    const real_v out8 = t18;
-    const real_v out9 = t19;
-    const real_v out10 = t20;
-    const real_v out11 = t21;
-    const real_v out12 = t22;
-    const real_v out13 = t23;
-    const real_v out14 = t24;
-    const real_v out15 = t25;
+    const real_v out1 = t7;
+    const real_v out2 = t8;
+    const real_v out3 = t9;
+    const real_v out4 = t10;
+    const real_v out5 = t11;
+    const real_v out6 = t12;
+    const real_v out7 = t13;
+    const real_v out8 = t14;
+    const real_v out9 = t15;
+    const real_v out10 = t16;
+    const real_v out11 = t17;
+    const real_v out12 = t18;
+    const real_v out13 = t19;
+    const real_v out14 = t20;
+    const real_v out15 = t21;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 16 + 0] = out0[lane];
         out[lane * 16 + 1] = out1[lane];
@@ -352,7 +338,7 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f64(x + row * 16, g + row * 4, out + row * 16);
@@ -373,7 +359,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return n;
 }
 
-/* jvp: dI/dx . u (float; 62 flops per row) */
+/* jvp: dI/dx . u (float; 54 flops per row) */
 static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -408,21 +394,16 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v u13 = LOAD_F32(u, 16, 13);
     const real_v u14 = LOAD_F32(u, 16, 14);
     const real_v u15 = LOAD_F32(u, 16, 15);
-    const real_v t0 = -x4 - x7;
-    const real_v t1 = -x12 - x9;
-    const real_v t2 = -x10 - x14;
-    const real_v t3 = -x11 - x15;
-    const real_v t7 = -u4 - u7;
-    const real_v t8 = -u12 - u9;
-    const real_v t9 = -u10 - u14;
-    const real_v t10 = -u11 - u15;
-    const real_v t11 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_v t12 = 2*t0*t7 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
-    const real_v t13 = 6*t1*t8 + 2*t10*t3 + 6*t2*t9 + 6*u10*x10 + 6*u11*x11 + 6*u12*x12 + 12*u13*x13 + 2*u14*x14 + 6*u15*x15 + 2*u9*x9;
+    const real_v t5 = u1*x1 + u2*x2 + u3*x3;
+    const real_v t6 = 2*t5;
+    const real_v t7 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_v t8 = 2*t7;
+    const real_v t9 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
+    const real_v t10 = 2*t9;
     const real_v out0 = u0;
-    const real_v out1 = t11;
-    const real_v out2 = t12;
-    const real_v out3 = t13;
+    const real_v out1 = t6;
+    const real_v out2 = t8;
+    const real_v out3 = t10;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 4 + 0] = out0[lane];
         out[lane * 4 + 1] = out1[lane];
@@ -434,7 +415,7 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f32(x + row * 16, u + row * 16, out + row * 4);
@@ -455,7 +436,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return n;
 }
 
-/* jvp: dI/dx . u (double; 62 flops per row) */
+/* jvp: dI/dx . u (double; 54 flops per row) */
 static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -490,21 +471,16 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v u13 = LOAD_F64(u, 16, 13);
     const real_v u14 = LOAD_F64(u, 16, 14);
     const real_v u15 = LOAD_F64(u, 16, 15);
-    const real_v t0 = -x4 - x7;
-    const real_v t1 = -x12 - x9;
-    const real_v t2 = -x10 - x14;
-    const real_v t3 = -x11 - x15;
-    const real_v t7 = -u4 - u7;
-    const real_v t8 = -u12 - u9;
-    const real_v t9 = -u10 - u14;
-    const real_v t10 = -u11 - u15;
-    const real_v t11 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_v t12 = 2*t0*t7 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
-    const real_v t13 = 6*t1*t8 + 2*t10*t3 + 6*t2*t9 + 6*u10*x10 + 6*u11*x11 + 6*u12*x12 + 12*u13*x13 + 2*u14*x14 + 6*u15*x15 + 2*u9*x9;
+    const real_v t5 = u1*x1 + u2*x2 + u3*x3;
+    const real_v t6 = 2*t5;
+    const real_v t7 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_v t8 = 2*t7;
+    const real_v t9 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
+    const real_v t10 = 2*t9;
     const real_v out0 = u0;
-    const real_v out1 = t11;
-    const real_v out2 = t12;
-    const real_v out3 = t13;
+    const real_v out1 = t6;
+    const real_v out2 = t8;
+    const real_v out3 = t10;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 4 + 0] = out0[lane];
         out[lane * 4 + 1] = out1[lane];
@@ -516,7 +492,7 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f64(x + row * 16, u + row * 16, out + row * 4);
@@ -537,7 +513,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 50 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 44 flops per row) */
 static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -559,45 +535,39 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v u13 = LOAD_F32(u, 16, 13);
     const real_v u14 = LOAD_F32(u, 16, 14);
     const real_v u15 = LOAD_F32(u, 16, 15);
-    const real_v t26 = -u4 - u7;
-    const real_v t27 = -u12 - u9;
-    const real_v t28 = -u10 - u14;
-    const real_v t29 = -u11 - u15;
-    const real_v t30 = 2*g3*t29;
-    const real_v t31 = 6*g3*t28;
-    const real_v t32 = 6*g3*t27;
-    const real_v t33 = 2*g2*t26;
-    const real_v t34 = 2*g1*u1;
-    const real_v t35 = 2*g1*u2;
-    const real_v t36 = 2*g1*u3;
-    const real_v t37 = 2*g2*u4 - t33;
-    const real_v t38 = 4*g2*u5;
-    const real_v t39 = 4*g2*u6;
-    const real_v t40 = 2*g2*u7 - t33;
-    const real_v t41 = 4*g2*u8;
-    const real_v t42 = 2*g3*u9 - t32;
-    const real_v t43 = 6*g3*u10 - t31;
-    const real_v t44 = 6*g3*u11 - t30;
-    const real_v t45 = 6*g3*u12 - t32;
-    const real_v t46 = 12*g3*u13;
-    const real_v t47 = 2*g3*u14 - t31;
-    const real_v t48 = 6*g3*u15 - t30;
+    const real_v t5 = 2*g3;
+    const real_v t6 = 2*g2;
+    const real_v t22 = 2*g1*u1;
+    const real_v t23 = 2*g1*u2;
+    const real_v t24 = 2*g1*u3;
+    const real_v t25 = t6*(2*u4 + u7);
+    const real_v t26 = 2*t6*u5;
+    const real_v t27 = 2*t6*u6;
+    const real_v t28 = t6*(u4 + 2*u7);
+    const real_v t29 = 2*t6*u8;
+    const real_v t30 = t5*(3*u12 + 4*u9);
+    const real_v t31 = t5*(6*u10 + 3*u14);
+    const real_v t32 = t5*(4*u11 + u15);
+    const real_v t33 = t5*(6*u12 + 3*u9);
+    const real_v t34 = 6*t5*u13;
+    const real_v t35 = t5*(3*u10 + 4*u14);
+    const real_v t36 = t5*(u11 + 4*u15);
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t34;
-    const real_v out2 = t35;
-    const real_v out3 = t36;
-    const real_v out4 = t37;
-    const real_v out5 = t38;
-    const real_v out6 = t39;
-    const real_v out7 = t40;
-    const real_v out8 = t41;
-    const real_v out9 = t42;
-    const real_v out10 = t43;
-    const real_v out11 = t44;
-    const real_v out12 = t45;
-    const real_v out13 = t46;
-    const real_v out14 = t47;
-    const real_v out15 = t48;
+    const real_v out1 = t22;
+    const real_v out2 = t23;
+    const real_v out3 = t24;
+    const real_v out4 = t25;
+    const real_v out5 = t26;
+    const real_v out6 = t27;
+    const real_v out7 = t28;
+    const real_v out8 = t29;
+    const real_v out9 = t30;
+    const real_v out10 = t31;
+    const real_v out11 = t32;
+    const real_v out12 = t33;
+    const real_v out13 = t34;
+    const real_v out14 = t35;
+    const real_v out15 = t36;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 16 + 0] = out0[lane];
         out[lane * 16 + 1] = out1[lane];
@@ -621,7 +591,7 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f32(x + row * 16, g + row * 4, u + row * 16, out + row * 16);
@@ -645,7 +615,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 50 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 44 flops per row) */
 static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -667,45 +637,39 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v u13 = LOAD_F64(u, 16, 13);
     const real_v u14 = LOAD_F64(u, 16, 14);
     const real_v u15 = LOAD_F64(u, 16, 15);
-    const real_v t26 = -u4 - u7;
-    const real_v t27 = -u12 - u9;
-    const real_v t28 = -u10 - u14;
-    const real_v t29 = -u11 - u15;
-    const real_v t30 = 2*g3*t29;
-    const real_v t31 = 6*g3*t28;
-    const real_v t32 = 6*g3*t27;
-    const real_v t33 = 2*g2*t26;
-    const real_v t34 = 2*g1*u1;
-    const real_v t35 = 2*g1*u2;
-    const real_v t36 = 2*g1*u3;
-    const real_v t37 = 2*g2*u4 - t33;
-    const real_v t38 = 4*g2*u5;
-    const real_v t39 = 4*g2*u6;
-    const real_v t40 = 2*g2*u7 - t33;
-    const real_v t41 = 4*g2*u8;
-    const real_v t42 = 2*g3*u9 - t32;
-    const real_v t43 = 6*g3*u10 - t31;
-    const real_v t44 = 6*g3*u11 - t30;
-    const real_v t45 = 6*g3*u12 - t32;
-    const real_v t46 = 12*g3*u13;
-    const real_v t47 = 2*g3*u14 - t31;
-    const real_v t48 = 6*g3*u15 - t30;
+    const real_v t5 = 2*g3;
+    const real_v t6 = 2*g2;
+    const real_v t22 = 2*g1*u1;
+    const real_v t23 = 2*g1*u2;
+    const real_v t24 = 2*g1*u3;
+    const real_v t25 = t6*(2*u4 + u7);
+    const real_v t26 = 2*t6*u5;
+    const real_v t27 = 2*t6*u6;
+    const real_v t28 = t6*(u4 + 2*u7);
+    const real_v t29 = 2*t6*u8;
+    const real_v t30 = t5*(3*u12 + 4*u9);
+    const real_v t31 = t5*(6*u10 + 3*u14);
+    const real_v t32 = t5*(4*u11 + u15);
+    const real_v t33 = t5*(6*u12 + 3*u9);
+    const real_v t34 = 6*t5*u13;
+    const real_v t35 = t5*(3*u10 + 4*u14);
+    const real_v t36 = t5*(u11 + 4*u15);
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t34;
-    const real_v out2 = t35;
-    const real_v out3 = t36;
-    const real_v out4 = t37;
-    const real_v out5 = t38;
-    const real_v out6 = t39;
-    const real_v out7 = t40;
-    const real_v out8 = t41;
-    const real_v out9 = t42;
-    const real_v out10 = t43;
-    const real_v out11 = t44;
-    const real_v out12 = t45;
-    const real_v out13 = t46;
-    const real_v out14 = t47;
-    const real_v out15 = t48;
+    const real_v out1 = t22;
+    const real_v out2 = t23;
+    const real_v out3 = t24;
+    const real_v out4 = t25;
+    const real_v out5 = t26;
+    const real_v out6 = t27;
+    const real_v out7 = t28;
+    const real_v out8 = t29;
+    const real_v out9 = t30;
+    const real_v out10 = t31;
+    const real_v out11 = t32;
+    const real_v out12 = t33;
+    const real_v out13 = t34;
+    const real_v out14 = t35;
+    const real_v out15 = t36;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 16 + 0] = out0[lane];
         out[lane * 16 + 1] = out1[lane];
@@ -729,7 +693,7 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f64(x + row * 16, g + row * 4, u + row * 16, out + row * 16);

@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 16), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 49 flops per row) */
+/* forward: invariants I(x) (float; 41 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -31,20 +31,18 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t x13 = x[row * 16 + 13];
     const real_t x14 = x[row * 16 + 14];
     const real_t x15 = x[row * 16 + 15];
-    const real_t t0 = -x4 - x7;
-    const real_t t1 = -x12 - x9;
-    const real_t t2 = -x10 - x14;
-    const real_t t3 = -x11 - x15;
-    const real_t t4 = x1*x1 + x2*x2 + x3*x3;
-    const real_t t5 = t0*t0 + x4*x4 + 2*x5*x5 + 2*x6*x6 + x7*x7 + 2*x8*x8;
-    const real_t t6 = 3*t1*t1 + 3*t2*t2 + t3*t3 + 3*x10*x10 + 3*x11*x11 + 3*x12*x12 + 6*x13*x13 + x14*x14 + 3*x15*x15 + x9*x9;
+    const real_t t0 = x1*x1 + x2*x2 + x3*x3;
+    const real_t t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_t t2 = 2*t1;
+    const real_t t3 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_t t4 = 2*t3;
     out[row * 4 + 0] = x0;
-    out[row * 4 + 1] = t4;
-    out[row * 4 + 2] = t5;
-    out[row * 4 + 3] = t6;
+    out[row * 4 + 1] = t0;
+    out[row * 4 + 2] = t2;
+    out[row * 4 + 3] = t4;
 }
 
-/* forward: invariants I(x) (double; 49 flops per row) */
+/* forward: invariants I(x) (double; 41 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -68,20 +66,18 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t x13 = x[row * 16 + 13];
     const real_t x14 = x[row * 16 + 14];
     const real_t x15 = x[row * 16 + 15];
-    const real_t t0 = -x4 - x7;
-    const real_t t1 = -x12 - x9;
-    const real_t t2 = -x10 - x14;
-    const real_t t3 = -x11 - x15;
-    const real_t t4 = x1*x1 + x2*x2 + x3*x3;
-    const real_t t5 = t0*t0 + x4*x4 + 2*x5*x5 + 2*x6*x6 + x7*x7 + 2*x8*x8;
-    const real_t t6 = 3*t1*t1 + 3*t2*t2 + t3*t3 + 3*x10*x10 + 3*x11*x11 + 3*x12*x12 + 6*x13*x13 + x14*x14 + 3*x15*x15 + x9*x9;
+    const real_t t0 = x1*x1 + x2*x2 + x3*x3;
+    const real_t t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_t t2 = 2*t1;
+    const real_t t3 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_t t4 = 2*t3;
     out[row * 4 + 0] = x0;
-    out[row * 4 + 1] = t4;
-    out[row * 4 + 2] = t5;
-    out[row * 4 + 3] = t6;
+    out[row * 4 + 1] = t0;
+    out[row * 4 + 2] = t2;
+    out[row * 4 + 3] = t4;
 }
 
-/* vjp: g . dI/dx (float; 50 flops per row) */
+/* vjp: g . dI/dx (float; 44 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -108,48 +104,42 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     const real_t g1 = g[row * 4 + 1];
     const real_t g2 = g[row * 4 + 2];
     const real_t g3 = g[row * 4 + 3];
-    const real_t t0 = -x4 - x7;
-    const real_t t1 = -x12 - x9;
-    const real_t t2 = -x10 - x14;
-    const real_t t3 = -x11 - x15;
-    const real_t t7 = 2*g3*t3;
-    const real_t t8 = 6*g3*t2;
-    const real_t t9 = 6*g3*t1;
-    const real_t t10 = 2*g2*t0;
-    const real_t t11 = 2*g1*x1;
-    const real_t t12 = 2*g1*x2;
-    const real_t t13 = 2*g1*x3;
-    const real_t t14 = 2*g2*x4 - t10;
-    const real_t t15 = 4*g2*x5;
-    const real_t t16 = 4*g2*x6;
-    const real_t t17 = 2*g2*x7 - t10;
-    const real_t t18 = 4*g2*x8;
-    const real_t t19 = 2*g3*x9 - t9;
-    const real_t t20 = 6*g3*x10 - t8;
-    const real_t t21 = 6*g3*x11 - t7;
-    const real_t t22 = 6*g3*x12 - t9;
-    const real_t t23 = 12*g3*x13;
-    const real_t t24 = 2*g3*x14 - t8;
-    const real_t t25 = 6*g3*x15 - t7;
+    const real_t t5 = 2*g3;
+    const real_t t6 = 2*g2;
+    const real_t t7 = 2*g1*x1;
+    const real_t t8 = 2*g1*x2;
+    const real_t t9 = 2*g1*x3;
+    const real_t t10 = t6*(2*x4 + x7);
+    const real_t t11 = 2*t6*x5;
+    const real_t t12 = 2*t6*x6;
+    const real_t t13 = t6*(x4 + 2*x7);
+    const real_t t14 = 2*t6*x8;
+    const real_t t15 = t5*(3*x12 + 4*x9);
+    const real_t t16 = t5*(6*x10 + 3*x14);
+    const real_t t17 = t5*(4*x11 + x15);
+    const real_t t18 = t5*(6*x12 + 3*x9);
+    const real_t t19 = 6*t5*x13;
+    const real_t t20 = t5*(3*x10 + 4*x14);
+    const real_t t21 = t5*(x11 + 4*x15);
     out[row * 16 + 0] = g0;
-    out[row * 16 + 1] = t11;
-    out[row * 16 + 2] = t12;
-    out[row * 16 + 3] = t13;
-    out[row * 16 + 4] = t14;
-    out[row * 16 + 5] = t15;
-    out[row * 16 + 6] = t16;
-    out[row * 16 + 7] = t17;
-    out[row * 16 + 8] = t18;
-    out[row * 16 + 9] = t19;
-    out[row * 16 + 10] = t20;
-    out[row * 16 + 11] = t21;
-    out[row * 16 + 12] = t22;
-    out[row * 16 + 13] = t23;
-    out[row * 16 + 14] = t24;
-    out[row * 16 + 15] = t25;
+    out[row * 16 + 1] = t7;
+    out[row * 16 + 2] = t8;
+    out[row * 16 + 3] = t9;
+    out[row * 16 + 4] = t10;
+    out[row * 16 + 5] = t11;
+    out[row * 16 + 6] = t12;
+    out[row * 16 + 7] = t13;
+    out[row * 16 + 8] = t14;
+    out[row * 16 + 9] = t15;
+    out[row * 16 + 10] = t16;
+    out[row * 16 + 11] = t17;
+    out[row * 16 + 12] = t18;
+    out[row * 16 + 13] = t19;
+    out[row * 16 + 14] = t20;
+    out[row * 16 + 15] = t21;
 }
 
-/* vjp: g . dI/dx (double; 50 flops per row) */
+/* vjp: g . dI/dx (double; 44 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -176,48 +166,42 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     const real_t g1 = g[row * 4 + 1];
     const real_t g2 = g[row * 4 + 2];
     const real_t g3 = g[row * 4 + 3];
-    const real_t t0 = -x4 - x7;
-    const real_t t1 = -x12 - x9;
-    const real_t t2 = -x10 - x14;
-    const real_t t3 = -x11 - x15;
-    const real_t t7 = 2*g3*t3;
-    const real_t t8 = 6*g3*t2;
-    const real_t t9 = 6*g3*t1;
-    const real_t t10 = 2*g2*t0;
-    const real_t t11 = 2*g1*x1;
-    const real_t t12 = 2*g1*x2;
-    const real_t t13 = 2*g1*x3;
-    const real_t t14 = 2*g2*x4 - t10;
-    const real_t t15 = 4*g2*x5;
-    const real_t t16 = 4*g2*x6;
-    const real_t t17 = 2*g2*x7 - t10;
-    const real_t t18 = 4*g2*x8;
-    const real_t t19 = 2*g3*x9 - t9;
-    const real_t t20 = 6*g3*x10 - t8;
-    const real_t t21 = 6*g3*x11 - t7;
-    const real_t t22 = 6*g3*x12 - t9;
-    const real_t t23 = 12*g3*x13;
-    const real_t t24 = 2*g3*x14 - t8;
-    const real_t t25 = 6*g3*x15 - t7;
+    const real_t t5 = 2*g3;
+    const real_t t6 = 2*g2;
+    const real_t t7 = 2*g1*x1;
+    const real_t t8 = 2*g1*x2;
+    const real_t t9 = 2*g1*x3;
+    const real_t t10 = t6*(2*x4 + x7);
+    const real_t t11 = 2*t6*x5;
+    const real_t t12 = 2*t6*x6;
+    const real_t t13 = t6*(x4 + 2*x7);
+    const real_t t14 = 2*t6*x8;
+    const real_t t15 = t5*(3*x12 + 4*x9);
+    const real_t t16 = t5*(6*x10 + 3*x14);
+    const real_t t17 = t5*(4*x11 + x15);
+    const real_t t18 = t5*(6*x12 + 3*x9);
+    const real_t t19 = 6*t5*x13;
+    const real_t t20 = t5*(3*x10 + 4*x14);
+    const real_t t21 = t5*(x11 + 4*x15);
     out[row * 16 + 0] = g0;
-    out[row * 16 + 1] = t11;
-    out[row * 16 + 2] = t12;
-    out[row * 16 + 3] = t13;
-    out[row * 16 + 4] = t14;
-    out[row * 16 + 5] = t15;
-    out[row * 16 + 6] = t16;
-    out[row * 16 + 7] = t17;
-    out[row * 16 + 8] = t18;
-    out[row * 16 + 9] = t19;
-    out[row * 16 + 10] = t20;
-    out[row * 16 + 11] = t21;
-    out[row * 16 + 12] = t22;
-    out[row * 16 + 13] = t23;
-    out[row * 16 + 14] = t24;
-    out[row * 16 + 15] = t25;
+    out[row * 16 + 1] = t7;
+    out[row * 16 + 2] = t8;
+    out[row * 16 + 3] = t9;
+    out[row * 16 + 4] = t10;
+    out[row * 16 + 5] = t11;
+    out[row * 16 + 6] = t12;
+    out[row * 16 + 7] = t13;
+    out[row * 16 + 8] = t14;
+    out[row * 16 + 9] = t15;
+    out[row * 16 + 10] = t16;
+    out[row * 16 + 11] = t17;
+    out[row * 16 + 12] = t18;
+    out[row * 16 + 13] = t19;
+    out[row * 16 + 14] = t20;
+    out[row * 16 + 15] = t21;
 }
 
-/* jvp: dI/dx . u (float; 62 flops per row) */
+/* jvp: dI/dx . u (float; 54 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -256,24 +240,19 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     const real_t u13 = u[row * 16 + 13];
     const real_t u14 = u[row * 16 + 14];
     const real_t u15 = u[row * 16 + 15];
-    const real_t t0 = -x4 - x7;
-    const real_t t1 = -x12 - x9;
-    const real_t t2 = -x10 - x14;
-    const real_t t3 = -x11 - x15;
-    const real_t t7 = -u4 - u7;
-    const real_t t8 = -u12 - u9;
-    const real_t t9 = -u10 - u14;
-    const real_t t10 = -u11 - u15;
-    const real_t t11 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_t t12 = 2*t0*t7 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
-    const real_t t13 = 6*t1*t8 + 2*t10*t3 + 6*t2*t9 + 6*u10*x10 + 6*u11*x11 + 6*u12*x12 + 12*u13*x13 + 2*u14*x14 + 6*u15*x15 + 2*u9*x9;
+    const real_t t5 = u1*x1 + u2*x2 + u3*x3;
+    const real_t t6 = 2*t5;
+    const real_t t7 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t8 = 2*t7;
+    const real_t t9 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
+    const real_t t10 = 2*t9;
     out[row * 4 + 0] = u0;
-    out[row * 4 + 1] = t11;
-    out[row * 4 + 2] = t12;
-    out[row * 4 + 3] = t13;
+    out[row * 4 + 1] = t6;
+    out[row * 4 + 2] = t8;
+    out[row * 4 + 3] = t10;
 }
 
-/* jvp: dI/dx . u (double; 62 flops per row) */
+/* jvp: dI/dx . u (double; 54 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -312,24 +291,19 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     const real_t u13 = u[row * 16 + 13];
     const real_t u14 = u[row * 16 + 14];
     const real_t u15 = u[row * 16 + 15];
-    const real_t t0 = -x4 - x7;
-    const real_t t1 = -x12 - x9;
-    const real_t t2 = -x10 - x14;
-    const real_t t3 = -x11 - x15;
-    const real_t t7 = -u4 - u7;
-    const real_t t8 = -u12 - u9;
-    const real_t t9 = -u10 - u14;
-    const real_t t10 = -u11 - u15;
-    const real_t t11 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_t t12 = 2*t0*t7 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
-    const real_t t13 = 6*t1*t8 + 2*t10*t3 + 6*t2*t9 + 6*u10*x10 + 6*u11*x11 + 6*u12*x12 + 12*u13*x13 + 2*u14*x14 + 6*u15*x15 + 2*u9*x9;
+    const real_t t5 = u1*x1 + u2*x2 + u3*x3;
+    const real_t t6 = 2*t5;
+    const real_t t7 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t8 = 2*t7;
+    const real_t t9 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
+    const real_t t10 = 2*t9;
     out[row * 4 + 0] = u0;
-    out[row * 4 + 1] = t11;
-    out[row * 4 + 2] = t12;
-    out[row * 4 + 3] = t13;
+    out[row * 4 + 1] = t6;
+    out[row * 4 + 2] = t8;
+    out[row * 4 + 3] = t10;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 50 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 44 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -355,48 +329,42 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     const real_t u13 = u[row * 16 + 13];
     const real_t u14 = u[row * 16 + 14];
     const real_t u15 = u[row * 16 + 15];
-    const real_t t26 = -u4 - u7;
-    const real_t t27 = -u12 - u9;
-    const real_t t28 = -u10 - u14;
-    const real_t t29 = -u11 - u15;
-    const real_t t30 = 2*g3*t29;
-    const real_t t31 = 6*g3*t28;
-    const real_t t32 = 6*g3*t27;
-    const real_t t33 = 2*g2*t26;
-    const real_t t34 = 2*g1*u1;
-    const real_t t35 = 2*g1*u2;
-    const real_t t36 = 2*g1*u3;
-    const real_t t37 = 2*g2*u4 - t33;
-    const real_t t38 = 4*g2*u5;
-    const real_t t39 = 4*g2*u6;
-    const real_t t40 = 2*g2*u7 - t33;
-    const real_t t41 = 4*g2*u8;
-    const real_t t42 = 2*g3*u9 - t32;
-    const real_t t43 = 6*g3*u10 - t31;
-    const real_t t44 = 6*g3*u11 - t30;
-    const real_t t45 = 6*g3*u12 - t32;
-    const real_t t46 = 12*g3*u13;
-    const real_t t47 = 2*g3*u14 - t31;
-    const real_t t48 = 6*g3*u15 - t30;
+    const real_t t5 = 2*g3;
+    const real_t t6 = 2*g2;
+    const real_t t22 = 2*g1*u1;
+    const real_t t23 = 2*g1*u2;
+    const real_t t24 = 2*g1*u3;
+    const real_t t25 = t6*(2*u4 + u7);
+    const real_t t26 = 2*t6*u5;
+    const real_t t27 = 2*t6*u6;
+    const real_t t28 = t6*(u4 + 2*u7);
+    const real_t t29 = 2*t6*u8;
+    const real_t t30 = t5*(3*u12 + 4*u9);
+    const real_t t31 = t5*(6*u10 + 3*u14);
+    const real_t t32 = t5*(4*u11 + u15);
+    const real_t t33 = t5*(6*u12 + 3*u9);
+    const real_t t34 = 6*t5*u13;
+    const real_t t35 = t5*(3*u10 + 4*u14);
+    const real_t t36 = t5*(u11 + 4*u15);
     out[row * 16 + 0] = 0;
-    out[row * 16 + 1] = t34;
-    out[row * 16 + 2] = t35;
-    out[row * 16 + 3] = t36;
-    out[row * 16 + 4] = t37;
-    out[row * 16 + 5] = t38;
-    out[row * 16 + 6] = t39;
-    out[row * 16 + 7] = t40;
-    out[row * 16 + 8] = t41;
-    out[row * 16 + 9] = t42;
-    out[row * 16 + 10] = t43;
-    out[row * 16 + 11] = t44;
-    out[row * 16 + 12] = t45;
-    out[row * 16 + 13] = t46;
-    out[row * 16 + 14] = t47;
-    out[row * 16 + 15] = t48;
+    out[row * 16 + 1] = t22;
+    out[row * 16 + 2] = t23;
+    out[row * 16 + 3] = t24;
+    out[row * 16 + 4] = t25;
+    out[row * 16 + 5] = t26;
+    out[row * 16 + 6] = t27;
+    out[row * 16 + 7] = t28;
+    out[row * 16 + 8] = t29;
+    out[row * 16 + 9] = t30;
+    out[row * 16 + 10] = t31;
+    out[row * 16 + 11] = t32;
+    out[row * 16 + 12] = t33;
+    out[row * 16 + 13] = t34;
+    out[row * 16 + 14] = t35;
+    out[row * 16 + 15] = t36;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 50 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 44 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -422,44 +390,38 @@ extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const do
     const real_t u13 = u[row * 16 + 13];
     const real_t u14 = u[row * 16 + 14];
     const real_t u15 = u[row * 16 + 15];
-    const real_t t26 = -u4 - u7;
-    const real_t t27 = -u12 - u9;
-    const real_t t28 = -u10 - u14;
-    const real_t t29 = -u11 - u15;
-    const real_t t30 = 2*g3*t29;
-    const real_t t31 = 6*g3*t28;
-    const real_t t32 = 6*g3*t27;
-    const real_t t33 = 2*g2*t26;
-    const real_t t34 = 2*g1*u1;
-    const real_t t35 = 2*g1*u2;
-    const real_t t36 = 2*g1*u3;
-    const real_t t37 = 2*g2*u4 - t33;
-    const real_t t38 = 4*g2*u5;
-    const real_t t39 = 4*g2*u6;
-    const real_t t40 = 2*g2*u7 - t33;
-    const real_t t41 = 4*g2*u8;
-    const real_t t42 = 2*g3*u9 - t32;
-    const real_t t43 = 6*g3*u10 - t31;
-    const real_t t44 = 6*g3*u11 - t30;
-    const real_t t45 = 6*g3*u12 - t32;
-    const real_t t46 = 12*g3*u13;
-    const real_t t47 = 2*g3*u14 - t31;
-    const real_t t48 = 6*g3*u15 - t30;
+    const real_t t5 = 2*g3;
+    const real_t t6 = 2*g2;
+    const real_t t22 = 2*g1*u1;
+    const real_t t23 = 2*g1*u2;
+    const real_t t24 = 2*g1*u3;
+    const real_t t25 = t6*(2*u4 + u7);
+    const real_t t26 = 2*t6*u5;
+    const real_t t27 = 2*t6*u6;
+    const real_t t28 = t6*(u4 + 2*u7);
+    const real_t t29 = 2*t6*u8;
+    const real_t t30 = t5*(3*u12 + 4*u9);
+    const real_t t31 = t5*(6*u10 + 3*u14);
+    const real_t t32 = t5*(4*u11 + u15);
+    const real_t t33 = t5*(6*u12 + 3*u9);
+    const real_t t34 = 6*t5*u13;
+    const real_t t35 = t5*(3*u10 + 4*u14);
+    const real_t t36 = t5*(u11 + 4*u15);
     out[row * 16 + 0] = 0;
-    out[row * 16 + 1] = t34;
-    out[row * 16 + 2] = t35;
-    out[row * 16 + 3] = t36;
-    out[row * 16 + 4] = t37;
-    out[row * 16 + 5] = t38;
-    out[row * 16 + 6] = t39;
-    out[row * 16 + 7] = t40;
-    out[row * 16 + 8] = t41;
-    out[row * 16 + 9] = t42;
-    out[row * 16 + 10] = t43;
-    out[row * 16 + 11] = t44;
-    out[row * 16 + 12] = t45;
-    out[row * 16 + 13] = t46;
-    out[row * 16 + 14] = t47;
-    out[row * 16 + 15] = t48;
+    out[row * 16 + 1] = t22;
+    out[row * 16 + 2] = t23;
+    out[row * 16 + 3] = t24;
+    out[row * 16 + 4] = t25;
+    out[row * 16 + 5] = t26;
+    out[row * 16 + 6] = t27;
+    out[row * 16 + 7] = t28;
+    out[row * 16 + 8] = t29;
+    out[row * 16 + 9] = t30;
+    out[row * 16 + 10] = t31;
+    out[row * 16 + 11] = t32;
+    out[row * 16 + 12] = t33;
+    out[row * 16 + 13] = t34;
+    out[row * 16 + 14] = t35;
+    out[row * 16 + 15] = t36;
 }
 

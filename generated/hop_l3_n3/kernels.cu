@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 16), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 222 flops per row) */
+/* forward: invariants I(x) (float; 187 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -71,10 +71,10 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t t37 = t0 + t1 + t2;
     const real_t t38 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + t8*x7;
     const real_t t39 = 4*t10 + 4*t11 + 4*t12 + t14 + 6*t15 + 6*t16 + 4*t9 + 6*x10*x10 + 6*x12*x12 + 6*x13*x13;
-    const real_t t40 = t0*x4 + t1*x7 + t17*t19 + t18*x2 - t2*x4 - t2*x7 + t20*t21;
-    const real_t t41 = t17*t32 + t18*x10 + t20*t33 + t20*t34 + t20*x12*x5 + t22*t31 + t22*x4 + t23*t8 + t23*x7 + t24*t8 + t24*x7 + t25*t8 + t25*x7 + t26*t31 + t26*x4 + t27*t31 + t27*x4 - t28*x10 - t28*x14 - t29*x12 - t29*x9 + t30*x1 + 2*x13*x3*x5;
-    const real_t t42 = -t3*t36 - t35*t6 - t35*t7 - t36*t5 + 3*t4*x4 + 3*t4*x7 + 6*x5*x6*x8;
-    const real_t t43 = -t10*t8 - t11*t8 - t12*t31 - t14*x7 - t15*t31 - 4*t15*x4 - t16*t8 - 4*t16*x7 - t30*x12 - t31*t9 - 4*t32*x9 - 4*t33*x14 - 2*t34*x10 - t8*x11*x15 + 4*x10*x11*x8 + 6*x10*x12*x5 + 4*x10*x5*x9 + 4*x11*x13*x5 + 2*x11*x14*x8 + 4*x12*x14*x5 + 4*x12*x15*x6 + 4*x13*x15*x5 + 2*x14*x5*x9 + 2*x15*x6*x9;
+    const real_t t40 = t17*t19 + t18*x2 + t20*t21 + x4*(t0 - t2) + x7*(t1 - t2);
+    const real_t t41 = t17*t32 + t20*(t33 + t34 + x12*x5) - t28*x14 + t29*(-x12 - x9) + t30*x1 + t31*(t22 + t26 + t27) + t8*(t23 + t24 + t25) + x10*(t18 - t28) + 2*x13*x3*x5 + x4*(t22 + t26 + t27) + x7*(t23 + t24 + t25);
+    const real_t t42 = t35*(-t6 - t7) + t36*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
+    const real_t t43 = -4*t15*x4 - t30*x12 + t31*(-t12 - t15 - t9) - 4*t32*x9 - 4*t33*x14 - 2*t34*x10 + t8*(-t10 - t11 - t16 - x11*x15) + x11*x8*(4*x10 + 2*x14) + x15*x6*(4*x12 + 2*x9) + x5*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + x7*(-t14 - 4*t16);
     out[row * 8 + 0] = x0;
     out[row * 8 + 1] = t37;
     out[row * 8 + 2] = t38;
@@ -85,7 +85,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 8 + 7] = t43;
 }
 
-/* forward: invariants I(x) (double; 222 flops per row) */
+/* forward: invariants I(x) (double; 187 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -149,10 +149,10 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t t37 = t0 + t1 + t2;
     const real_t t38 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + t8*x7;
     const real_t t39 = 4*t10 + 4*t11 + 4*t12 + t14 + 6*t15 + 6*t16 + 4*t9 + 6*x10*x10 + 6*x12*x12 + 6*x13*x13;
-    const real_t t40 = t0*x4 + t1*x7 + t17*t19 + t18*x2 - t2*x4 - t2*x7 + t20*t21;
-    const real_t t41 = t17*t32 + t18*x10 + t20*t33 + t20*t34 + t20*x12*x5 + t22*t31 + t22*x4 + t23*t8 + t23*x7 + t24*t8 + t24*x7 + t25*t8 + t25*x7 + t26*t31 + t26*x4 + t27*t31 + t27*x4 - t28*x10 - t28*x14 - t29*x12 - t29*x9 + t30*x1 + 2*x13*x3*x5;
-    const real_t t42 = -t3*t36 - t35*t6 - t35*t7 - t36*t5 + 3*t4*x4 + 3*t4*x7 + 6*x5*x6*x8;
-    const real_t t43 = -t10*t8 - t11*t8 - t12*t31 - t14*x7 - t15*t31 - 4*t15*x4 - t16*t8 - 4*t16*x7 - t30*x12 - t31*t9 - 4*t32*x9 - 4*t33*x14 - 2*t34*x10 - t8*x11*x15 + 4*x10*x11*x8 + 6*x10*x12*x5 + 4*x10*x5*x9 + 4*x11*x13*x5 + 2*x11*x14*x8 + 4*x12*x14*x5 + 4*x12*x15*x6 + 4*x13*x15*x5 + 2*x14*x5*x9 + 2*x15*x6*x9;
+    const real_t t40 = t17*t19 + t18*x2 + t20*t21 + x4*(t0 - t2) + x7*(t1 - t2);
+    const real_t t41 = t17*t32 + t20*(t33 + t34 + x12*x5) - t28*x14 + t29*(-x12 - x9) + t30*x1 + t31*(t22 + t26 + t27) + t8*(t23 + t24 + t25) + x10*(t18 - t28) + 2*x13*x3*x5 + x4*(t22 + t26 + t27) + x7*(t23 + t24 + t25);
+    const real_t t42 = t35*(-t6 - t7) + t36*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
+    const real_t t43 = -4*t15*x4 - t30*x12 + t31*(-t12 - t15 - t9) - 4*t32*x9 - 4*t33*x14 - 2*t34*x10 + t8*(-t10 - t11 - t16 - x11*x15) + x11*x8*(4*x10 + 2*x14) + x15*x6*(4*x12 + 2*x9) + x5*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + x7*(-t14 - 4*t16);
     out[row * 8 + 0] = x0;
     out[row * 8 + 1] = t37;
     out[row * 8 + 2] = t38;
@@ -163,7 +163,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     out[row * 8 + 7] = t43;
 }
 
-/* vjp: g . dI/dx (float; 425 flops per row) */
+/* vjp: g . dI/dx (float; 412 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -264,17 +264,17 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     const real_t t74 = g4*t18 + t53*x14 + t54*x10 + 2*t56 + 2*t71*x2;
     const real_t t75 = 2*g5*x13*x5 + t53*x15 + t54*x11 + t55*x8 + t57*x6 + 2*t70*x3;
     const real_t t76 = g4*(t0 - t2) + g5*(t22 + t26 + t27) + 3*g6*t4 - 4*g7*t15 + 3*t45 + 2*t66 + 2*t68*x4;
-    const real_t t77 = g5*(t20*x12 + 2*x13*x3) + 6*g6*x6*x8 + g7*(6*x10*x12 + 4*x10*x9 + 4*x11*x13 + 4*x12*x14 + 4*x13*x15 + 2*x14*x9) + t17*t58 + 2*t69*x5;
-    const real_t t78 = 6*g6*x5*x8 + g7*(4*x12*x15 + 2*x15*x9) + t13*t50 + t47*x13 + t57*x3 + 2*t68*x6;
+    const real_t t77 = g5*(t20*x12 + 2*x13*x3) + 6*g6*x6*x8 + g7*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + t17*t58 + 2*t69*x5;
+    const real_t t78 = 6*g6*x5*x8 + g7*x15*(4*x12 + 2*x9) + t13*t50 + t47*x13 + t57*x3 + 2*t68*x6;
     const real_t t79 = g2*t8 + g4*(t1 - t2) + g5*(t23 + t24 + t25) + 3*g6*t4 + g7*(-t14 - 4*t16) + 3*t44 + 2*t49 + 2*t67*x7;
-    const real_t t80 = 6*g6*x5*x6 + g7*(4*x10*x11 + 2*x11*x14) + t46*x15 + t48*x13 + t55*x3 + 2*t67*x8;
-    const real_t t81 = -g5*t29 + g7*(-4*t32 + 4*x10*x5 + 2*x14*x5 + 2*x15*x6) + t54*x1 + t60*x12 + 2*t64*x9;
-    const real_t t82 = 12*g3*x10 + g5*(t18 - t28) + g7*(-2*t34 + 4*x11*x8 + 6*x12*x5 + 4*x5*x9) + t54*x2 + t61*x14;
-    const real_t t83 = g7*(-t8*x15 + 4*x10*x8 + 4*x13*x5 + 2*x14*x8) + t54*x3 + 2*t63 + 2*t64*x11;
-    const real_t t84 = 12*g3*x12 + g5*(t20*x5 - t29) + g7*(-t30 + 6*x10*x5 + 4*x14*x5 + 4*x15*x6) + t53*x1 + t60*x9;
-    const real_t t85 = 12*g3*x13 + 2*g5*x3*x5 + g7*(4*x11*x5 + 4*x15*x5) + t47*x6 + t48*x8;
-    const real_t t86 = -g5*t28 + g7*(-4*t33 + 2*x11*x8 + 4*x12*x5 + 2*x5*x9) + t53*x2 + t61*x10 + 2*t65*x14;
-    const real_t t87 = g7*(-t8*x11 + 4*x12*x6 + 4*x13*x5 + 2*x6*x9) + t13*t62 + t46*x8 + t53*x3 + 2*t65*x15;
+    const real_t t80 = 6*g6*x5*x6 + g7*x11*(4*x10 + 2*x14) + t46*x15 + t48*x13 + t55*x3 + 2*t67*x8;
+    const real_t t81 = -g5*t29 + g7*(-4*t32 + 2*x15*x6 + x5*(4*x10 + 2*x14)) + t54*x1 + t60*x12 + 2*t64*x9;
+    const real_t t82 = 12*g3*x10 + g5*(t18 - t28) + g7*(-2*t34 + 4*x11*x8 + x5*(6*x12 + 4*x9)) + t54*x2 + t61*x14;
+    const real_t t83 = g7*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + t54*x3 + 2*t63 + 2*t64*x11;
+    const real_t t84 = 12*g3*x12 + g5*(t20*x5 - t29) + g7*(-t30 + 4*x15*x6 + x5*(6*x10 + 4*x14)) + t53*x1 + t60*x9;
+    const real_t t85 = 12*g3*x13 + t47*x6 + t48*x8 + x5*(2*g5*x3 + g7*(4*x11 + 4*x15));
+    const real_t t86 = -g5*t28 + g7*(-4*t33 + 2*x11*x8 + x5*(4*x12 + 2*x9)) + t53*x2 + t61*x10 + 2*t65*x14;
+    const real_t t87 = g7*(-t8*x11 + 4*x13*x5 + x6*(4*x12 + 2*x9)) + t13*t62 + t46*x8 + t53*x3 + 2*t65*x15;
     out[row * 16 + 0] = g0;
     out[row * 16 + 1] = t73;
     out[row * 16 + 2] = t74;
@@ -293,7 +293,7 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     out[row * 16 + 15] = t87;
 }
 
-/* vjp: g . dI/dx (double; 425 flops per row) */
+/* vjp: g . dI/dx (double; 412 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -394,17 +394,17 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     const real_t t74 = g4*t18 + t53*x14 + t54*x10 + 2*t56 + 2*t71*x2;
     const real_t t75 = 2*g5*x13*x5 + t53*x15 + t54*x11 + t55*x8 + t57*x6 + 2*t70*x3;
     const real_t t76 = g4*(t0 - t2) + g5*(t22 + t26 + t27) + 3*g6*t4 - 4*g7*t15 + 3*t45 + 2*t66 + 2*t68*x4;
-    const real_t t77 = g5*(t20*x12 + 2*x13*x3) + 6*g6*x6*x8 + g7*(6*x10*x12 + 4*x10*x9 + 4*x11*x13 + 4*x12*x14 + 4*x13*x15 + 2*x14*x9) + t17*t58 + 2*t69*x5;
-    const real_t t78 = 6*g6*x5*x8 + g7*(4*x12*x15 + 2*x15*x9) + t13*t50 + t47*x13 + t57*x3 + 2*t68*x6;
+    const real_t t77 = g5*(t20*x12 + 2*x13*x3) + 6*g6*x6*x8 + g7*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + t17*t58 + 2*t69*x5;
+    const real_t t78 = 6*g6*x5*x8 + g7*x15*(4*x12 + 2*x9) + t13*t50 + t47*x13 + t57*x3 + 2*t68*x6;
     const real_t t79 = g2*t8 + g4*(t1 - t2) + g5*(t23 + t24 + t25) + 3*g6*t4 + g7*(-t14 - 4*t16) + 3*t44 + 2*t49 + 2*t67*x7;
-    const real_t t80 = 6*g6*x5*x6 + g7*(4*x10*x11 + 2*x11*x14) + t46*x15 + t48*x13 + t55*x3 + 2*t67*x8;
-    const real_t t81 = -g5*t29 + g7*(-4*t32 + 4*x10*x5 + 2*x14*x5 + 2*x15*x6) + t54*x1 + t60*x12 + 2*t64*x9;
-    const real_t t82 = 12*g3*x10 + g5*(t18 - t28) + g7*(-2*t34 + 4*x11*x8 + 6*x12*x5 + 4*x5*x9) + t54*x2 + t61*x14;
-    const real_t t83 = g7*(-t8*x15 + 4*x10*x8 + 4*x13*x5 + 2*x14*x8) + t54*x3 + 2*t63 + 2*t64*x11;
-    const real_t t84 = 12*g3*x12 + g5*(t20*x5 - t29) + g7*(-t30 + 6*x10*x5 + 4*x14*x5 + 4*x15*x6) + t53*x1 + t60*x9;
-    const real_t t85 = 12*g3*x13 + 2*g5*x3*x5 + g7*(4*x11*x5 + 4*x15*x5) + t47*x6 + t48*x8;
-    const real_t t86 = -g5*t28 + g7*(-4*t33 + 2*x11*x8 + 4*x12*x5 + 2*x5*x9) + t53*x2 + t61*x10 + 2*t65*x14;
-    const real_t t87 = g7*(-t8*x11 + 4*x12*x6 + 4*x13*x5 + 2*x6*x9) + t13*t62 + t46*x8 + t53*x3 + 2*t65*x15;
+    const real_t t80 = 6*g6*x5*x6 + g7*x11*(4*x10 + 2*x14) + t46*x15 + t48*x13 + t55*x3 + 2*t67*x8;
+    const real_t t81 = -g5*t29 + g7*(-4*t32 + 2*x15*x6 + x5*(4*x10 + 2*x14)) + t54*x1 + t60*x12 + 2*t64*x9;
+    const real_t t82 = 12*g3*x10 + g5*(t18 - t28) + g7*(-2*t34 + 4*x11*x8 + x5*(6*x12 + 4*x9)) + t54*x2 + t61*x14;
+    const real_t t83 = g7*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + t54*x3 + 2*t63 + 2*t64*x11;
+    const real_t t84 = 12*g3*x12 + g5*(t20*x5 - t29) + g7*(-t30 + 4*x15*x6 + x5*(6*x10 + 4*x14)) + t53*x1 + t60*x9;
+    const real_t t85 = 12*g3*x13 + t47*x6 + t48*x8 + x5*(2*g5*x3 + g7*(4*x11 + 4*x15));
+    const real_t t86 = -g5*t28 + g7*(-4*t33 + 2*x11*x8 + x5*(4*x12 + 2*x9)) + t53*x2 + t61*x10 + 2*t65*x14;
+    const real_t t87 = g7*(-t8*x11 + 4*x13*x5 + x6*(4*x12 + 2*x9)) + t13*t62 + t46*x8 + t53*x3 + 2*t65*x15;
     out[row * 16 + 0] = g0;
     out[row * 16 + 1] = t73;
     out[row * 16 + 2] = t74;
@@ -423,7 +423,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 16 + 15] = t87;
 }
 
-/* jvp: dI/dx . u (float; 453 flops per row) */
+/* jvp: dI/dx . u (float; 433 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -540,9 +540,9 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     const real_t t82 = 2*t47 + 2*t48 + 2*t49 + 2*t50 + 2*t51 + t52*x7 + t8*u7;
     const real_t t83 = 4*t53 + 4*t54 + 4*t55 + 4*t56 + t58 + 6*t59 + 6*t60 + 12*u10*x10 + 12*u12*x12 + 12*u13*x13;
     const real_t t84 = t17*t63 + t18*u2 + t19*t61 + t20*t65 + t21*t64 + t44*x4 + t45*x7 + t46*(-x4 - x7) + t62*x2 + u4*(t0 - t2) + u7*(t1 - t2);
-    const real_t t85 = t17*t76 + t20*t77 + t20*t78 - t28*u14 - t29*u9 + t30*u1 + t32*t61 + t52*(t23 + t24 + t25) + t62*x10 + t64*(t33 + t34 + x12*x5) + t66*(t31 + x4) + t67*(t8 + x7) + t68*(t8 + x7) + t69*(t8 + x7) + t70*(t31 + x4) + t71*(t31 + x4) + t72*(-x10 - x14) + t73*(-x12 - x9) + t74*x1 + t75*(t22 + t26 + t27) + u10*(t18 - t28) + u12*(t20*x5 - t29) + 2*u13*x3*x5 + 2*u3*x13*x5 + u4*(t22 + t26 + t27) + u5*(t20*x12 + 2*x13*x3) + u7*(t23 + t24 + t25);
-    const real_t t86 = -t35*t50 - t35*t51 - t36*t47 - t36*t49 + 3*t4*u4 + 3*t4*u7 + t48*(3*x4 + 3*x7) + t79*(-t6 - t7) + t80*(-t3 - t5) + 6*u5*x6*x8 + 6*u6*x5*x8 + 6*u8*x5*x6;
-    const real_t t87 = -4*t15*u4 - t31*t53 - t31*t56 + t52*(-t10 - t11 - t16 - x11*x15) - t54*t8 - t55*t8 - t58*x7 + t59*(-t31 - 4*x4) + t60*(-t8 - 4*x7) - t74*x12 + t75*(-t12 - t15 - t9) - 4*t76*x9 - 4*t77*x14 - 2*t78*x10 + u10*(-2*t34 + 4*x11*x8 + 6*x12*x5 + 4*x5*x9) + u11*(-t8*x15 + 4*x10*x8 + 4*x13*x5 + 2*x14*x8) + u12*(-t30 + 6*x10*x5 + 4*x14*x5 + 4*x15*x6) + u13*(4*x11*x5 + 4*x15*x5) + u14*(-4*t33 + 2*x11*x8 + 4*x12*x5 + 2*x5*x9) + u15*(-t8*x11 + 4*x12*x6 + 4*x13*x5 + 2*x6*x9) + u5*(6*x10*x12 + 4*x10*x9 + 4*x11*x13 + 4*x12*x14 + 4*x13*x15 + 2*x14*x9) + u6*(4*x12*x15 + 2*x15*x9) + u7*(-t14 - 4*t16) + u8*(4*x10*x11 + 2*x11*x14) + u9*(-4*t32 + 4*x10*x5 + 2*x14*x5 + 2*x15*x6);
+    const real_t t85 = t17*t76 + t20*(t77 + t78) - t28*u14 - t29*u9 + t30*u1 + t32*t61 + t52*(t23 + t24 + t25) + t62*x10 + t64*(t33 + t34 + x12*x5) + t66*(t31 + x4) + t67*(t8 + x7) + t68*(t8 + x7) + t69*(t8 + x7) + t70*(t31 + x4) + t71*(t31 + x4) + t72*(-x10 - x14) + t73*(-x12 - x9) + t74*x1 + t75*(t22 + t26 + t27) + u10*(t18 - t28) + u12*(t20*x5 - t29) + u4*(t22 + t26 + t27) + u5*(t20*x12 + 2*x13*x3) + u7*(t23 + t24 + t25) + x5*(2*u13*x3 + 2*u3*x13);
+    const real_t t86 = t35*(-t50 - t51) + t36*(-t47 - t49) + t4*(3*u4 + 3*u7) + t48*(3*x4 + 3*x7) + t79*(-t6 - t7) + t80*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
+    const real_t t87 = -4*t15*u4 + t31*(-t53 - t56) + t52*(-t10 - t11 - t16 - x11*x15) - t58*x7 + t59*(-t31 - 4*x4) + t60*(-t8 - 4*x7) - t74*x12 + t75*(-t12 - t15 - t9) - 4*t76*x9 - 4*t77*x14 - 2*t78*x10 + t8*(-t54 - t55) + u10*(-2*t34 + 4*x11*x8 + x5*(6*x12 + 4*x9)) + u11*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + u12*(-t30 + 4*x15*x6 + x5*(6*x10 + 4*x14)) + u13*x5*(4*x11 + 4*x15) + u14*(-4*t33 + 2*x11*x8 + x5*(4*x12 + 2*x9)) + u15*(-t8*x11 + 4*x13*x5 + x6*(4*x12 + 2*x9)) + u5*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + u6*x15*(4*x12 + 2*x9) + u7*(-t14 - 4*t16) + u8*x11*(4*x10 + 2*x14) + u9*(-4*t32 + 2*x15*x6 + x5*(4*x10 + 2*x14));
     out[row * 8 + 0] = u0;
     out[row * 8 + 1] = t81;
     out[row * 8 + 2] = t82;
@@ -553,7 +553,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 8 + 7] = t87;
 }
 
-/* jvp: dI/dx . u (double; 453 flops per row) */
+/* jvp: dI/dx . u (double; 433 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -670,9 +670,9 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     const real_t t82 = 2*t47 + 2*t48 + 2*t49 + 2*t50 + 2*t51 + t52*x7 + t8*u7;
     const real_t t83 = 4*t53 + 4*t54 + 4*t55 + 4*t56 + t58 + 6*t59 + 6*t60 + 12*u10*x10 + 12*u12*x12 + 12*u13*x13;
     const real_t t84 = t17*t63 + t18*u2 + t19*t61 + t20*t65 + t21*t64 + t44*x4 + t45*x7 + t46*(-x4 - x7) + t62*x2 + u4*(t0 - t2) + u7*(t1 - t2);
-    const real_t t85 = t17*t76 + t20*t77 + t20*t78 - t28*u14 - t29*u9 + t30*u1 + t32*t61 + t52*(t23 + t24 + t25) + t62*x10 + t64*(t33 + t34 + x12*x5) + t66*(t31 + x4) + t67*(t8 + x7) + t68*(t8 + x7) + t69*(t8 + x7) + t70*(t31 + x4) + t71*(t31 + x4) + t72*(-x10 - x14) + t73*(-x12 - x9) + t74*x1 + t75*(t22 + t26 + t27) + u10*(t18 - t28) + u12*(t20*x5 - t29) + 2*u13*x3*x5 + 2*u3*x13*x5 + u4*(t22 + t26 + t27) + u5*(t20*x12 + 2*x13*x3) + u7*(t23 + t24 + t25);
-    const real_t t86 = -t35*t50 - t35*t51 - t36*t47 - t36*t49 + 3*t4*u4 + 3*t4*u7 + t48*(3*x4 + 3*x7) + t79*(-t6 - t7) + t80*(-t3 - t5) + 6*u5*x6*x8 + 6*u6*x5*x8 + 6*u8*x5*x6;
-    const real_t t87 = -4*t15*u4 - t31*t53 - t31*t56 + t52*(-t10 - t11 - t16 - x11*x15) - t54*t8 - t55*t8 - t58*x7 + t59*(-t31 - 4*x4) + t60*(-t8 - 4*x7) - t74*x12 + t75*(-t12 - t15 - t9) - 4*t76*x9 - 4*t77*x14 - 2*t78*x10 + u10*(-2*t34 + 4*x11*x8 + 6*x12*x5 + 4*x5*x9) + u11*(-t8*x15 + 4*x10*x8 + 4*x13*x5 + 2*x14*x8) + u12*(-t30 + 6*x10*x5 + 4*x14*x5 + 4*x15*x6) + u13*(4*x11*x5 + 4*x15*x5) + u14*(-4*t33 + 2*x11*x8 + 4*x12*x5 + 2*x5*x9) + u15*(-t8*x11 + 4*x12*x6 + 4*x13*x5 + 2*x6*x9) + u5*(6*x10*x12 + 4*x10*x9 + 4*x11*x13 + 4*x12*x14 + 4*x13*x15 + 2*x14*x9) + u6*(4*x12*x15 + 2*x15*x9) + u7*(-t14 - 4*t16) + u8*(4*x10*x11 + 2*x11*x14) + u9*(-4*t32 + 4*x10*x5 + 2*x14*x5 + 2*x15*x6);
+    const real_t t85 = t17*t76 + t20*(t77 + t78) - t28*u14 - t29*u9 + t30*u1 + t32*t61 + t52*(t23 + t24 + t25) + t62*x10 + t64*(t33 + t34 + x12*x5) + t66*(t31 + x4) + t67*(t8 + x7) + t68*(t8 + x7) + t69*(t8 + x7) + t70*(t31 + x4) + t71*(t31 + x4) + t72*(-x10 - x14) + t73*(-x12 - x9) + t74*x1 + t75*(t22 + t26 + t27) + u10*(t18 - t28) + u12*(t20*x5 - t29) + u4*(t22 + t26 + t27) + u5*(t20*x12 + 2*x13*x3) + u7*(t23 + t24 + t25) + x5*(2*u13*x3 + 2*u3*x13);
+    const real_t t86 = t35*(-t50 - t51) + t36*(-t47 - t49) + t4*(3*u4 + 3*u7) + t48*(3*x4 + 3*x7) + t79*(-t6 - t7) + t80*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
+    const real_t t87 = -4*t15*u4 + t31*(-t53 - t56) + t52*(-t10 - t11 - t16 - x11*x15) - t58*x7 + t59*(-t31 - 4*x4) + t60*(-t8 - 4*x7) - t74*x12 + t75*(-t12 - t15 - t9) - 4*t76*x9 - 4*t77*x14 - 2*t78*x10 + t8*(-t54 - t55) + u10*(-2*t34 + 4*x11*x8 + x5*(6*x12 + 4*x9)) + u11*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + u12*(-t30 + 4*x15*x6 + x5*(6*x10 + 4*x14)) + u13*x5*(4*x11 + 4*x15) + u14*(-4*t33 + 2*x11*x8 + x5*(4*x12 + 2*x9)) + u15*(-t8*x11 + 4*x13*x5 + x6*(4*x12 + 2*x9)) + u5*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + u6*x15*(4*x12 + 2*x9) + u7*(-t14 - 4*t16) + u8*x11*(4*x10 + 2*x14) + u9*(-4*t32 + 2*x15*x6 + x5*(4*x10 + 2*x14));
     out[row * 8 + 0] = u0;
     out[row * 8 + 1] = t81;
     out[row * 8 + 2] = t82;
@@ -683,7 +683,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     out[row * 8 + 7] = t87;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 814 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 726 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -794,50 +794,50 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     const real_t t122 = u15*x8 + u8*x15;
     const real_t t123 = 3*u4;
     const real_t t124 = 3*u7;
-    const real_t t125 = -g6*t91 - g6*t93;
-    const real_t t126 = -g6*t94 - g6*t95;
+    const real_t t125 = g6*(-t91 - t93);
+    const real_t t126 = g6*(-t94 - t95);
     const real_t t127 = g5*t108 - 2*g7*u10;
     const real_t t128 = g5*t108 - 4*g7*u14;
     const real_t t129 = g5*t105 - 4*g7*u9;
-    const real_t t130 = g5*t110 + g5*t114 + g5*t115 - g7*t100 - g7*t103 - g7*t97;
+    const real_t t130 = g5*(t110 + t114 + t115) + g7*(-t100 - t103 - t97);
     const real_t t131 = g5*u1 - g7*u12;
-    const real_t t132 = -g5*u12 - g5*u9;
-    const real_t t133 = -g5*u10 - g5*u14;
-    const real_t t134 = g5*t119 + g5*u4;
-    const real_t t135 = g5*t96 + g5*u7;
+    const real_t t132 = g5*(-u12 - u9);
+    const real_t t133 = g5*(-u10 - u14);
+    const real_t t134 = g5*(t119 + u4);
+    const real_t t135 = g5*(t96 + u7);
     const real_t t136 = g4*t108 + 2*t133;
-    const real_t t137 = g4*t109 + g5*t121 + g5*t122 + g5*u12*x5 + g5*u5*x12;
+    const real_t t137 = g4*t109 + g5*(t121 + t122 + u12*x5 + u5*x12);
     const real_t t138 = g4*t105 + 2*t132;
     const real_t t139 = g4*u2 + g5*u10;
     const real_t t140 = g4*t107 + g5*t120 + t139*x5 + t58*u5;
-    const real_t t141 = -g7*t96 - 4*g7*u7;
-    const real_t t142 = -g7*t119 - 4*g7*u4;
+    const real_t t141 = g7*(-t96 - 4*u7);
+    const real_t t142 = g7*(-t119 - 4*u4);
     const real_t t143 = -g7*u7;
     const real_t t144 = t131*x6 + t143*x15 + t50*u6 + t62*u15;
     const real_t t145 = -g7*t119;
     const real_t t146 = -g7*t96;
-    const real_t t147 = g2*u7 + g5*t111 + g5*t112 + g5*t113 - g7*t104 - g7*t98 - g7*t99 - g7*u11*x15 - g7*u15*x11;
+    const real_t t147 = g2*u7 + g5*(t111 + t112 + t113) + g7*(-t104 - t98 - t99 - u11*x15 - u15*x11);
     const real_t t148 = -g6*t123;
     const real_t t149 = -g6*t124;
-    const real_t t150 = 3*g6*u4 + 3*g6*u7;
-    const real_t t151 = -g4*u4 - g4*u7;
+    const real_t t150 = g6*(3*u4 + 3*u7);
+    const real_t t151 = g4*(-u4 - u7);
     const real_t t152 = g4*u7;
     const real_t t153 = g4*u4;
     const real_t t154 = g5*t118 + t134*x12 + t135*x9 + 2*t140 + 2*t153*x1 + t53*u12 + t54*u9 + 2*t72*u1;
     const real_t t155 = g4*t106 + t134*x14 + t135*x10 + 2*t137 + 2*t152*x2 + t53*u14 + t54*u10 + 2*t71*u2;
-    const real_t t156 = 2*g5*u13*x5 + 2*g5*u5*x13 + t134*x15 + t135*x11 + t136*x8 + t138*x6 + 2*t151*x3 + t53*u15 + t54*u11 + t55*u8 + t57*u6 + 2*t70*u3;
-    const real_t t157 = g4*t88 - g4*t90 + g5*t110 + g5*t114 + g5*t115 + 3*g6*t92 - 4*g7*t103 + 3*t126 + 2*t147 + 2*t149*x4 + 2*t68*u4;
-    const real_t t158 = g5*t108*x12 + 2*g5*u3*x13 + 6*g6*u6*x8 + 6*g6*u8*x6 + g7*u10*(6*x12 + 4*x9) + 4*g7*u11*x13 + g7*u14*(4*x12 + 2*x9) + 4*g7*u15*x13 + g7*u9*(4*x10 + 2*x14) + t105*t58 + t139*t17 + 2*t150*x5 + 2*t69*u5 + u12*(g5*t20 + g7*(6*x10 + 4*x14)) + u13*(2*g5*x3 + g7*(4*x11 + 4*x15));
-    const real_t t159 = 6*g6*u5*x8 + 6*g6*u8*x5 + 4*g7*u12*x15 + g7*u15*(4*x12 + 2*x9) + 2*g7*u9*x15 + t101*t50 + t128*x13 + t13*t131 + t138*x3 + 2*t149*x6 + t47*u13 + t57*u3 + 2*t68*u6;
-    const real_t t160 = g2*t96 + g4*t89 - g4*t90 + g5*t111 + g5*t112 + g5*t113 + 3*g6*t92 - g7*t102 - 4*g7*t104 + 3*t125 + 2*t130 + 2*t148*x7 + 2*t67*u7;
-    const real_t t161 = 6*g6*u5*x6 + 6*g6*u6*x5 + 4*g7*u10*x11 + g7*u11*(4*x10 + 2*x14) + 2*g7*u14*x11 + t127*x15 + t129*x13 + t136*x3 + 2*t148*x8 + t46*u15 + t48*u13 + t55*u3 + 2*t67*u8;
-    const real_t t162 = -g5*t117 - 4*g7*t120 + 4*g7*u10*x5 + 2*g7*u14*x5 + 2*g7*u15*x6 + g7*u5*(4*x10 + 2*x14) + 2*g7*u6*x15 + t135*x1 + t141*x12 + 2*t145*x9 + t54*u1 + t60*u12 + 2*t64*u9;
-    const real_t t163 = 12*g3*u10 + g5*t106 - g5*t116 - 2*g7*t122 + 4*g7*u11*x8 + 6*g7*u12*x5 + g7*u5*(6*x12 + 4*x9) + 4*g7*u8*x11 + 4*g7*u9*x5 + t135*x2 + t142*x14 + t54*u2 + t61*u14;
-    const real_t t164 = -g7*t8*u15 - g7*t96*x15 + 4*g7*u10*x8 + 4*g7*u13*x5 + 2*g7*u14*x8 + 4*g7*u5*x13 + g7*u8*(4*x10 + 2*x14) + t135*x3 + 2*t144 + 2*t145*x11 + t54*u3 + 2*t64*u11;
-    const real_t t165 = 12*g3*u12 + g5*t108*x5 - g5*t117 - g7*t118 + 6*g7*u10*x5 + 4*g7*u14*x5 + 4*g7*u15*x6 + 4*g7*u6*x15 + t134*x1 + t141*x9 + t53*u1 + t60*u9 + u5*(g5*t20 + g7*(6*x10 + 4*x14));
-    const real_t t166 = 12*g3*u13 + 2*g5*u3*x5 + 4*g7*u11*x5 + 4*g7*u15*x5 + t128*x6 + t129*x8 + t47*u6 + t48*u8 + u5*(2*g5*x3 + g7*(4*x11 + 4*x15));
-    const real_t t167 = -g5*t116 - 4*g7*t121 + 2*g7*u11*x8 + 4*g7*u12*x5 + g7*u5*(4*x12 + 2*x9) + 2*g7*u8*x11 + 2*g7*u9*x5 + t134*x2 + t142*x10 + 2*t146*x14 + t53*u2 + t61*u10 + 2*t65*u14;
-    const real_t t168 = -g7*t8*u11 - g7*t96*x11 + 4*g7*u12*x6 + 4*g7*u13*x5 + 4*g7*u5*x13 + g7*u6*(4*x12 + 2*x9) + 2*g7*u9*x6 + t101*t62 + t127*x8 + t13*t143 + t134*x3 + 2*t146*x15 + t46*u8 + t53*u3 + 2*t65*u15;
+    const real_t t156 = g5*(2*u13*x5 + 2*u5*x13) + t134*x15 + t135*x11 + t136*x8 + t138*x6 + 2*t151*x3 + t53*u15 + t54*u11 + t55*u8 + t57*u6 + 2*t70*u3;
+    const real_t t157 = g4*(t88 - t90) + g5*(t110 + t114 + t115) + 3*g6*t92 - 4*g7*t103 + 3*t126 + 2*t147 + 2*t149*x4 + 2*t68*u4;
+    const real_t t158 = g5*(t108*x12 + 2*u3*x13) + g6*(6*u6*x8 + 6*u8*x6) + g7*(u10*(6*x12 + 4*x9) + u14*(4*x12 + 2*x9) + u9*(4*x10 + 2*x14) + x13*(4*u11 + 4*u15)) + t105*t58 + t139*t17 + 2*t150*x5 + 2*t69*u5 + u12*(g5*t20 + g7*(6*x10 + 4*x14)) + u13*(2*g5*x3 + g7*(4*x11 + 4*x15));
+    const real_t t159 = g6*(6*u5*x8 + 6*u8*x5) + g7*(u15*(4*x12 + 2*x9) + x15*(4*u12 + 2*u9)) + t101*t50 + t128*x13 + t13*t131 + t138*x3 + 2*t149*x6 + t47*u13 + t57*u3 + 2*t68*u6;
+    const real_t t160 = g2*t96 + g4*(t89 - t90) + g5*(t111 + t112 + t113) + 3*g6*t92 + g7*(-t102 - 4*t104) + 3*t125 + 2*t130 + 2*t148*x7 + 2*t67*u7;
+    const real_t t161 = g6*(6*u5*x6 + 6*u6*x5) + g7*(u11*(4*x10 + 2*x14) + x11*(4*u10 + 2*u14)) + t127*x15 + t129*x13 + t136*x3 + 2*t148*x8 + t46*u15 + t48*u13 + t55*u3 + 2*t67*u8;
+    const real_t t162 = -g5*t117 + g7*(-4*t120 + 2*u15*x6 + u5*(4*x10 + 2*x14) + 2*u6*x15 + x5*(4*u10 + 2*u14)) + t135*x1 + t141*x12 + 2*t145*x9 + t54*u1 + t60*u12 + 2*t64*u9;
+    const real_t t163 = 12*g3*u10 + g5*(t106 - t116) + g7*(-2*t122 + 4*u11*x8 + u5*(6*x12 + 4*x9) + 4*u8*x11 + x5*(6*u12 + 4*u9)) + t135*x2 + t142*x14 + t54*u2 + t61*u14;
+    const real_t t164 = g7*(-t8*u15 - t96*x15 + 4*u13*x5 + 4*u5*x13 + u8*(4*x10 + 2*x14) + x8*(4*u10 + 2*u14)) + t135*x3 + 2*t144 + 2*t145*x11 + t54*u3 + 2*t64*u11;
+    const real_t t165 = 12*g3*u12 + g5*(t108*x5 - t117) + g7*(-t118 + 4*u15*x6 + 4*u6*x15 + x5*(6*u10 + 4*u14)) + t134*x1 + t141*x9 + t53*u1 + t60*u9 + u5*(g5*t20 + g7*(6*x10 + 4*x14));
+    const real_t t166 = 12*g3*u13 + t128*x6 + t129*x8 + t47*u6 + t48*u8 + u5*(2*g5*x3 + g7*(4*x11 + 4*x15)) + x5*(2*g5*u3 + g7*(4*u11 + 4*u15));
+    const real_t t167 = -g5*t116 + g7*(-4*t121 + 2*u11*x8 + u5*(4*x12 + 2*x9) + 2*u8*x11 + x5*(4*u12 + 2*u9)) + t134*x2 + t142*x10 + 2*t146*x14 + t53*u2 + t61*u10 + 2*t65*u14;
+    const real_t t168 = g7*(-t8*u11 - t96*x11 + 4*u13*x5 + 4*u5*x13 + u6*(4*x12 + 2*x9) + x6*(4*u12 + 2*u9)) + t101*t62 + t127*x8 + t13*t143 + t134*x3 + 2*t146*x15 + t46*u8 + t53*u3 + 2*t65*u15;
     out[row * 16 + 0] = 0;
     out[row * 16 + 1] = t154;
     out[row * 16 + 2] = t155;
@@ -856,7 +856,7 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     out[row * 16 + 15] = t168;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 814 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 726 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -967,50 +967,50 @@ extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const do
     const real_t t122 = u15*x8 + u8*x15;
     const real_t t123 = 3*u4;
     const real_t t124 = 3*u7;
-    const real_t t125 = -g6*t91 - g6*t93;
-    const real_t t126 = -g6*t94 - g6*t95;
+    const real_t t125 = g6*(-t91 - t93);
+    const real_t t126 = g6*(-t94 - t95);
     const real_t t127 = g5*t108 - 2*g7*u10;
     const real_t t128 = g5*t108 - 4*g7*u14;
     const real_t t129 = g5*t105 - 4*g7*u9;
-    const real_t t130 = g5*t110 + g5*t114 + g5*t115 - g7*t100 - g7*t103 - g7*t97;
+    const real_t t130 = g5*(t110 + t114 + t115) + g7*(-t100 - t103 - t97);
     const real_t t131 = g5*u1 - g7*u12;
-    const real_t t132 = -g5*u12 - g5*u9;
-    const real_t t133 = -g5*u10 - g5*u14;
-    const real_t t134 = g5*t119 + g5*u4;
-    const real_t t135 = g5*t96 + g5*u7;
+    const real_t t132 = g5*(-u12 - u9);
+    const real_t t133 = g5*(-u10 - u14);
+    const real_t t134 = g5*(t119 + u4);
+    const real_t t135 = g5*(t96 + u7);
     const real_t t136 = g4*t108 + 2*t133;
-    const real_t t137 = g4*t109 + g5*t121 + g5*t122 + g5*u12*x5 + g5*u5*x12;
+    const real_t t137 = g4*t109 + g5*(t121 + t122 + u12*x5 + u5*x12);
     const real_t t138 = g4*t105 + 2*t132;
     const real_t t139 = g4*u2 + g5*u10;
     const real_t t140 = g4*t107 + g5*t120 + t139*x5 + t58*u5;
-    const real_t t141 = -g7*t96 - 4*g7*u7;
-    const real_t t142 = -g7*t119 - 4*g7*u4;
+    const real_t t141 = g7*(-t96 - 4*u7);
+    const real_t t142 = g7*(-t119 - 4*u4);
     const real_t t143 = -g7*u7;
     const real_t t144 = t131*x6 + t143*x15 + t50*u6 + t62*u15;
     const real_t t145 = -g7*t119;
     const real_t t146 = -g7*t96;
-    const real_t t147 = g2*u7 + g5*t111 + g5*t112 + g5*t113 - g7*t104 - g7*t98 - g7*t99 - g7*u11*x15 - g7*u15*x11;
+    const real_t t147 = g2*u7 + g5*(t111 + t112 + t113) + g7*(-t104 - t98 - t99 - u11*x15 - u15*x11);
     const real_t t148 = -g6*t123;
     const real_t t149 = -g6*t124;
-    const real_t t150 = 3*g6*u4 + 3*g6*u7;
-    const real_t t151 = -g4*u4 - g4*u7;
+    const real_t t150 = g6*(3*u4 + 3*u7);
+    const real_t t151 = g4*(-u4 - u7);
     const real_t t152 = g4*u7;
     const real_t t153 = g4*u4;
     const real_t t154 = g5*t118 + t134*x12 + t135*x9 + 2*t140 + 2*t153*x1 + t53*u12 + t54*u9 + 2*t72*u1;
     const real_t t155 = g4*t106 + t134*x14 + t135*x10 + 2*t137 + 2*t152*x2 + t53*u14 + t54*u10 + 2*t71*u2;
-    const real_t t156 = 2*g5*u13*x5 + 2*g5*u5*x13 + t134*x15 + t135*x11 + t136*x8 + t138*x6 + 2*t151*x3 + t53*u15 + t54*u11 + t55*u8 + t57*u6 + 2*t70*u3;
-    const real_t t157 = g4*t88 - g4*t90 + g5*t110 + g5*t114 + g5*t115 + 3*g6*t92 - 4*g7*t103 + 3*t126 + 2*t147 + 2*t149*x4 + 2*t68*u4;
-    const real_t t158 = g5*t108*x12 + 2*g5*u3*x13 + 6*g6*u6*x8 + 6*g6*u8*x6 + g7*u10*(6*x12 + 4*x9) + 4*g7*u11*x13 + g7*u14*(4*x12 + 2*x9) + 4*g7*u15*x13 + g7*u9*(4*x10 + 2*x14) + t105*t58 + t139*t17 + 2*t150*x5 + 2*t69*u5 + u12*(g5*t20 + g7*(6*x10 + 4*x14)) + u13*(2*g5*x3 + g7*(4*x11 + 4*x15));
-    const real_t t159 = 6*g6*u5*x8 + 6*g6*u8*x5 + 4*g7*u12*x15 + g7*u15*(4*x12 + 2*x9) + 2*g7*u9*x15 + t101*t50 + t128*x13 + t13*t131 + t138*x3 + 2*t149*x6 + t47*u13 + t57*u3 + 2*t68*u6;
-    const real_t t160 = g2*t96 + g4*t89 - g4*t90 + g5*t111 + g5*t112 + g5*t113 + 3*g6*t92 - g7*t102 - 4*g7*t104 + 3*t125 + 2*t130 + 2*t148*x7 + 2*t67*u7;
-    const real_t t161 = 6*g6*u5*x6 + 6*g6*u6*x5 + 4*g7*u10*x11 + g7*u11*(4*x10 + 2*x14) + 2*g7*u14*x11 + t127*x15 + t129*x13 + t136*x3 + 2*t148*x8 + t46*u15 + t48*u13 + t55*u3 + 2*t67*u8;
-    const real_t t162 = -g5*t117 - 4*g7*t120 + 4*g7*u10*x5 + 2*g7*u14*x5 + 2*g7*u15*x6 + g7*u5*(4*x10 + 2*x14) + 2*g7*u6*x15 + t135*x1 + t141*x12 + 2*t145*x9 + t54*u1 + t60*u12 + 2*t64*u9;
-    const real_t t163 = 12*g3*u10 + g5*t106 - g5*t116 - 2*g7*t122 + 4*g7*u11*x8 + 6*g7*u12*x5 + g7*u5*(6*x12 + 4*x9) + 4*g7*u8*x11 + 4*g7*u9*x5 + t135*x2 + t142*x14 + t54*u2 + t61*u14;
-    const real_t t164 = -g7*t8*u15 - g7*t96*x15 + 4*g7*u10*x8 + 4*g7*u13*x5 + 2*g7*u14*x8 + 4*g7*u5*x13 + g7*u8*(4*x10 + 2*x14) + t135*x3 + 2*t144 + 2*t145*x11 + t54*u3 + 2*t64*u11;
-    const real_t t165 = 12*g3*u12 + g5*t108*x5 - g5*t117 - g7*t118 + 6*g7*u10*x5 + 4*g7*u14*x5 + 4*g7*u15*x6 + 4*g7*u6*x15 + t134*x1 + t141*x9 + t53*u1 + t60*u9 + u5*(g5*t20 + g7*(6*x10 + 4*x14));
-    const real_t t166 = 12*g3*u13 + 2*g5*u3*x5 + 4*g7*u11*x5 + 4*g7*u15*x5 + t128*x6 + t129*x8 + t47*u6 + t48*u8 + u5*(2*g5*x3 + g7*(4*x11 + 4*x15));
-    const real_t t167 = -g5*t116 - 4*g7*t121 + 2*g7*u11*x8 + 4*g7*u12*x5 + g7*u5*(4*x12 + 2*x9) + 2*g7*u8*x11 + 2*g7*u9*x5 + t134*x2 + t142*x10 + 2*t146*x14 + t53*u2 + t61*u10 + 2*t65*u14;
-    const real_t t168 = -g7*t8*u11 - g7*t96*x11 + 4*g7*u12*x6 + 4*g7*u13*x5 + 4*g7*u5*x13 + g7*u6*(4*x12 + 2*x9) + 2*g7*u9*x6 + t101*t62 + t127*x8 + t13*t143 + t134*x3 + 2*t146*x15 + t46*u8 + t53*u3 + 2*t65*u15;
+    const real_t t156 = g5*(2*u13*x5 + 2*u5*x13) + t134*x15 + t135*x11 + t136*x8 + t138*x6 + 2*t151*x3 + t53*u15 + t54*u11 + t55*u8 + t57*u6 + 2*t70*u3;
+    const real_t t157 = g4*(t88 - t90) + g5*(t110 + t114 + t115) + 3*g6*t92 - 4*g7*t103 + 3*t126 + 2*t147 + 2*t149*x4 + 2*t68*u4;
+    const real_t t158 = g5*(t108*x12 + 2*u3*x13) + g6*(6*u6*x8 + 6*u8*x6) + g7*(u10*(6*x12 + 4*x9) + u14*(4*x12 + 2*x9) + u9*(4*x10 + 2*x14) + x13*(4*u11 + 4*u15)) + t105*t58 + t139*t17 + 2*t150*x5 + 2*t69*u5 + u12*(g5*t20 + g7*(6*x10 + 4*x14)) + u13*(2*g5*x3 + g7*(4*x11 + 4*x15));
+    const real_t t159 = g6*(6*u5*x8 + 6*u8*x5) + g7*(u15*(4*x12 + 2*x9) + x15*(4*u12 + 2*u9)) + t101*t50 + t128*x13 + t13*t131 + t138*x3 + 2*t149*x6 + t47*u13 + t57*u3 + 2*t68*u6;
+    const real_t t160 = g2*t96 + g4*(t89 - t90) + g5*(t111 + t112 + t113) + 3*g6*t92 + g7*(-t102 - 4*t104) + 3*t125 + 2*t130 + 2*t148*x7 + 2*t67*u7;
+    const real_t t161 = g6*(6*u5*x6 + 6*u6*x5) + g7*(u11*(4*x10 + 2*x14) + x11*(4*u10 + 2*u14)) + t127*x15 + t129*x13 + t136*x3 + 2*t148*x8 + t46*u15 + t48*u13 + t55*u3 + 2*t67*u8;
+    const real_t t162 = -g5*t117 + g7*(-4*t120 + 2*u15*x6 + u5*(4*x10 + 2*x14) + 2*u6*x15 + x5*(4*u10 + 2*u14)) + t135*x1 + t141*x12 + 2*t145*x9 + t54*u1 + t60*u12 + 2*t64*u9;
+    const real_t t163 = 12*g3*u10 + g5*(t106 - t116) + g7*(-2*t122 + 4*u11*x8 + u5*(6*x12 + 4*x9) + 4*u8*x11 + x5*(6*u12 + 4*u9)) + t135*x2 + t142*x14 + t54*u2 + t61*u14;
+    const real_t t164 = g7*(-t8*u15 - t96*x15 + 4*u13*x5 + 4*u5*x13 + u8*(4*x10 + 2*x14) + x8*(4*u10 + 2*u14)) + t135*x3 + 2*t144 + 2*t145*x11 + t54*u3 + 2*t64*u11;
+    const real_t t165 = 12*g3*u12 + g5*(t108*x5 - t117) + g7*(-t118 + 4*u15*x6 + 4*u6*x15 + x5*(6*u10 + 4*u14)) + t134*x1 + t141*x9 + t53*u1 + t60*u9 + u5*(g5*t20 + g7*(6*x10 + 4*x14));
+    const real_t t166 = 12*g3*u13 + t128*x6 + t129*x8 + t47*u6 + t48*u8 + u5*(2*g5*x3 + g7*(4*x11 + 4*x15)) + x5*(2*g5*u3 + g7*(4*u11 + 4*u15));
+    const real_t t167 = -g5*t116 + g7*(-4*t121 + 2*u11*x8 + u5*(4*x12 + 2*x9) + 2*u8*x11 + x5*(4*u12 + 2*u9)) + t134*x2 + t142*x10 + 2*t146*x14 + t53*u2 + t61*u10 + 2*t65*u14;
+    const real_t t168 = g7*(-t8*u11 - t96*x11 + 4*u13*x5 + 4*u5*x13 + u6*(4*x12 + 2*x9) + x6*(4*u12 + 2*u9)) + t101*t62 + t127*x8 + t13*t143 + t134*x3 + 2*t146*x15 + t46*u8 + t53*u3 + 2*t65*u15;
     out[row * 16 + 0] = 0;
     out[row * 16 + 1] = t154;
     out[row * 16 + 2] = t155;

@@ -6,7 +6,9 @@
  * Rows are C-contiguous: x is (n, 16), outputs are (n, width).
  * Each kernel works on blocks of OPTINV_LANES rows held in GCC/Clang vector
  * types, so the straight-line body is vectorised across rows; a short tail
- * is zero-padded into one extra block.  OpenMP splits blocks over threads.
+ * is zero-padded into one extra block.  OpenMP splits blocks over threads
+ * (dynamically, so a busy core does not hold the others back); batches under
+ * 256 rows stay on the calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
 #include <string.h>
@@ -41,7 +43,7 @@ static int resolve_threads(int requested) {
 #define LOAD_F64(p, width, k) ((vec_f64){ (p)[k], (p)[(width) + (k)], (p)[2 * (width) + (k)], (p)[3 * (width) + (k)], (p)[4 * (width) + (k)], (p)[5 * (width) + (k)], (p)[6 * (width) + (k)], (p)[7 * (width) + (k)] })
 
 
-/* forward: invariants I(x) (float; 385 flops per row) */
+/* forward: invariants I(x) (float; 376 flops per row) */
 static void forward_block_f32(const float *restrict x, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -77,17 +79,17 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v t13 = t0*t3 + 2*t1*x6 + 2*t2*x8 + x11*x4 + 2*x13*x5 + x15*x7;
     const real_v t14 = t11*x1 + t12*x2 + t13*x3;
     const real_v t15 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t16 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t17 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t16 = x5*(x4 + x7) + x6*x8;
+    const real_v t17 = x5*x8 + x6*(t0 + x4);
     const real_v t18 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t19 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t19 = x5*x6 + x8*(t0 + x7);
     const real_v t20 = t0*t0 + x6*x6 + x8*x8;
     const real_v t21 = t0*t20 + t15*x4 + 2*t16*x5 + 2*t17*x6 + t18*x7 + 2*t19*x8;
     const real_v t22 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t23 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t24 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t23 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t24 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t25 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t26 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t26 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t27 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t28 = t0*t27 + t22*x4 + 2*t23*x5 + 2*t24*x6 + t25*x7 + 2*t26*x8;
     const real_v t29 = t7*x4 + t8*x5 + t9*x6;
@@ -143,7 +145,7 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f32(x + row * 16, out + row * 13);
@@ -161,7 +163,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return n;
 }
 
-/* forward: invariants I(x) (double; 385 flops per row) */
+/* forward: invariants I(x) (double; 376 flops per row) */
 static void forward_block_f64(const double *restrict x, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -197,17 +199,17 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v t13 = t0*t3 + 2*t1*x6 + 2*t2*x8 + x11*x4 + 2*x13*x5 + x15*x7;
     const real_v t14 = t11*x1 + t12*x2 + t13*x3;
     const real_v t15 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t16 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t17 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t16 = x5*(x4 + x7) + x6*x8;
+    const real_v t17 = x5*x8 + x6*(t0 + x4);
     const real_v t18 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t19 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t19 = x5*x6 + x8*(t0 + x7);
     const real_v t20 = t0*t0 + x6*x6 + x8*x8;
     const real_v t21 = t0*t20 + t15*x4 + 2*t16*x5 + 2*t17*x6 + t18*x7 + 2*t19*x8;
     const real_v t22 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t23 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t24 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t23 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t24 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t25 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t26 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t26 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t27 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t28 = t0*t27 + t22*x4 + 2*t23*x5 + 2*t24*x6 + t25*x7 + 2*t26*x8;
     const real_v t29 = t7*x4 + t8*x5 + t9*x6;
@@ -263,7 +265,7 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f64(x + row * 16, out + row * 13);
@@ -281,7 +283,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return n;
 }
 
-/* vjp: g . dI/dx (float; 986 flops per row) */
+/* vjp: g . dI/dx (float; 941 flops per row) */
 static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -324,16 +326,16 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v t12 = t0*t2 + x10*x4 + 2*x12*x5 + 2*x13*x6 + x14*x7 + 2*x15*x8;
     const real_v t13 = t0*t3 + 2*t1*x6 + 2*t2*x8 + x11*x4 + 2*x13*x5 + x15*x7;
     const real_v t15 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t16 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t17 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t16 = x5*(x4 + x7) + x6*x8;
+    const real_v t17 = x5*x8 + x6*(t0 + x4);
     const real_v t18 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t19 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t19 = x5*x6 + x8*(t0 + x7);
     const real_v t20 = t0*t0 + x6*x6 + x8*x8;
     const real_v t22 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t23 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t24 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t23 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t24 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t25 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t26 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t26 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t27 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t29 = t7*x4 + t8*x5 + t9*x6;
     const real_v t30 = t7*x5 + t8*x7 + t9*x8;
@@ -372,52 +374,55 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v t68 = 2*g7*x5;
     const real_v t69 = g7*x4;
     const real_v t70 = g6*t0 + t1*t51 + t2*t50 + t3*t49;
-    const real_v t71 = 2*g6*x8 + 2*t2*t49 + 2*t50*x15 + 2*t51*x13;
-    const real_v t72 = g6*x7 + t49*x15 + t50*x14 + t51*x12;
-    const real_v t73 = 2*g6*x6 + 2*t1*t49 + 2*t50*x13 + 2*t51*x11;
-    const real_v t74 = 2*g6*x5 + 2*t49*x13 + 2*t50*x12 + 2*t51*x10;
-    const real_v t75 = g6*x4 + t49*x11 + t50*x10 + t51*x9;
-    const real_v t76 = 2*g11*t13 + g5*x3 + g9*t9;
-    const real_v t77 = 2*g11*t12 + g5*x2 + g9*t8;
-    const real_v t78 = 2*g11*t11 + g5*x1 + g9*t7;
-    const real_v t79 = g4*x3 + g9*t13 + t0*t61 + t62*x8 + t63*x6;
-    const real_v t80 = g4*x2 + g9*t12 + t61*x8 + t62*x7 + t63*x5;
-    const real_v t81 = g4*x1 + g9*t11 + t61*x6 + t62*x5 + t63*x4;
-    const real_v t82 = 2*g3*t3 + t0*t76 + t1*t67 + t2*t65 + t20*t49 + 2*t3*t64 + t55*x3;
-    const real_v t83 = 6*g3*t2 + t0*t77 + t1*t68 + 2*t19*t49 + 4*t2*t64 + 2*t2*t66 + t20*t50 + t55*x2 + t56*x3 + t65*(t3 + 2*x15) + 2*t67*x13 + 2*t76*x8;
-    const real_v t84 = 6*g3*t1 + t0*t78 + 4*t1*t64 + 2*t1*t69 + 2*t17*t49 + t2*t68 + t20*t51 + t55*x1 + t58*x3 + 2*t65*x13 + t67*(t3 + 2*x11) + 2*t76*x6;
-    const real_v t85 = 2*g2*t0 + g6*t20 + g7*t27 + 2*t0*t70 + t1*t78 + t2*t77 + t3*t76 + t61*t9 + t71*x8 + t73*x6 + t79*x3;
-    const real_v t86 = 2*g1*x1 + g10*t40 + g12*t45 + g4*t7 + g5*t11 + g8*t29 + t1*t55 + t34*t54 + t35*t53 + t36*t52 + t56*x13 + t57*x12 + t58*x11 + t59*x10 + t60*x9 + t79*x6 + t80*x5 + t81*x4;
-    const real_v t87 = 2*g1*x2 + g10*t41 + g12*t46 + g4*t8 + g5*t12 + g8*t30 + t2*t55 + t35*t54 + t37*t53 + t38*t52 + t56*x15 + t57*x14 + t58*x13 + t59*x12 + t60*x10 + t79*x8 + t80*x7 + t81*x5;
-    const real_v t88 = 2*g1*x3 + g10*t42 + g12*t47 + g4*t9 + g5*t13 + g8*t31 + t0*t79 + t1*t58 + t2*t56 + t3*t55 + t36*t54 + t38*t53 + t39*t52 + t57*x15 + t59*x13 + t60*x11 + t80*x8 + t81*x6;
-    const real_v t89 = 2*g2*x4 + g6*t15 + g7*t22 + t63*t7 + t73*x6 + t74*x5 + 2*t75*x4 + t76*x11 + t77*x10 + t78*x9 + t81*x1 - t85;
-    const real_v t90 = 4*g2*x5 + 2*g6*t16 + 2*g7*t23 + t62*t7 + t63*t8 + t71*x6 + 2*t72*x5 + t73*x8 + t74*(x4 + x7) + 2*t75*x5 + 2*t76*x13 + 2*t77*x12 + 2*t78*x10 + t80*x1 + t81*x2;
-    const real_v t91 = 4*g2*x6 + 2*g6*t17 + 2*g7*t24 + 2*t1*t76 + t61*t7 + t63*t9 + 2*t70*x6 + t71*x5 + t73*(t0 + x4) + t74*x8 + 2*t75*x6 + 2*t77*x13 + 2*t78*x11 + t79*x1 + t81*x3;
-    const real_v t92 = 2*g2*x7 + g6*t18 + g7*t25 + t62*t8 + t71*x8 + 2*t72*x7 + t74*x5 + t76*x15 + t77*x14 + t78*x12 + t80*x2 - t85;
-    const real_v t93 = 4*g2*x8 + 2*g6*t19 + 2*g7*t26 + 2*t2*t76 + t61*t8 + t62*t9 + 2*t70*x8 + t71*(t0 + x7) + 2*t72*x8 + t73*x5 + t74*x6 + 2*t77*x15 + 2*t78*x13 + t79*x2 + t80*x3;
-    const real_v t94 = 2*g3*x9 + t15*t51 + t60*x1 + t67*x11 + t68*x10 + 2*t69*x9 + t78*x4 - t84;
-    const real_v t95 = 6*g3*x10 + t15*t50 + 2*t16*t51 + t59*x1 + t60*x2 + t65*x11 + 2*t66*x10 + 2*t67*x13 + t68*(2*x12 + x9) + 4*t69*x10 + t77*x4 + 2*t78*x5 - t83;
-    const real_v t96 = 6*g3*x11 + t15*t49 + 2*t17*t51 + t58*x1 + t60*x3 + 2*t64*x11 + t65*x10 + t67*(2*t1 + x9) + 2*t68*x13 + 4*t69*x11 + t76*x4 + 2*t78*x6 - t82;
-    const real_v t97 = 6*g3*x12 + 2*t16*t50 + t18*t51 + t57*x1 + t59*x2 + 2*t65*x13 + 4*t66*x12 + t67*x15 + t68*(2*x10 + x14) + 2*t69*x12 + 2*t77*x5 + t78*x7 - t84;
-    const real_v t98 = 12*g3*x13 + 2*t16*t49 + 2*t17*t50 + 2*t19*t51 + t56*x1 + t58*x2 + t59*x3 + 4*t64*x13 + t65*(2*t1 + 2*x12) + 4*t66*x13 + t67*(2*t2 + 2*x10) + t68*(2*x11 + 2*x15) + 4*t69*x13 + 2*t76*x5 + 2*t77*x6 + 2*t78*x8;
-    const real_v t99 = 2*g3*x14 + t18*t50 + t57*x2 + t65*x15 + 2*t66*x14 + t68*x12 + t77*x7 - t83;
-    const real_v t100 = 6*g3*x15 + t18*t49 + 2*t19*t50 + t56*x2 + t57*x3 + 2*t64*x15 + t65*(2*t2 + x14) + 4*t66*x15 + t67*x12 + 2*t68*x13 + t76*x7 + 2*t77*x8 - t82;
+    const real_v t71 = g6*x8 + t2*t49 + t50*x15 + t51*x13;
+    const real_v t72 = 2*t71;
+    const real_v t73 = g6*x7 + t49*x15 + t50*x14 + t51*x12;
+    const real_v t74 = g6*x6 + t1*t49 + t50*x13 + t51*x11;
+    const real_v t75 = 2*t74;
+    const real_v t76 = g6*x5 + t49*x13 + t50*x12 + t51*x10;
+    const real_v t77 = 2*t76;
+    const real_v t78 = g6*x4 + t49*x11 + t50*x10 + t51*x9;
+    const real_v t79 = 2*g11*t13 + g5*x3 + g9*t9;
+    const real_v t80 = 2*g11*t12 + g5*x2 + g9*t8;
+    const real_v t81 = 2*g11*t11 + g5*x1 + g9*t7;
+    const real_v t82 = g4*x3 + g9*t13 + t0*t61 + t62*x8 + t63*x6;
+    const real_v t83 = g4*x2 + g9*t12 + t61*x8 + t62*x7 + t63*x5;
+    const real_v t84 = g4*x1 + g9*t11 + t61*x6 + t62*x5 + t63*x4;
+    const real_v t85 = t0*t79 + t1*t67 + t2*t65 + t20*t49 + t3*(2*g3 + 2*t64) + t55*x3;
+    const real_v t86 = t0*t80 + t1*t68 + 2*t19*t49 + t2*(6*g3 + 4*t64 + 2*t66) + t20*t50 + t55*x2 + t56*x3 + t65*(t3 + 2*x15) + 2*t67*x13 + 2*t79*x8;
+    const real_v t87 = t0*t81 + t1*(6*g3 + 4*t64 + 2*t69) + 2*t17*t49 + t2*t68 + t20*t51 + t55*x1 + t58*x3 + 2*t65*x13 + t67*(t3 + 2*x11) + 2*t79*x6;
+    const real_v t88 = g6*t20 + g7*t27 + t0*(2*g2 + 2*t70) + t1*t81 + t2*t80 + t3*t79 + t61*t9 + t72*x8 + t75*x6 + t82*x3;
+    const real_v t89 = 2*g1*x1 + g10*t40 + g12*t45 + g4*t7 + g5*t11 + g8*t29 + t1*t55 + t34*t54 + t35*t53 + t36*t52 + t56*x13 + t57*x12 + t58*x11 + t59*x10 + t60*x9 + t82*x6 + t83*x5 + t84*x4;
+    const real_v t90 = 2*g1*x2 + g10*t41 + g12*t46 + g4*t8 + g5*t12 + g8*t30 + t2*t55 + t35*t54 + t37*t53 + t38*t52 + t56*x15 + t57*x14 + t58*x13 + t59*x12 + t60*x10 + t82*x8 + t83*x7 + t84*x5;
+    const real_v t91 = 2*g1*x3 + g10*t42 + g12*t47 + g4*t9 + g5*t13 + g8*t31 + t0*t82 + t1*t58 + t2*t56 + t3*t55 + t36*t54 + t38*t53 + t39*t52 + t57*x15 + t59*x13 + t60*x11 + t83*x8 + t84*x6;
+    const real_v t92 = g6*t15 + g7*t22 + t63*t7 + t75*x6 + t77*x5 + t79*x11 + t80*x10 + t81*x9 + t84*x1 - t88 + x4*(2*g2 + 2*t78);
+    const real_v t93 = 2*g6*t16 + 2*g7*t23 + t62*t7 + t63*t8 + t72*x6 + t75*x8 + t77*(x4 + x7) + 2*t79*x13 + 2*t80*x12 + 2*t81*x10 + t83*x1 + t84*x2 + x5*(4*g2 + 2*t73 + 2*t78);
+    const real_v t94 = 2*g6*t17 + 2*g7*t24 + 2*t1*t79 + t61*t7 + t63*t9 + t72*x5 + t75*(t0 + x4) + t77*x8 + 2*t80*x13 + 2*t81*x11 + t82*x1 + t84*x3 + x6*(4*g2 + 2*t70 + 2*t78);
+    const real_v t95 = g6*t18 + g7*t25 + t62*t8 + t72*x8 + t77*x5 + t79*x15 + t80*x14 + t81*x12 + t83*x2 - t88 + x7*(2*g2 + 2*t73);
+    const real_v t96 = 2*g6*t19 + 2*g7*t26 + 2*t2*t79 + t61*t8 + t62*t9 + t72*(t0 + x7) + t75*x5 + t77*x6 + 2*t80*x15 + 2*t81*x13 + t82*x2 + t83*x3 + x8*(4*g2 + 2*t70 + 2*t73);
+    const real_v t97 = t15*t51 + t60*x1 + t67*x11 + t68*x10 + t81*x4 - t87 + x9*(2*g3 + 2*t69);
+    const real_v t98 = t15*t50 + 2*t16*t51 + t59*x1 + t60*x2 + t65*x11 + 2*t67*x13 + t68*(2*x12 + x9) + t80*x4 + 2*t81*x5 - t86 + x10*(6*g3 + 2*t66 + 4*t69);
+    const real_v t99 = t15*t49 + 2*t17*t51 + t58*x1 + t60*x3 + t65*x10 + t67*(2*t1 + x9) + 2*t68*x13 + t79*x4 + 2*t81*x6 - t85 + x11*(6*g3 + 2*t64 + 4*t69);
+    const real_v t100 = 2*t16*t50 + t18*t51 + t57*x1 + t59*x2 + 2*t65*x13 + t67*x15 + t68*(2*x10 + x14) + 2*t80*x5 + t81*x7 - t87 + x12*(6*g3 + 4*t66 + 2*t69);
+    const real_v t101 = 2*t16*t49 + 2*t17*t50 + 2*t19*t51 + t56*x1 + t58*x2 + t59*x3 + t65*(2*t1 + 2*x12) + t67*(2*t2 + 2*x10) + t68*(2*x11 + 2*x15) + 2*t79*x5 + 2*t80*x6 + 2*t81*x8 + x13*(12*g3 + 4*t64 + 4*t66 + 4*t69);
+    const real_v t102 = t18*t50 + t57*x2 + t65*x15 + t68*x12 + t80*x7 - t86 + x14*(2*g3 + 2*t66);
+    const real_v t103 = t18*t49 + 2*t19*t50 + t56*x2 + t57*x3 + t65*(2*t2 + x14) + t67*x12 + 2*t68*x13 + t79*x7 + 2*t80*x8 - t85 + x15*(6*g3 + 2*t64 + 4*t66);
     const real_v out0 = g0;
-    const real_v out1 = t86;
-    const real_v out2 = t87;
-    const real_v out3 = t88;
-    const real_v out4 = t89;
-    const real_v out5 = t90;
-    const real_v out6 = t91;
-    const real_v out7 = t92;
-    const real_v out8 = t93;
-    const real_v out9 = t94;
-    const real_v out10 = t95;
-    const real_v out11 = t96;
-    const real_v out12 = t97;
-    const real_v out13 = t98;
-    const real_v out14 = t99;
-    const real_v out15 = t100;
+    const real_v out1 = t89;
+    const real_v out2 = t90;
+    const real_v out3 = t91;
+    const real_v out4 = t92;
+    const real_v out5 = t93;
+    const real_v out6 = t94;
+    const real_v out7 = t95;
+    const real_v out8 = t96;
+    const real_v out9 = t97;
+    const real_v out10 = t98;
+    const real_v out11 = t99;
+    const real_v out12 = t100;
+    const real_v out13 = t101;
+    const real_v out14 = t102;
+    const real_v out15 = t103;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 16 + 0] = out0[lane];
         out[lane * 16 + 1] = out1[lane];
@@ -441,7 +446,7 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f32(x + row * 16, g + row * 13, out + row * 16);
@@ -462,7 +467,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return n;
 }
 
-/* vjp: g . dI/dx (double; 986 flops per row) */
+/* vjp: g . dI/dx (double; 941 flops per row) */
 static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -505,16 +510,16 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v t12 = t0*t2 + x10*x4 + 2*x12*x5 + 2*x13*x6 + x14*x7 + 2*x15*x8;
     const real_v t13 = t0*t3 + 2*t1*x6 + 2*t2*x8 + x11*x4 + 2*x13*x5 + x15*x7;
     const real_v t15 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t16 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t17 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t16 = x5*(x4 + x7) + x6*x8;
+    const real_v t17 = x5*x8 + x6*(t0 + x4);
     const real_v t18 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t19 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t19 = x5*x6 + x8*(t0 + x7);
     const real_v t20 = t0*t0 + x6*x6 + x8*x8;
     const real_v t22 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t23 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t24 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t23 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t24 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t25 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t26 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t26 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t27 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t29 = t7*x4 + t8*x5 + t9*x6;
     const real_v t30 = t7*x5 + t8*x7 + t9*x8;
@@ -553,52 +558,55 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v t68 = 2*g7*x5;
     const real_v t69 = g7*x4;
     const real_v t70 = g6*t0 + t1*t51 + t2*t50 + t3*t49;
-    const real_v t71 = 2*g6*x8 + 2*t2*t49 + 2*t50*x15 + 2*t51*x13;
-    const real_v t72 = g6*x7 + t49*x15 + t50*x14 + t51*x12;
-    const real_v t73 = 2*g6*x6 + 2*t1*t49 + 2*t50*x13 + 2*t51*x11;
-    const real_v t74 = 2*g6*x5 + 2*t49*x13 + 2*t50*x12 + 2*t51*x10;
-    const real_v t75 = g6*x4 + t49*x11 + t50*x10 + t51*x9;
-    const real_v t76 = 2*g11*t13 + g5*x3 + g9*t9;
-    const real_v t77 = 2*g11*t12 + g5*x2 + g9*t8;
-    const real_v t78 = 2*g11*t11 + g5*x1 + g9*t7;
-    const real_v t79 = g4*x3 + g9*t13 + t0*t61 + t62*x8 + t63*x6;
-    const real_v t80 = g4*x2 + g9*t12 + t61*x8 + t62*x7 + t63*x5;
-    const real_v t81 = g4*x1 + g9*t11 + t61*x6 + t62*x5 + t63*x4;
-    const real_v t82 = 2*g3*t3 + t0*t76 + t1*t67 + t2*t65 + t20*t49 + 2*t3*t64 + t55*x3;
-    const real_v t83 = 6*g3*t2 + t0*t77 + t1*t68 + 2*t19*t49 + 4*t2*t64 + 2*t2*t66 + t20*t50 + t55*x2 + t56*x3 + t65*(t3 + 2*x15) + 2*t67*x13 + 2*t76*x8;
-    const real_v t84 = 6*g3*t1 + t0*t78 + 4*t1*t64 + 2*t1*t69 + 2*t17*t49 + t2*t68 + t20*t51 + t55*x1 + t58*x3 + 2*t65*x13 + t67*(t3 + 2*x11) + 2*t76*x6;
-    const real_v t85 = 2*g2*t0 + g6*t20 + g7*t27 + 2*t0*t70 + t1*t78 + t2*t77 + t3*t76 + t61*t9 + t71*x8 + t73*x6 + t79*x3;
-    const real_v t86 = 2*g1*x1 + g10*t40 + g12*t45 + g4*t7 + g5*t11 + g8*t29 + t1*t55 + t34*t54 + t35*t53 + t36*t52 + t56*x13 + t57*x12 + t58*x11 + t59*x10 + t60*x9 + t79*x6 + t80*x5 + t81*x4;
-    const real_v t87 = 2*g1*x2 + g10*t41 + g12*t46 + g4*t8 + g5*t12 + g8*t30 + t2*t55 + t35*t54 + t37*t53 + t38*t52 + t56*x15 + t57*x14 + t58*x13 + t59*x12 + t60*x10 + t79*x8 + t80*x7 + t81*x5;
-    const real_v t88 = 2*g1*x3 + g10*t42 + g12*t47 + g4*t9 + g5*t13 + g8*t31 + t0*t79 + t1*t58 + t2*t56 + t3*t55 + t36*t54 + t38*t53 + t39*t52 + t57*x15 + t59*x13 + t60*x11 + t80*x8 + t81*x6;
-    const real_v t89 = 2*g2*x4 + g6*t15 + g7*t22 + t63*t7 + t73*x6 + t74*x5 + 2*t75*x4 + t76*x11 + t77*x10 + t78*x9 + t81*x1 - t85;
-    const real_v t90 = 4*g2*x5 + 2*g6*t16 + 2*g7*t23 + t62*t7 + t63*t8 + t71*x6 + 2*t72*x5 + t73*x8 + t74*(x4 + x7) + 2*t75*x5 + 2*t76*x13 + 2*t77*x12 + 2*t78*x10 + t80*x1 + t81*x2;
-    const real_v t91 = 4*g2*x6 + 2*g6*t17 + 2*g7*t24 + 2*t1*t76 + t61*t7 + t63*t9 + 2*t70*x6 + t71*x5 + t73*(t0 + x4) + t74*x8 + 2*t75*x6 + 2*t77*x13 + 2*t78*x11 + t79*x1 + t81*x3;
-    const real_v t92 = 2*g2*x7 + g6*t18 + g7*t25 + t62*t8 + t71*x8 + 2*t72*x7 + t74*x5 + t76*x15 + t77*x14 + t78*x12 + t80*x2 - t85;
-    const real_v t93 = 4*g2*x8 + 2*g6*t19 + 2*g7*t26 + 2*t2*t76 + t61*t8 + t62*t9 + 2*t70*x8 + t71*(t0 + x7) + 2*t72*x8 + t73*x5 + t74*x6 + 2*t77*x15 + 2*t78*x13 + t79*x2 + t80*x3;
-    const real_v t94 = 2*g3*x9 + t15*t51 + t60*x1 + t67*x11 + t68*x10 + 2*t69*x9 + t78*x4 - t84;
-    const real_v t95 = 6*g3*x10 + t15*t50 + 2*t16*t51 + t59*x1 + t60*x2 + t65*x11 + 2*t66*x10 + 2*t67*x13 + t68*(2*x12 + x9) + 4*t69*x10 + t77*x4 + 2*t78*x5 - t83;
-    const real_v t96 = 6*g3*x11 + t15*t49 + 2*t17*t51 + t58*x1 + t60*x3 + 2*t64*x11 + t65*x10 + t67*(2*t1 + x9) + 2*t68*x13 + 4*t69*x11 + t76*x4 + 2*t78*x6 - t82;
-    const real_v t97 = 6*g3*x12 + 2*t16*t50 + t18*t51 + t57*x1 + t59*x2 + 2*t65*x13 + 4*t66*x12 + t67*x15 + t68*(2*x10 + x14) + 2*t69*x12 + 2*t77*x5 + t78*x7 - t84;
-    const real_v t98 = 12*g3*x13 + 2*t16*t49 + 2*t17*t50 + 2*t19*t51 + t56*x1 + t58*x2 + t59*x3 + 4*t64*x13 + t65*(2*t1 + 2*x12) + 4*t66*x13 + t67*(2*t2 + 2*x10) + t68*(2*x11 + 2*x15) + 4*t69*x13 + 2*t76*x5 + 2*t77*x6 + 2*t78*x8;
-    const real_v t99 = 2*g3*x14 + t18*t50 + t57*x2 + t65*x15 + 2*t66*x14 + t68*x12 + t77*x7 - t83;
-    const real_v t100 = 6*g3*x15 + t18*t49 + 2*t19*t50 + t56*x2 + t57*x3 + 2*t64*x15 + t65*(2*t2 + x14) + 4*t66*x15 + t67*x12 + 2*t68*x13 + t76*x7 + 2*t77*x8 - t82;
+    const real_v t71 = g6*x8 + t2*t49 + t50*x15 + t51*x13;
+    const real_v t72 = 2*t71;
+    const real_v t73 = g6*x7 + t49*x15 + t50*x14 + t51*x12;
+    const real_v t74 = g6*x6 + t1*t49 + t50*x13 + t51*x11;
+    const real_v t75 = 2*t74;
+    const real_v t76 = g6*x5 + t49*x13 + t50*x12 + t51*x10;
+    const real_v t77 = 2*t76;
+    const real_v t78 = g6*x4 + t49*x11 + t50*x10 + t51*x9;
+    const real_v t79 = 2*g11*t13 + g5*x3 + g9*t9;
+    const real_v t80 = 2*g11*t12 + g5*x2 + g9*t8;
+    const real_v t81 = 2*g11*t11 + g5*x1 + g9*t7;
+    const real_v t82 = g4*x3 + g9*t13 + t0*t61 + t62*x8 + t63*x6;
+    const real_v t83 = g4*x2 + g9*t12 + t61*x8 + t62*x7 + t63*x5;
+    const real_v t84 = g4*x1 + g9*t11 + t61*x6 + t62*x5 + t63*x4;
+    const real_v t85 = t0*t79 + t1*t67 + t2*t65 + t20*t49 + t3*(2*g3 + 2*t64) + t55*x3;
+    const real_v t86 = t0*t80 + t1*t68 + 2*t19*t49 + t2*(6*g3 + 4*t64 + 2*t66) + t20*t50 + t55*x2 + t56*x3 + t65*(t3 + 2*x15) + 2*t67*x13 + 2*t79*x8;
+    const real_v t87 = t0*t81 + t1*(6*g3 + 4*t64 + 2*t69) + 2*t17*t49 + t2*t68 + t20*t51 + t55*x1 + t58*x3 + 2*t65*x13 + t67*(t3 + 2*x11) + 2*t79*x6;
+    const real_v t88 = g6*t20 + g7*t27 + t0*(2*g2 + 2*t70) + t1*t81 + t2*t80 + t3*t79 + t61*t9 + t72*x8 + t75*x6 + t82*x3;
+    const real_v t89 = 2*g1*x1 + g10*t40 + g12*t45 + g4*t7 + g5*t11 + g8*t29 + t1*t55 + t34*t54 + t35*t53 + t36*t52 + t56*x13 + t57*x12 + t58*x11 + t59*x10 + t60*x9 + t82*x6 + t83*x5 + t84*x4;
+    const real_v t90 = 2*g1*x2 + g10*t41 + g12*t46 + g4*t8 + g5*t12 + g8*t30 + t2*t55 + t35*t54 + t37*t53 + t38*t52 + t56*x15 + t57*x14 + t58*x13 + t59*x12 + t60*x10 + t82*x8 + t83*x7 + t84*x5;
+    const real_v t91 = 2*g1*x3 + g10*t42 + g12*t47 + g4*t9 + g5*t13 + g8*t31 + t0*t82 + t1*t58 + t2*t56 + t3*t55 + t36*t54 + t38*t53 + t39*t52 + t57*x15 + t59*x13 + t60*x11 + t83*x8 + t84*x6;
+    const real_v t92 = g6*t15 + g7*t22 + t63*t7 + t75*x6 + t77*x5 + t79*x11 + t80*x10 + t81*x9 + t84*x1 - t88 + x4*(2*g2 + 2*t78);
+    const real_v t93 = 2*g6*t16 + 2*g7*t23 + t62*t7 + t63*t8 + t72*x6 + t75*x8 + t77*(x4 + x7) + 2*t79*x13 + 2*t80*x12 + 2*t81*x10 + t83*x1 + t84*x2 + x5*(4*g2 + 2*t73 + 2*t78);
+    const real_v t94 = 2*g6*t17 + 2*g7*t24 + 2*t1*t79 + t61*t7 + t63*t9 + t72*x5 + t75*(t0 + x4) + t77*x8 + 2*t80*x13 + 2*t81*x11 + t82*x1 + t84*x3 + x6*(4*g2 + 2*t70 + 2*t78);
+    const real_v t95 = g6*t18 + g7*t25 + t62*t8 + t72*x8 + t77*x5 + t79*x15 + t80*x14 + t81*x12 + t83*x2 - t88 + x7*(2*g2 + 2*t73);
+    const real_v t96 = 2*g6*t19 + 2*g7*t26 + 2*t2*t79 + t61*t8 + t62*t9 + t72*(t0 + x7) + t75*x5 + t77*x6 + 2*t80*x15 + 2*t81*x13 + t82*x2 + t83*x3 + x8*(4*g2 + 2*t70 + 2*t73);
+    const real_v t97 = t15*t51 + t60*x1 + t67*x11 + t68*x10 + t81*x4 - t87 + x9*(2*g3 + 2*t69);
+    const real_v t98 = t15*t50 + 2*t16*t51 + t59*x1 + t60*x2 + t65*x11 + 2*t67*x13 + t68*(2*x12 + x9) + t80*x4 + 2*t81*x5 - t86 + x10*(6*g3 + 2*t66 + 4*t69);
+    const real_v t99 = t15*t49 + 2*t17*t51 + t58*x1 + t60*x3 + t65*x10 + t67*(2*t1 + x9) + 2*t68*x13 + t79*x4 + 2*t81*x6 - t85 + x11*(6*g3 + 2*t64 + 4*t69);
+    const real_v t100 = 2*t16*t50 + t18*t51 + t57*x1 + t59*x2 + 2*t65*x13 + t67*x15 + t68*(2*x10 + x14) + 2*t80*x5 + t81*x7 - t87 + x12*(6*g3 + 4*t66 + 2*t69);
+    const real_v t101 = 2*t16*t49 + 2*t17*t50 + 2*t19*t51 + t56*x1 + t58*x2 + t59*x3 + t65*(2*t1 + 2*x12) + t67*(2*t2 + 2*x10) + t68*(2*x11 + 2*x15) + 2*t79*x5 + 2*t80*x6 + 2*t81*x8 + x13*(12*g3 + 4*t64 + 4*t66 + 4*t69);
+    const real_v t102 = t18*t50 + t57*x2 + t65*x15 + t68*x12 + t80*x7 - t86 + x14*(2*g3 + 2*t66);
+    const real_v t103 = t18*t49 + 2*t19*t50 + t56*x2 + t57*x3 + t65*(2*t2 + x14) + t67*x12 + 2*t68*x13 + t79*x7 + 2*t80*x8 - t85 + x15*(6*g3 + 2*t64 + 4*t66);
     const real_v out0 = g0;
-    const real_v out1 = t86;
-    const real_v out2 = t87;
-    const real_v out3 = t88;
-    const real_v out4 = t89;
-    const real_v out5 = t90;
-    const real_v out6 = t91;
-    const real_v out7 = t92;
-    const real_v out8 = t93;
-    const real_v out9 = t94;
-    const real_v out10 = t95;
-    const real_v out11 = t96;
-    const real_v out12 = t97;
-    const real_v out13 = t98;
-    const real_v out14 = t99;
-    const real_v out15 = t100;
+    const real_v out1 = t89;
+    const real_v out2 = t90;
+    const real_v out3 = t91;
+    const real_v out4 = t92;
+    const real_v out5 = t93;
+    const real_v out6 = t94;
+    const real_v out7 = t95;
+    const real_v out8 = t96;
+    const real_v out9 = t97;
+    const real_v out10 = t98;
+    const real_v out11 = t99;
+    const real_v out12 = t100;
+    const real_v out13 = t101;
+    const real_v out14 = t102;
+    const real_v out15 = t103;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 16 + 0] = out0[lane];
         out[lane * 16 + 1] = out1[lane];
@@ -622,7 +630,7 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f64(x + row * 16, g + row * 13, out + row * 16);
@@ -643,7 +651,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return n;
 }
 
-/* jvp: dI/dx . u (float; 989 flops per row) */
+/* jvp: dI/dx . u (float; 954 flops per row) */
 static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -689,16 +697,16 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v t12 = t0*t2 + x10*x4 + 2*x12*x5 + 2*x13*x6 + x14*x7 + 2*x15*x8;
     const real_v t13 = t0*t3 + 2*t1*x6 + 2*t2*x8 + x11*x4 + 2*x13*x5 + x15*x7;
     const real_v t15 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t16 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t17 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t16 = x5*(x4 + x7) + x6*x8;
+    const real_v t17 = x5*x8 + x6*(t0 + x4);
     const real_v t18 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t19 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t19 = x5*x6 + x8*(t0 + x7);
     const real_v t20 = t0*t0 + x6*x6 + x8*x8;
     const real_v t22 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t23 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t24 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t23 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t24 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t25 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t26 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t26 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t27 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t29 = t7*x4 + t8*x5 + t9*x6;
     const real_v t30 = t7*x5 + t8*x7 + t9*x8;
@@ -719,64 +727,74 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v t50 = -u12 - u9;
     const real_v t51 = -u10 - u14;
     const real_v t52 = -u11 - u15;
-    const real_v t53 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_v t54 = 2*t0*t49 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
-    const real_v t55 = 6*t1*t50 + 6*t2*t51 + 2*t3*t52 + 6*u10*x10 + 6*u11*x11 + 6*u12*x12 + 12*u13*x13 + 2*u14*x14 + 6*u15*x15 + 2*u9*x9;
-    const real_v t56 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
-    const real_v t57 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
-    const real_v t58 = t0*u3 + t49*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
-    const real_v t59 = t56*x1 + t57*x2 + t58*x3 + t7*u1 + t8*u2 + t9*u3;
-    const real_v t60 = t0*t50 + t1*t49 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
-    const real_v t61 = t0*t51 + t2*t49 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
-    const real_v t62 = t0*t52 + 2*t1*u6 + 2*t2*u8 + t3*t49 + 2*t50*x6 + 2*t51*x8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
-    const real_v t63 = t11*u1 + t12*u2 + t13*u3 + t60*x1 + t61*x2 + t62*x3;
-    const real_v t64 = 2*u4*x4 + 2*u5*x5 + 2*u6*x6;
-    const real_v t65 = u4*x5 + u5*(x4 + x7) + u6*x8 + u7*x5 + u8*x6;
-    const real_v t66 = t49*x6 + u4*x6 + u5*x8 + u6*(t0 + x4) + u8*x5;
-    const real_v t67 = 2*u5*x5 + 2*u7*x7 + 2*u8*x8;
-    const real_v t68 = t49*x8 + u5*x6 + u6*x5 + u7*x8 + u8*(t0 + x7);
-    const real_v t69 = 2*t0*t49 + 2*u6*x6 + 2*u8*x8;
-    const real_v t70 = t0*t69 + t15*u4 + 2*t16*u5 + 2*t17*u6 + t18*u7 + 2*t19*u8 + t20*t49 + t64*x4 + 2*t65*x5 + 2*t66*x6 + t67*x7 + 2*t68*x8;
-    const real_v t71 = 2*t1*t50 + 4*u10*x10 + 4*u11*x11 + 2*u12*x12 + 4*u13*x13 + 2*u9*x9;
-    const real_v t72 = t1*t51 + t2*t50 + u10*(2*x12 + x9) + 2*u11*x13 + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + 2*u15*x13 + u9*x10;
-    const real_v t73 = t1*t52 + t50*(t3 + 2*x11) + 2*t51*x13 + 2*u10*x13 + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11;
-    const real_v t74 = 2*t2*t51 + 2*u10*x10 + 4*u12*x12 + 4*u13*x13 + 2*u14*x14 + 4*u15*x15;
-    const real_v t75 = t2*t52 + 2*t50*x13 + t51*(t3 + 2*x15) + u10*x11 + u11*x10 + 2*u12*x13 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14);
-    const real_v t76 = 4*t1*t50 + 4*t2*t51 + 2*t3*t52 + 2*u11*x11 + 4*u13*x13 + 2*u15*x15;
-    const real_v t77 = t0*t76 + t22*u4 + 2*t23*u5 + 2*t24*u6 + t25*u7 + 2*t26*u8 + t27*t49 + t71*x4 + 2*t72*x5 + 2*t73*x6 + t74*x7 + 2*t75*x8;
-    const real_v t78 = t56*x4 + t57*x5 + t58*x6 + t7*u4 + t8*u5 + t9*u6;
-    const real_v t79 = t56*x5 + t57*x7 + t58*x8 + t7*u5 + t8*u7 + t9*u8;
-    const real_v t80 = t0*t58 + t49*t9 + t56*x6 + t57*x8 + t7*u6 + t8*u8;
-    const real_v t81 = t29*u1 + t30*u2 + t31*u3 + t78*x1 + t79*x2 + t80*x3;
-    const real_v t82 = t11*t56 + t12*t57 + t13*t58 + t60*t7 + t61*t8 + t62*t9;
-    const real_v t83 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
-    const real_v t84 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
-    const real_v t85 = t1*u3 + t50*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
-    const real_v t86 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
-    const real_v t87 = t2*u3 + t51*x3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
-    const real_v t88 = t1*u1 + t2*u2 + t3*u3 + t50*x1 + t51*x2 + t52*x3;
-    const real_v t89 = t34*u1 + t35*u2 + t36*u3 + t83*x1 + t84*x2 + t85*x3;
-    const real_v t90 = t35*u1 + t37*u2 + t38*u3 + t84*x1 + t86*x2 + t87*x3;
-    const real_v t91 = t36*u1 + t38*u2 + t39*u3 + t85*x1 + t87*x2 + t88*x3;
-    const real_v t92 = t40*u1 + t41*u2 + t42*u3 + t89*x1 + t90*x2 + t91*x3;
-    const real_v t93 = 2*t11*t60 + 2*t12*t61 + 2*t13*t62;
-    const real_v t94 = t1*t69 + t15*u9 + 2*t16*u10 + 2*t17*u11 + t18*u12 + 2*t19*u13 + t20*t50 + t64*x9 + 2*t65*x10 + 2*t66*x11 + t67*x12 + 2*t68*x13;
-    const real_v t95 = t15*u10 + 2*t16*u12 + 2*t17*u13 + t18*u14 + 2*t19*u15 + t2*t69 + t20*t51 + t64*x10 + 2*t65*x12 + 2*t66*x13 + t67*x14 + 2*t68*x15;
-    const real_v t96 = 2*t1*t66 + t15*u11 + 2*t16*u13 + 2*t17*t50 + t18*u15 + 2*t19*t51 + 2*t2*t68 + t20*t52 + t3*t69 + t64*x11 + 2*t65*x13 + t67*x15;
-    const real_v t97 = t45*u1 + t46*u2 + t47*u3 + t94*x1 + t95*x2 + t96*x3;
+    const real_v t53 = u1*x1 + u2*x2 + u3*x3;
+    const real_v t54 = 2*t53;
+    const real_v t55 = t0*t49 + u4*x4 + 2*u5*x5 + 2*u6*x6 + u7*x7 + 2*u8*x8;
+    const real_v t56 = 2*t55;
+    const real_v t57 = 3*t1*t50 + 3*t2*t51 + t3*t52 + 3*u10*x10 + 3*u11*x11 + 3*u12*x12 + 6*u13*x13 + u14*x14 + 3*u15*x15 + u9*x9;
+    const real_v t58 = 2*t57;
+    const real_v t59 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
+    const real_v t60 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
+    const real_v t61 = t0*u3 + t49*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
+    const real_v t62 = t59*x1 + t60*x2 + t61*x3 + t7*u1 + t8*u2 + t9*u3;
+    const real_v t63 = t0*t50 + t1*t49 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
+    const real_v t64 = t0*t51 + t2*t49 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
+    const real_v t65 = t0*t52 + 2*t1*u6 + 2*t2*u8 + t3*t49 + 2*t50*x6 + 2*t51*x8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
+    const real_v t66 = t11*u1 + t12*u2 + t13*u3 + t63*x1 + t64*x2 + t65*x3;
+    const real_v t67 = u4*x4 + u5*x5 + u6*x6;
+    const real_v t68 = 2*t67;
+    const real_v t69 = u5*(x4 + x7) + u6*x8 + u8*x6 + x5*(u4 + u7);
+    const real_v t70 = u5*x8 + u6*(t0 + x4) + u8*x5 + x6*(t49 + u4);
+    const real_v t71 = u5*x5 + u7*x7 + u8*x8;
+    const real_v t72 = 2*t71;
+    const real_v t73 = u5*x6 + u6*x5 + u8*(t0 + x7) + x8*(t49 + u7);
+    const real_v t74 = t0*t49 + u6*x6 + u8*x8;
+    const real_v t75 = 2*t74;
+    const real_v t76 = t0*t75 + t15*u4 + 2*t16*u5 + 2*t17*u6 + t18*u7 + 2*t19*u8 + t20*t49 + t68*x4 + 2*t69*x5 + 2*t70*x6 + t72*x7 + 2*t73*x8;
+    const real_v t77 = t1*t50 + 2*u10*x10 + 2*u11*x11 + u12*x12 + 2*u13*x13 + u9*x9;
+    const real_v t78 = 2*t77;
+    const real_v t79 = t1*t51 + t2*t50 + u10*(2*x12 + x9) + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + u9*x10 + x13*(2*u11 + 2*u15);
+    const real_v t80 = t1*t52 + t50*(t3 + 2*x11) + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11 + x13*(2*t51 + 2*u10);
+    const real_v t81 = t2*t51 + u10*x10 + 2*u12*x12 + 2*u13*x13 + u14*x14 + 2*u15*x15;
+    const real_v t82 = 2*t81;
+    const real_v t83 = t2*t52 + t51*(t3 + 2*x15) + u10*x11 + u11*x10 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14) + x13*(2*t50 + 2*u12);
+    const real_v t84 = 2*t1*t50 + 2*t2*t51 + t3*t52 + u11*x11 + 2*u13*x13 + u15*x15;
+    const real_v t85 = 2*t84;
+    const real_v t86 = t0*t85 + t22*u4 + 2*t23*u5 + 2*t24*u6 + t25*u7 + 2*t26*u8 + t27*t49 + t78*x4 + 2*t79*x5 + 2*t80*x6 + t82*x7 + 2*t83*x8;
+    const real_v t87 = t59*x4 + t60*x5 + t61*x6 + t7*u4 + t8*u5 + t9*u6;
+    const real_v t88 = t59*x5 + t60*x7 + t61*x8 + t7*u5 + t8*u7 + t9*u8;
+    const real_v t89 = t0*t61 + t49*t9 + t59*x6 + t60*x8 + t7*u6 + t8*u8;
+    const real_v t90 = t29*u1 + t30*u2 + t31*u3 + t87*x1 + t88*x2 + t89*x3;
+    const real_v t91 = t11*t59 + t12*t60 + t13*t61 + t63*t7 + t64*t8 + t65*t9;
+    const real_v t92 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
+    const real_v t93 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
+    const real_v t94 = t1*u3 + t50*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
+    const real_v t95 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
+    const real_v t96 = t2*u3 + t51*x3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
+    const real_v t97 = t1*u1 + t2*u2 + t3*u3 + t50*x1 + t51*x2 + t52*x3;
+    const real_v t98 = t34*u1 + t35*u2 + t36*u3 + t92*x1 + t93*x2 + t94*x3;
+    const real_v t99 = t35*u1 + t37*u2 + t38*u3 + t93*x1 + t95*x2 + t96*x3;
+    const real_v t100 = t36*u1 + t38*u2 + t39*u3 + t94*x1 + t96*x2 + t97*x3;
+    const real_v t101 = t100*x3 + t40*u1 + t41*u2 + t42*u3 + t98*x1 + t99*x2;
+    const real_v t102 = t11*t63 + t12*t64 + t13*t65;
+    const real_v t103 = 2*t102;
+    const real_v t104 = t1*t75 + t15*u9 + 2*t16*u10 + 2*t17*u11 + t18*u12 + 2*t19*u13 + t20*t50 + t68*x9 + 2*t69*x10 + 2*t70*x11 + t72*x12 + 2*t73*x13;
+    const real_v t105 = t15*u10 + 2*t16*u12 + 2*t17*u13 + t18*u14 + 2*t19*u15 + t2*t75 + t20*t51 + t68*x10 + 2*t69*x12 + 2*t70*x13 + t72*x14 + 2*t73*x15;
+    const real_v t106 = 2*t1*t70 + t15*u11 + 2*t16*u13 + 2*t17*t50 + t18*u15 + 2*t19*t51 + 2*t2*t73 + t20*t52 + t3*t75 + t68*x11 + 2*t69*x13 + t72*x15;
+    const real_v t107 = t104*x1 + t105*x2 + t106*x3 + t45*u1 + t46*u2 + t47*u3;
     const real_v out0 = u0;
-    const real_v out1 = t53;
-    const real_v out2 = t54;
-    const real_v out3 = t55;
-    const real_v out4 = t59;
-    const real_v out5 = t63;
-    const real_v out6 = t70;
-    const real_v out7 = t77;
-    const real_v out8 = t81;
-    const real_v out9 = t82;
-    const real_v out10 = t92;
-    const real_v out11 = t93;
-    const real_v out12 = t97;
+    const real_v out1 = t54;
+    const real_v out2 = t56;
+    const real_v out3 = t58;
+    const real_v out4 = t62;
+    const real_v out5 = t66;
+    const real_v out6 = t76;
+    const real_v out7 = t86;
+    const real_v out8 = t90;
+    const real_v out9 = t91;
+    const real_v out10 = t101;
+    const real_v out11 = t103;
+    const real_v out12 = t107;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 13 + 0] = out0[lane];
         out[lane * 13 + 1] = out1[lane];
@@ -797,7 +815,7 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f32(x + row * 16, u + row * 16, out + row * 13);
@@ -818,7 +836,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return n;
 }
 
-/* jvp: dI/dx . u (double; 989 flops per row) */
+/* jvp: dI/dx . u (double; 954 flops per row) */
 static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -864,16 +882,16 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v t12 = t0*t2 + x10*x4 + 2*x12*x5 + 2*x13*x6 + x14*x7 + 2*x15*x8;
     const real_v t13 = t0*t3 + 2*t1*x6 + 2*t2*x8 + x11*x4 + 2*x13*x5 + x15*x7;
     const real_v t15 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t16 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t17 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t16 = x5*(x4 + x7) + x6*x8;
+    const real_v t17 = x5*x8 + x6*(t0 + x4);
     const real_v t18 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t19 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t19 = x5*x6 + x8*(t0 + x7);
     const real_v t20 = t0*t0 + x6*x6 + x8*x8;
     const real_v t22 = t1*t1 + 2*x10*x10 + 2*x11*x11 + x12*x12 + 2*x13*x13 + x9*x9;
-    const real_v t23 = t1*t2 + 2*x10*x12 + x10*x9 + 2*x11*x13 + x12*x14 + 2*x13*x15;
-    const real_v t24 = t1*t3 + 2*t1*x11 + 2*t2*x13 + 2*x10*x13 + x11*x9 + x12*x15;
+    const real_v t23 = t1*t2 + x10*(2*x12 + x9) + x12*x14 + x13*(2*x11 + 2*x15);
+    const real_v t24 = t1*t3 + x11*(2*t1 + x9) + x12*x15 + x13*(2*t2 + 2*x10);
     const real_v t25 = t2*t2 + x10*x10 + 2*x12*x12 + 2*x13*x13 + x14*x14 + 2*x15*x15;
-    const real_v t26 = 2*t1*x13 + t2*t3 + 2*t2*x15 + x10*x11 + 2*x12*x13 + x14*x15;
+    const real_v t26 = t2*t3 + x10*x11 + x13*(2*t1 + 2*x12) + x15*(2*t2 + x14);
     const real_v t27 = 2*t1*t1 + 2*t2*t2 + t3*t3 + x11*x11 + 2*x13*x13 + x15*x15;
     const real_v t29 = t7*x4 + t8*x5 + t9*x6;
     const real_v t30 = t7*x5 + t8*x7 + t9*x8;
@@ -894,64 +912,74 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v t50 = -u12 - u9;
     const real_v t51 = -u10 - u14;
     const real_v t52 = -u11 - u15;
-    const real_v t53 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_v t54 = 2*t0*t49 + 2*u4*x4 + 4*u5*x5 + 4*u6*x6 + 2*u7*x7 + 4*u8*x8;
-    const real_v t55 = 6*t1*t50 + 6*t2*t51 + 2*t3*t52 + 6*u10*x10 + 6*u11*x11 + 6*u12*x12 + 12*u13*x13 + 2*u14*x14 + 6*u15*x15 + 2*u9*x9;
-    const real_v t56 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
-    const real_v t57 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
-    const real_v t58 = t0*u3 + t49*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
-    const real_v t59 = t56*x1 + t57*x2 + t58*x3 + t7*u1 + t8*u2 + t9*u3;
-    const real_v t60 = t0*t50 + t1*t49 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
-    const real_v t61 = t0*t51 + t2*t49 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
-    const real_v t62 = t0*t52 + 2*t1*u6 + 2*t2*u8 + t3*t49 + 2*t50*x6 + 2*t51*x8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
-    const real_v t63 = t11*u1 + t12*u2 + t13*u3 + t60*x1 + t61*x2 + t62*x3;
-    const real_v t64 = 2*u4*x4 + 2*u5*x5 + 2*u6*x6;
-    const real_v t65 = u4*x5 + u5*(x4 + x7) + u6*x8 + u7*x5 + u8*x6;
-    const real_v t66 = t49*x6 + u4*x6 + u5*x8 + u6*(t0 + x4) + u8*x5;
-    const real_v t67 = 2*u5*x5 + 2*u7*x7 + 2*u8*x8;
-    const real_v t68 = t49*x8 + u5*x6 + u6*x5 + u7*x8 + u8*(t0 + x7);
-    const real_v t69 = 2*t0*t49 + 2*u6*x6 + 2*u8*x8;
-    const real_v t70 = t0*t69 + t15*u4 + 2*t16*u5 + 2*t17*u6 + t18*u7 + 2*t19*u8 + t20*t49 + t64*x4 + 2*t65*x5 + 2*t66*x6 + t67*x7 + 2*t68*x8;
-    const real_v t71 = 2*t1*t50 + 4*u10*x10 + 4*u11*x11 + 2*u12*x12 + 4*u13*x13 + 2*u9*x9;
-    const real_v t72 = t1*t51 + t2*t50 + u10*(2*x12 + x9) + 2*u11*x13 + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + 2*u15*x13 + u9*x10;
-    const real_v t73 = t1*t52 + t50*(t3 + 2*x11) + 2*t51*x13 + 2*u10*x13 + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11;
-    const real_v t74 = 2*t2*t51 + 2*u10*x10 + 4*u12*x12 + 4*u13*x13 + 2*u14*x14 + 4*u15*x15;
-    const real_v t75 = t2*t52 + 2*t50*x13 + t51*(t3 + 2*x15) + u10*x11 + u11*x10 + 2*u12*x13 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14);
-    const real_v t76 = 4*t1*t50 + 4*t2*t51 + 2*t3*t52 + 2*u11*x11 + 4*u13*x13 + 2*u15*x15;
-    const real_v t77 = t0*t76 + t22*u4 + 2*t23*u5 + 2*t24*u6 + t25*u7 + 2*t26*u8 + t27*t49 + t71*x4 + 2*t72*x5 + 2*t73*x6 + t74*x7 + 2*t75*x8;
-    const real_v t78 = t56*x4 + t57*x5 + t58*x6 + t7*u4 + t8*u5 + t9*u6;
-    const real_v t79 = t56*x5 + t57*x7 + t58*x8 + t7*u5 + t8*u7 + t9*u8;
-    const real_v t80 = t0*t58 + t49*t9 + t56*x6 + t57*x8 + t7*u6 + t8*u8;
-    const real_v t81 = t29*u1 + t30*u2 + t31*u3 + t78*x1 + t79*x2 + t80*x3;
-    const real_v t82 = t11*t56 + t12*t57 + t13*t58 + t60*t7 + t61*t8 + t62*t9;
-    const real_v t83 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
-    const real_v t84 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
-    const real_v t85 = t1*u3 + t50*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
-    const real_v t86 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
-    const real_v t87 = t2*u3 + t51*x3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
-    const real_v t88 = t1*u1 + t2*u2 + t3*u3 + t50*x1 + t51*x2 + t52*x3;
-    const real_v t89 = t34*u1 + t35*u2 + t36*u3 + t83*x1 + t84*x2 + t85*x3;
-    const real_v t90 = t35*u1 + t37*u2 + t38*u3 + t84*x1 + t86*x2 + t87*x3;
-    const real_v t91 = t36*u1 + t38*u2 + t39*u3 + t85*x1 + t87*x2 + t88*x3;
-    const real_v t92 = t40*u1 + t41*u2 + t42*u3 + t89*x1 + t90*x2 + t91*x3;
-    const real_v t93 = 2*t11*t60 + 2*t12*t61 + 2*t13*t62;
-    const real_v t94 = t1*t69 + t15*u9 + 2*t16*u10 + 2*t17*u11 + t18*u12 + 2*t19*u13 + t20*t50 + t64*x9 + 2*t65*x10 + 2*t66*x11 + t67*x12 + 2*t68*x13;
-    const real_v t95 = t15*u10 + 2*t16*u12 + 2*t17*u13 + t18*u14 + 2*t19*u15 + t2*t69 + t20*t51 + t64*x10 + 2*t65*x12 + 2*t66*x13 + t67*x14 + 2*t68*x15;
-    const real_v t96 = 2*t1*t66 + t15*u11 + 2*t16*u13 + 2*t17*t50 + t18*u15 + 2*t19*t51 + 2*t2*t68 + t20*t52 + t3*t69 + t64*x11 + 2*t65*x13 + t67*x15;
-    const real_v t97 = t45*u1 + t46*u2 + t47*u3 + t94*x1 + t95*x2 + t96*x3;
+    const real_v t53 = u1*x1 + u2*x2 + u3*x3;
+    const real_v t54 = 2*t53;
+    const real_v t55 = t0*t49 + u4*x4 + 2*u5*x5 + 2*u6*x6 + u7*x7 + 2*u8*x8;
+    const real_v t56 = 2*t55;
+    const real_v t57 = 3*t1*t50 + 3*t2*t51 + t3*t52 + 3*u10*x10 + 3*u11*x11 + 3*u12*x12 + 6*u13*x13 + u14*x14 + 3*u15*x15 + u9*x9;
+    const real_v t58 = 2*t57;
+    const real_v t59 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
+    const real_v t60 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
+    const real_v t61 = t0*u3 + t49*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
+    const real_v t62 = t59*x1 + t60*x2 + t61*x3 + t7*u1 + t8*u2 + t9*u3;
+    const real_v t63 = t0*t50 + t1*t49 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
+    const real_v t64 = t0*t51 + t2*t49 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
+    const real_v t65 = t0*t52 + 2*t1*u6 + 2*t2*u8 + t3*t49 + 2*t50*x6 + 2*t51*x8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
+    const real_v t66 = t11*u1 + t12*u2 + t13*u3 + t63*x1 + t64*x2 + t65*x3;
+    const real_v t67 = u4*x4 + u5*x5 + u6*x6;
+    const real_v t68 = 2*t67;
+    const real_v t69 = u5*(x4 + x7) + u6*x8 + u8*x6 + x5*(u4 + u7);
+    const real_v t70 = u5*x8 + u6*(t0 + x4) + u8*x5 + x6*(t49 + u4);
+    const real_v t71 = u5*x5 + u7*x7 + u8*x8;
+    const real_v t72 = 2*t71;
+    const real_v t73 = u5*x6 + u6*x5 + u8*(t0 + x7) + x8*(t49 + u7);
+    const real_v t74 = t0*t49 + u6*x6 + u8*x8;
+    const real_v t75 = 2*t74;
+    const real_v t76 = t0*t75 + t15*u4 + 2*t16*u5 + 2*t17*u6 + t18*u7 + 2*t19*u8 + t20*t49 + t68*x4 + 2*t69*x5 + 2*t70*x6 + t72*x7 + 2*t73*x8;
+    const real_v t77 = t1*t50 + 2*u10*x10 + 2*u11*x11 + u12*x12 + 2*u13*x13 + u9*x9;
+    const real_v t78 = 2*t77;
+    const real_v t79 = t1*t51 + t2*t50 + u10*(2*x12 + x9) + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + u9*x10 + x13*(2*u11 + 2*u15);
+    const real_v t80 = t1*t52 + t50*(t3 + 2*x11) + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11 + x13*(2*t51 + 2*u10);
+    const real_v t81 = t2*t51 + u10*x10 + 2*u12*x12 + 2*u13*x13 + u14*x14 + 2*u15*x15;
+    const real_v t82 = 2*t81;
+    const real_v t83 = t2*t52 + t51*(t3 + 2*x15) + u10*x11 + u11*x10 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14) + x13*(2*t50 + 2*u12);
+    const real_v t84 = 2*t1*t50 + 2*t2*t51 + t3*t52 + u11*x11 + 2*u13*x13 + u15*x15;
+    const real_v t85 = 2*t84;
+    const real_v t86 = t0*t85 + t22*u4 + 2*t23*u5 + 2*t24*u6 + t25*u7 + 2*t26*u8 + t27*t49 + t78*x4 + 2*t79*x5 + 2*t80*x6 + t82*x7 + 2*t83*x8;
+    const real_v t87 = t59*x4 + t60*x5 + t61*x6 + t7*u4 + t8*u5 + t9*u6;
+    const real_v t88 = t59*x5 + t60*x7 + t61*x8 + t7*u5 + t8*u7 + t9*u8;
+    const real_v t89 = t0*t61 + t49*t9 + t59*x6 + t60*x8 + t7*u6 + t8*u8;
+    const real_v t90 = t29*u1 + t30*u2 + t31*u3 + t87*x1 + t88*x2 + t89*x3;
+    const real_v t91 = t11*t59 + t12*t60 + t13*t61 + t63*t7 + t64*t8 + t65*t9;
+    const real_v t92 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
+    const real_v t93 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
+    const real_v t94 = t1*u3 + t50*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
+    const real_v t95 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
+    const real_v t96 = t2*u3 + t51*x3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
+    const real_v t97 = t1*u1 + t2*u2 + t3*u3 + t50*x1 + t51*x2 + t52*x3;
+    const real_v t98 = t34*u1 + t35*u2 + t36*u3 + t92*x1 + t93*x2 + t94*x3;
+    const real_v t99 = t35*u1 + t37*u2 + t38*u3 + t93*x1 + t95*x2 + t96*x3;
+    const real_v t100 = t36*u1 + t38*u2 + t39*u3 + t94*x1 + t96*x2 + t97*x3;
+    const real_v t101 = t100*x3 + t40*u1 + t41*u2 + t42*u3 + t98*x1 + t99*x2;
+    const real_v t102 = t11*t63 + t12*t64 + t13*t65;
+    const real_v t103 = 2*t102;
+    const real_v t104 = t1*t75 + t15*u9 + 2*t16*u10 + 2*t17*u11 + t18*u12 + 2*t19*u13 + t20*t50 + t68*x9 + 2*t69*x10 + 2*t70*x11 + t72*x12 + 2*t73*x13;
+    const real_v t105 = t15*u10 + 2*t16*u12 + 2*t17*u13 + t18*u14 + 2*t19*u15 + t2*t75 + t20*t51 + t68*x10 + 2*t69*x12 + 2*t70*x13 + t72*x14 + 2*t73*x15;
+    const real_v t106 = 2*t1*t70 + t15*u11 + 2*t16*u13 + 2*t17*t50 + t18*u15 + 2*t19*t51 + 2*t2*t73 + t20*t52 + t3*t75 + t68*x11 + 2*t69*x13 + t72*x15;
+    const real_v t107 = t104*x1 + t105*x2 + t106*x3 + t45*u1 + t46*u2 + t47*u3;
     const real_v out0 = u0;
-    const real_v out1 = t53;
-    const real_v out2 = t54;
-    const real_v out3 = t55;
-    const real_v out4 = t59;
-    const real_v out5 = t63;
-    const real_v out6 = t70;
-    const real_v out7 = t77;
-    const real_v out8 = t81;
-    const real_v out9 = t82;
-    const real_v out10 = t92;
-    const real_v out11 = t93;
-    const real_v out12 = t97;
+    const real_v out1 = t54;
+    const real_v out2 = t56;
+    const real_v out3 = t58;
+    const real_v out4 = t62;
+    const real_v out5 = t66;
+    const real_v out6 = t76;
+    const real_v out7 = t86;
+    const real_v out8 = t90;
+    const real_v out9 = t91;
+    const real_v out10 = t101;
+    const real_v out11 = t103;
+    const real_v out12 = t107;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 13 + 0] = out0[lane];
         out[lane * 13 + 1] = out1[lane];
@@ -972,7 +1000,7 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f64(x + row * 16, u + row * 16, out + row * 13);
@@ -993,7 +1021,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2025 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 1954 flops per row) */
 static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -1050,10 +1078,10 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v t12 = t0*t2 + x10*x4 + 2*x12*x5 + 2*x13*x6 + x14*x7 + 2*x15*x8;
     const real_v t13 = t0*t3 + 2*t1*x6 + 2*t2*x8 + x11*x4 + 2*x13*x5 + x15*x7;
     const real_v t15 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t16 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t17 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t16 = x5*(x4 + x7) + x6*x8;
+    const real_v t17 = x5*x8 + x6*(t0 + x4);
     const real_v t18 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t19 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t19 = x5*x6 + x8*(t0 + x7);
     const real_v t20 = t0*t0 + x6*x6 + x8*x8;
     const real_v t34 = x1*x9 + x10*x2 + x11*x3;
     const real_v t35 = x1*x10 + x12*x2 + x13*x3;
@@ -1083,122 +1111,134 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v t68 = 2*g7*x5;
     const real_v t69 = g7*x4;
     const real_v t70 = g6*t0 + t1*t51 + t2*t50 + t3*t49;
-    const real_v t71 = 2*g6*x8 + 2*t2*t49 + 2*t50*x15 + 2*t51*x13;
-    const real_v t72 = g6*x7 + t49*x15 + t50*x14 + t51*x12;
-    const real_v t73 = 2*g6*x6 + 2*t1*t49 + 2*t50*x13 + 2*t51*x11;
-    const real_v t74 = 2*g6*x5 + 2*t49*x13 + 2*t50*x12 + 2*t51*x10;
-    const real_v t75 = g6*x4 + t49*x11 + t50*x10 + t51*x9;
-    const real_v t76 = 2*g11*t13 + g5*x3 + g9*t9;
-    const real_v t77 = 2*g11*t12 + g5*x2 + g9*t8;
-    const real_v t78 = 2*g11*t11 + g5*x1 + g9*t7;
-    const real_v t79 = g4*x3 + g9*t13 + t0*t61 + t62*x8 + t63*x6;
-    const real_v t80 = g4*x2 + g9*t12 + t61*x8 + t62*x7 + t63*x5;
-    const real_v t81 = g4*x1 + g9*t11 + t61*x6 + t62*x5 + t63*x4;
-    const real_v t101 = -u4 - u7;
-    const real_v t102 = -u12 - u9;
-    const real_v t103 = -u10 - u14;
-    const real_v t104 = -u11 - u15;
-    const real_v t105 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
-    const real_v t106 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
-    const real_v t107 = t0*u3 + t101*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
-    const real_v t108 = t0*t102 + t1*t101 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
-    const real_v t109 = t0*t103 + t101*t2 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
-    const real_v t110 = t0*t104 + 2*t1*u6 + t101*t3 + 2*t102*x6 + 2*t103*x8 + 2*t2*u8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
-    const real_v t111 = 2*u4*x4 + 2*u5*x5 + 2*u6*x6;
-    const real_v t112 = u4*x5 + u5*(x4 + x7) + u6*x8 + u7*x5 + u8*x6;
-    const real_v t113 = t101*x6 + u4*x6 + u5*x8 + u6*(t0 + x4) + u8*x5;
-    const real_v t114 = 2*u5*x5 + 2*u7*x7 + 2*u8*x8;
-    const real_v t115 = t101*x8 + u5*x6 + u6*x5 + u7*x8 + u8*(t0 + x7);
-    const real_v t116 = 2*t0*t101 + 2*u6*x6 + 2*u8*x8;
-    const real_v t117 = 2*t1*t102 + 4*u10*x10 + 4*u11*x11 + 2*u12*x12 + 4*u13*x13 + 2*u9*x9;
-    const real_v t118 = t1*t103 + t102*t2 + u10*(2*x12 + x9) + 2*u11*x13 + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + 2*u15*x13 + u9*x10;
-    const real_v t119 = t1*t104 + t102*(t3 + 2*x11) + 2*t103*x13 + 2*u10*x13 + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11;
-    const real_v t120 = 2*t103*t2 + 2*u10*x10 + 4*u12*x12 + 4*u13*x13 + 2*u14*x14 + 4*u15*x15;
-    const real_v t121 = 2*t102*x13 + t103*(t3 + 2*x15) + t104*t2 + u10*x11 + u11*x10 + 2*u12*x13 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14);
-    const real_v t122 = 4*t1*t102 + 4*t103*t2 + 2*t104*t3 + 2*u11*x11 + 4*u13*x13 + 2*u15*x15;
-    const real_v t123 = t105*x4 + t106*x5 + t107*x6 + t7*u4 + t8*u5 + t9*u6;
-    const real_v t124 = t105*x5 + t106*x7 + t107*x8 + t7*u5 + t8*u7 + t9*u8;
-    const real_v t125 = t0*t107 + t101*t9 + t105*x6 + t106*x8 + t7*u6 + t8*u8;
-    const real_v t126 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
-    const real_v t127 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
-    const real_v t128 = t1*u3 + t102*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
-    const real_v t129 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
-    const real_v t130 = t103*x3 + t2*u3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
-    const real_v t131 = t1*u1 + t102*x1 + t103*x2 + t104*x3 + t2*u2 + t3*u3;
-    const real_v t132 = t126*x1 + t127*x2 + t128*x3 + t34*u1 + t35*u2 + t36*u3;
-    const real_v t133 = t127*x1 + t129*x2 + t130*x3 + t35*u1 + t37*u2 + t38*u3;
-    const real_v t134 = t128*x1 + t130*x2 + t131*x3 + t36*u1 + t38*u2 + t39*u3;
-    const real_v t135 = t1*t116 + t102*t20 + t111*x9 + 2*t112*x10 + 2*t113*x11 + t114*x12 + 2*t115*x13 + t15*u9 + 2*t16*u10 + 2*t17*u11 + t18*u12 + 2*t19*u13;
-    const real_v t136 = t103*t20 + t111*x10 + 2*t112*x12 + 2*t113*x13 + t114*x14 + 2*t115*x15 + t116*t2 + t15*u10 + 2*t16*u12 + 2*t17*u13 + t18*u14 + 2*t19*u15;
-    const real_v t137 = 2*t1*t113 + 2*t102*t17 + 2*t103*t19 + t104*t20 + t111*x11 + 2*t112*x13 + t114*x15 + 2*t115*t2 + t116*t3 + t15*u11 + 2*t16*u13 + t18*u15;
-    const real_v t138 = g12*u3;
-    const real_v t139 = g12*u2;
-    const real_v t140 = g12*u1;
-    const real_v t141 = g10*u3;
-    const real_v t142 = g10*u2;
-    const real_v t143 = g10*u1;
-    const real_v t144 = t141*x3 + t52*u3;
-    const real_v t145 = t141*x2 + t142*x3 + t52*u2 + t53*u3;
-    const real_v t146 = t142*x2 + t53*u2;
-    const real_v t147 = t141*x1 + t143*x3 + t52*u1 + t54*u3;
-    const real_v t148 = t142*x1 + t143*x2 + t53*u1 + t54*u2;
-    const real_v t149 = t143*x1 + t54*u1;
-    const real_v t150 = g8*u3;
-    const real_v t151 = g8*u2;
-    const real_v t152 = g8*u1;
-    const real_v t153 = g7*t101;
-    const real_v t154 = 2*g7*u8;
-    const real_v t155 = g7*u7;
-    const real_v t156 = 2*g7*u6;
-    const real_v t157 = 2*g7*u5;
-    const real_v t158 = g7*u4;
-    const real_v t159 = g6*t101 + t1*t140 + t102*t51 + t103*t50 + t104*t49 + t138*t3 + t139*t2;
-    const real_v t160 = 2*g6*u8 + 2*t103*t49 + 2*t138*t2 + 2*t139*x15 + 2*t140*x13 + 2*t50*u15 + 2*t51*u13;
-    const real_v t161 = g6*u7 + t138*x15 + t139*x14 + t140*x12 + t49*u15 + t50*u14 + t51*u12;
-    const real_v t162 = 2*g6*u6 + 2*t1*t138 + 2*t102*t49 + 2*t139*x13 + 2*t140*x11 + 2*t50*u13 + 2*t51*u11;
-    const real_v t163 = 2*g6*u5 + 2*t138*x13 + 2*t139*x12 + 2*t140*x10 + 2*t49*u13 + 2*t50*u12 + 2*t51*u10;
-    const real_v t164 = g6*u4 + t138*x11 + t139*x10 + t140*x9 + t49*u11 + t50*u10 + t51*u9;
-    const real_v t165 = 2*g11*t110 + g5*u3 + g9*t107;
-    const real_v t166 = 2*g11*t109 + g5*u2 + g9*t106;
-    const real_v t167 = 2*g11*t108 + g5*u1 + g9*t105;
-    const real_v t168 = g4*u3 + g9*t110 + t0*t150 + t101*t61 + t151*x8 + t152*x6 + t62*u8 + t63*u6;
-    const real_v t169 = g4*u2 + g9*t109 + t150*x8 + t151*x7 + t152*x5 + t61*u8 + t62*u7 + t63*u5;
-    const real_v t170 = g4*u1 + g9*t108 + t150*x6 + t151*x5 + t152*x4 + t61*u6 + t62*u5 + t63*u4;
-    const real_v t171 = t0*t165 + t1*t156 + t101*t76 + t102*t67 + t103*t65 + t104*(2*g3 + 2*t64) + t116*t49 + t138*t20 + t144*x3 + 2*t153*t3 + t154*t2 + t55*u3;
-    const real_v t172 = t0*t166 + t1*t157 + t101*t77 + t102*t68 + t103*(6*g3 + 4*t64 + 2*t66) + t104*t65 + 2*t115*t49 + t116*t50 + 2*t138*t19 + t139*t20 + t144*x2 + t145*x3 + 4*t153*t2 + t154*(t3 + 2*x15) + 2*t155*t2 + 2*t156*x13 + 2*t165*x8 + t55*u2 + t56*u3 + 2*t65*u15 + 2*t67*u13 + 2*t76*u8;
-    const real_v t173 = t0*t167 + 4*t1*t153 + 2*t1*t158 + t101*t78 + t102*(6*g3 + 4*t64 + 2*t69) + t103*t68 + t104*t67 + 2*t113*t49 + t116*t51 + 2*t138*t17 + t140*t20 + t144*x1 + t147*x3 + 2*t154*x13 + t156*(t3 + 2*x11) + t157*t2 + 2*t165*x6 + t55*u1 + t58*u3 + 2*t65*u13 + 2*t67*u11 + 2*t76*u6;
-    const real_v t174 = g6*t116 + g7*t122 + 2*t0*t159 + t1*t167 + t101*(2*g2 + 2*t70) + t102*t78 + t103*t77 + t104*t76 + t107*t61 + t150*t9 + t160*x8 + t162*x6 + t165*t3 + t166*t2 + t168*x3 + t71*u8 + t73*u6 + t79*u3;
-    const real_v t175 = 2*g1*u1 + g10*t132 + g12*t135 + g4*t105 + g5*t108 + g8*t123 + t1*t144 + t102*t55 + t126*t54 + t127*t53 + t128*t52 + t141*t36 + t142*t35 + t143*t34 + t145*x13 + t146*x12 + t147*x11 + t148*x10 + t149*x9 + t168*x6 + t169*x5 + t170*x4 + t56*u13 + t57*u12 + t58*u11 + t59*u10 + t60*u9 + t79*u6 + t80*u5 + t81*u4;
-    const real_v t176 = 2*g1*u2 + g10*t133 + g12*t136 + g4*t106 + g5*t109 + g8*t124 + t103*t55 + t127*t54 + t129*t53 + t130*t52 + t141*t38 + t142*t37 + t143*t35 + t144*t2 + t145*x15 + t146*x14 + t147*x13 + t148*x12 + t149*x10 + t168*x8 + t169*x7 + t170*x5 + t56*u15 + t57*u14 + t58*u13 + t59*u12 + t60*u10 + t79*u8 + t80*u7 + t81*u5;
-    const real_v t177 = 2*g1*u3 + g10*t134 + g12*t137 + g4*t107 + g5*t110 + g8*t125 + t0*t168 + t1*t147 + t101*t79 + t102*t58 + t103*t56 + t104*t55 + t128*t54 + t130*t53 + t131*t52 + t141*t39 + t142*t38 + t143*t36 + t144*t3 + t145*t2 + t146*x15 + t148*x13 + t149*x11 + t169*x8 + t170*x6 + t57*u15 + t59*u13 + t60*u11 + t80*u8 + t81*u6;
-    const real_v t178 = g6*t111 + g7*t117 + t105*t63 + t152*t7 + t162*x6 + t163*x5 + 2*t164*x4 + t165*x11 + t166*x10 + t167*x9 + t170*x1 - t174 + t73*u6 + t74*u5 + t76*u11 + t77*u10 + t78*u9 + t81*u1 + u4*(2*g2 + 2*t75);
-    const real_v t179 = 2*g6*t112 + 2*g7*t118 + t105*t62 + t106*t63 + t151*t7 + t152*t8 + t160*x6 + 2*t161*x5 + t162*x8 + t163*(x4 + x7) + 2*t164*x5 + 2*t165*x13 + 2*t166*x12 + 2*t167*x10 + t169*x1 + t170*x2 + t71*u6 + t73*u8 + t74*u4 + t74*u7 + 2*t76*u13 + 2*t77*u12 + 2*t78*u10 + t80*u1 + t81*u2 + u5*(4*g2 + 2*t72 + 2*t75);
-    const real_v t180 = 2*g6*t113 + 2*g7*t119 + 2*t1*t165 + t101*t73 + 2*t102*t76 + t105*t61 + t107*t63 + t150*t7 + t152*t9 + 2*t159*x6 + t160*x5 + t162*(t0 + x4) + t163*x8 + 2*t164*x6 + 2*t166*x13 + 2*t167*x11 + t168*x1 + t170*x3 + t71*u5 + t73*u4 + t74*u8 + 2*t77*u13 + 2*t78*u11 + t79*u1 + t81*u3 + u6*(4*g2 + 2*t70 + 2*t75);
-    const real_v t181 = g6*t114 + g7*t120 + t106*t62 + t151*t8 + t160*x8 + 2*t161*x7 + t163*x5 + t165*x15 + t166*x14 + t167*x12 + t169*x2 - t174 + t71*u8 + t74*u5 + t76*u15 + t77*u14 + t78*u12 + t80*u2 + u7*(2*g2 + 2*t72);
-    const real_v t182 = 2*g6*t115 + 2*g7*t121 + t101*t71 + 2*t103*t76 + t106*t61 + t107*t62 + t150*t8 + t151*t9 + 2*t159*x8 + t160*(t0 + x7) + 2*t161*x8 + t162*x5 + t163*x6 + 2*t165*t2 + 2*t166*x15 + 2*t167*x13 + t168*x2 + t169*x3 + t71*u7 + t73*u5 + t74*u6 + 2*t77*u15 + 2*t78*u13 + t79*u2 + t80*u3 + u8*(4*g2 + 2*t70 + 2*t72);
-    const real_v t183 = t111*t51 + t140*t15 + t149*x1 + t156*x11 + t157*x10 + 2*t158*x9 + t167*x4 - t173 + t60*u1 + t67*u11 + t68*u10 + t78*u4 + u9*(2*g3 + 2*t69);
-    const real_v t184 = t111*t50 + 2*t112*t51 + t139*t15 + 2*t140*t16 + t148*x1 + t149*x2 + t154*x11 + 2*t155*x10 + 2*t156*x13 + t157*(2*x12 + x9) + 4*t158*x10 + t166*x4 + 2*t167*x5 - t172 + t59*u1 + t60*u2 + t65*u11 + 2*t67*u13 + 2*t68*u12 + t68*u9 + t77*u4 + 2*t78*u5 + u10*(6*g3 + 2*t66 + 4*t69);
-    const real_v t185 = 2*t102*t67 + t111*t49 + 2*t113*t51 + t138*t15 + 2*t140*t17 + t147*x1 + t149*x3 + 2*t153*x11 + t154*x10 + t156*(2*t1 + x9) + 2*t157*x13 + 4*t158*x11 + t165*x4 + 2*t167*x6 - t171 + t58*u1 + t60*u3 + t65*u10 + t67*u9 + 2*t68*u13 + t76*u4 + 2*t78*u6 + u11*(6*g3 + 2*t64 + 4*t69);
-    const real_v t186 = 2*t112*t50 + t114*t51 + 2*t139*t16 + t140*t18 + t146*x1 + t148*x2 + 2*t154*x13 + 4*t155*x12 + t156*x15 + t157*(2*x10 + x14) + 2*t158*x12 + 2*t166*x5 + t167*x7 - t173 + t57*u1 + t59*u2 + 2*t65*u13 + t67*u15 + 2*t68*u10 + t68*u14 + 2*t77*u5 + t78*u7 + u12*(6*g3 + 4*t66 + 2*t69);
-    const real_v t187 = 2*t102*t65 + 2*t103*t67 + 2*t112*t49 + 2*t113*t50 + 2*t115*t51 + 2*t138*t16 + 2*t139*t17 + 2*t140*t19 + t145*x1 + t147*x2 + t148*x3 + 4*t153*x13 + t154*(2*t1 + 2*x12) + 4*t155*x13 + t156*(2*t2 + 2*x10) + t157*(2*x11 + 2*x15) + 4*t158*x13 + 2*t165*x5 + 2*t166*x6 + 2*t167*x8 + t56*u1 + t58*u2 + t59*u3 + 2*t65*u12 + 2*t67*u10 + 2*t68*u11 + 2*t68*u15 + 2*t76*u5 + 2*t77*u6 + 2*t78*u8 + u13*(12*g3 + 4*t64 + 4*t66 + 4*t69);
-    const real_v t188 = t114*t50 + t139*t18 + t146*x2 + t154*x15 + 2*t155*x14 + t157*x12 + t166*x7 - t172 + t57*u2 + t65*u15 + t68*u12 + t77*u7 + u14*(2*g3 + 2*t66);
-    const real_v t189 = 2*t103*t65 + t114*t49 + 2*t115*t50 + t138*t18 + 2*t139*t19 + t145*x2 + t146*x3 + 2*t153*x15 + t154*(2*t2 + x14) + 4*t155*x15 + t156*x12 + 2*t157*x13 + t165*x7 + 2*t166*x8 - t171 + t56*u2 + t57*u3 + t65*u14 + t67*u12 + 2*t68*u13 + t76*u7 + 2*t77*u8 + u15*(6*g3 + 2*t64 + 4*t66);
+    const real_v t71 = g6*x8 + t2*t49 + t50*x15 + t51*x13;
+    const real_v t72 = 2*t71;
+    const real_v t73 = g6*x7 + t49*x15 + t50*x14 + t51*x12;
+    const real_v t74 = g6*x6 + t1*t49 + t50*x13 + t51*x11;
+    const real_v t75 = 2*t74;
+    const real_v t76 = g6*x5 + t49*x13 + t50*x12 + t51*x10;
+    const real_v t77 = 2*t76;
+    const real_v t78 = g6*x4 + t49*x11 + t50*x10 + t51*x9;
+    const real_v t79 = 2*g11*t13 + g5*x3 + g9*t9;
+    const real_v t80 = 2*g11*t12 + g5*x2 + g9*t8;
+    const real_v t81 = 2*g11*t11 + g5*x1 + g9*t7;
+    const real_v t82 = g4*x3 + g9*t13 + t0*t61 + t62*x8 + t63*x6;
+    const real_v t83 = g4*x2 + g9*t12 + t61*x8 + t62*x7 + t63*x5;
+    const real_v t84 = g4*x1 + g9*t11 + t61*x6 + t62*x5 + t63*x4;
+    const real_v t104 = -u4 - u7;
+    const real_v t105 = -u12 - u9;
+    const real_v t106 = -u10 - u14;
+    const real_v t107 = -u11 - u15;
+    const real_v t108 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
+    const real_v t109 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
+    const real_v t110 = t0*u3 + t104*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
+    const real_v t111 = t0*t105 + t1*t104 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
+    const real_v t112 = t0*t106 + t104*t2 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
+    const real_v t113 = t0*t107 + 2*t1*u6 + t104*t3 + 2*t105*x6 + 2*t106*x8 + 2*t2*u8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
+    const real_v t114 = u4*x4 + u5*x5 + u6*x6;
+    const real_v t115 = 2*t114;
+    const real_v t116 = u5*(x4 + x7) + u6*x8 + u8*x6 + x5*(u4 + u7);
+    const real_v t117 = u5*x8 + u6*(t0 + x4) + u8*x5 + x6*(t104 + u4);
+    const real_v t118 = u5*x5 + u7*x7 + u8*x8;
+    const real_v t119 = 2*t118;
+    const real_v t120 = u5*x6 + u6*x5 + u8*(t0 + x7) + x8*(t104 + u7);
+    const real_v t121 = t0*t104 + u6*x6 + u8*x8;
+    const real_v t122 = 2*t121;
+    const real_v t123 = t1*t105 + 2*u10*x10 + 2*u11*x11 + u12*x12 + 2*u13*x13 + u9*x9;
+    const real_v t124 = 2*t123;
+    const real_v t125 = t1*t106 + t105*t2 + u10*(2*x12 + x9) + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + u9*x10 + x13*(2*u11 + 2*u15);
+    const real_v t126 = t1*t107 + t105*(t3 + 2*x11) + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11 + x13*(2*t106 + 2*u10);
+    const real_v t127 = t106*t2 + u10*x10 + 2*u12*x12 + 2*u13*x13 + u14*x14 + 2*u15*x15;
+    const real_v t128 = 2*t127;
+    const real_v t129 = t106*(t3 + 2*x15) + t107*t2 + u10*x11 + u11*x10 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14) + x13*(2*t105 + 2*u12);
+    const real_v t130 = 2*t1*t105 + 2*t106*t2 + t107*t3 + u11*x11 + 2*u13*x13 + u15*x15;
+    const real_v t131 = 2*t130;
+    const real_v t132 = t108*x4 + t109*x5 + t110*x6 + t7*u4 + t8*u5 + t9*u6;
+    const real_v t133 = t108*x5 + t109*x7 + t110*x8 + t7*u5 + t8*u7 + t9*u8;
+    const real_v t134 = t0*t110 + t104*t9 + t108*x6 + t109*x8 + t7*u6 + t8*u8;
+    const real_v t135 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
+    const real_v t136 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
+    const real_v t137 = t1*u3 + t105*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
+    const real_v t138 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
+    const real_v t139 = t106*x3 + t2*u3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
+    const real_v t140 = t1*u1 + t105*x1 + t106*x2 + t107*x3 + t2*u2 + t3*u3;
+    const real_v t141 = t135*x1 + t136*x2 + t137*x3 + t34*u1 + t35*u2 + t36*u3;
+    const real_v t142 = t136*x1 + t138*x2 + t139*x3 + t35*u1 + t37*u2 + t38*u3;
+    const real_v t143 = t137*x1 + t139*x2 + t140*x3 + t36*u1 + t38*u2 + t39*u3;
+    const real_v t144 = t1*t122 + t105*t20 + t115*x9 + 2*t116*x10 + 2*t117*x11 + t119*x12 + 2*t120*x13 + t15*u9 + 2*t16*u10 + 2*t17*u11 + t18*u12 + 2*t19*u13;
+    const real_v t145 = t106*t20 + t115*x10 + 2*t116*x12 + 2*t117*x13 + t119*x14 + 2*t120*x15 + t122*t2 + t15*u10 + 2*t16*u12 + 2*t17*u13 + t18*u14 + 2*t19*u15;
+    const real_v t146 = 2*t1*t117 + 2*t105*t17 + 2*t106*t19 + t107*t20 + t115*x11 + 2*t116*x13 + t119*x15 + 2*t120*t2 + t122*t3 + t15*u11 + 2*t16*u13 + t18*u15;
+    const real_v t147 = g12*u3;
+    const real_v t148 = g12*u2;
+    const real_v t149 = g12*u1;
+    const real_v t150 = g10*u3;
+    const real_v t151 = g10*u2;
+    const real_v t152 = g10*u1;
+    const real_v t153 = t150*x3 + t52*u3;
+    const real_v t154 = t150*x2 + t151*x3 + t52*u2 + t53*u3;
+    const real_v t155 = t151*x2 + t53*u2;
+    const real_v t156 = t150*x1 + t152*x3 + t52*u1 + t54*u3;
+    const real_v t157 = t151*x1 + t152*x2 + t53*u1 + t54*u2;
+    const real_v t158 = t152*x1 + t54*u1;
+    const real_v t159 = g8*u3;
+    const real_v t160 = g8*u2;
+    const real_v t161 = g8*u1;
+    const real_v t162 = g7*t104;
+    const real_v t163 = 2*g7*u8;
+    const real_v t164 = g7*u7;
+    const real_v t165 = 2*g7*u6;
+    const real_v t166 = 2*g7*u5;
+    const real_v t167 = g7*u4;
+    const real_v t168 = g6*t104 + t1*t149 + t105*t51 + t106*t50 + t107*t49 + t147*t3 + t148*t2;
+    const real_v t169 = g6*u8 + t106*t49 + t147*t2 + t148*x15 + t149*x13 + t50*u15 + t51*u13;
+    const real_v t170 = 2*t169;
+    const real_v t171 = g6*u7 + t147*x15 + t148*x14 + t149*x12 + t49*u15 + t50*u14 + t51*u12;
+    const real_v t172 = g6*u6 + t1*t147 + t105*t49 + t148*x13 + t149*x11 + t50*u13 + t51*u11;
+    const real_v t173 = 2*t172;
+    const real_v t174 = g6*u5 + t147*x13 + t148*x12 + t149*x10 + t49*u13 + t50*u12 + t51*u10;
+    const real_v t175 = 2*t174;
+    const real_v t176 = g6*u4 + t147*x11 + t148*x10 + t149*x9 + t49*u11 + t50*u10 + t51*u9;
+    const real_v t177 = 2*g11*t113 + g5*u3 + g9*t110;
+    const real_v t178 = 2*g11*t112 + g5*u2 + g9*t109;
+    const real_v t179 = 2*g11*t111 + g5*u1 + g9*t108;
+    const real_v t180 = g4*u3 + g9*t113 + t0*t159 + t104*t61 + t160*x8 + t161*x6 + t62*u8 + t63*u6;
+    const real_v t181 = g4*u2 + g9*t112 + t159*x8 + t160*x7 + t161*x5 + t61*u8 + t62*u7 + t63*u5;
+    const real_v t182 = g4*u1 + g9*t111 + t159*x6 + t160*x5 + t161*x4 + t61*u6 + t62*u5 + t63*u4;
+    const real_v t183 = t0*t177 + t1*t165 + t104*t79 + t105*t67 + t106*t65 + t107*(2*g3 + 2*t64) + t122*t49 + t147*t20 + t153*x3 + 2*t162*t3 + t163*t2 + t55*u3;
+    const real_v t184 = t0*t178 + t1*t166 + t104*t80 + t105*t68 + t106*(6*g3 + 4*t64 + 2*t66) + 2*t120*t49 + t122*t50 + 2*t147*t19 + t148*t20 + t153*x2 + t154*x3 + t163*(t3 + 2*x15) + 2*t165*x13 + 2*t177*x8 + t2*(4*t162 + 2*t164) + t55*u2 + t56*u3 + t65*(t107 + 2*u15) + 2*t67*u13 + 2*t79*u8;
+    const real_v t185 = t0*t179 + t1*(4*t162 + 2*t167) + t104*t81 + t105*(6*g3 + 4*t64 + 2*t69) + t106*t68 + 2*t117*t49 + t122*t51 + 2*t147*t17 + t149*t20 + t153*x1 + t156*x3 + 2*t163*x13 + t165*(t3 + 2*x11) + t166*t2 + 2*t177*x6 + t55*u1 + t58*u3 + 2*t65*u13 + t67*(t107 + 2*u11) + 2*t79*u6;
+    const real_v t186 = g6*t122 + g7*t131 + 2*t0*t168 + t1*t179 + t104*(2*g2 + 2*t70) + t105*t81 + t106*t80 + t107*t79 + t110*t61 + t159*t9 + t170*x8 + t173*x6 + t177*t3 + t178*t2 + t180*x3 + t72*u8 + t75*u6 + t82*u3;
+    const real_v t187 = 2*g1*u1 + g10*t141 + g12*t144 + g4*t108 + g5*t111 + g8*t132 + t1*t153 + t105*t55 + t135*t54 + t136*t53 + t137*t52 + t150*t36 + t151*t35 + t152*t34 + t154*x13 + t155*x12 + t156*x11 + t157*x10 + t158*x9 + t180*x6 + t181*x5 + t182*x4 + t56*u13 + t57*u12 + t58*u11 + t59*u10 + t60*u9 + t82*u6 + t83*u5 + t84*u4;
+    const real_v t188 = 2*g1*u2 + g10*t142 + g12*t145 + g4*t109 + g5*t112 + g8*t133 + t106*t55 + t136*t54 + t138*t53 + t139*t52 + t150*t38 + t151*t37 + t152*t35 + t153*t2 + t154*x15 + t155*x14 + t156*x13 + t157*x12 + t158*x10 + t180*x8 + t181*x7 + t182*x5 + t56*u15 + t57*u14 + t58*u13 + t59*u12 + t60*u10 + t82*u8 + t83*u7 + t84*u5;
+    const real_v t189 = 2*g1*u3 + g10*t143 + g12*t146 + g4*t110 + g5*t113 + g8*t134 + t0*t180 + t1*t156 + t104*t82 + t105*t58 + t106*t56 + t107*t55 + t137*t54 + t139*t53 + t140*t52 + t150*t39 + t151*t38 + t152*t36 + t153*t3 + t154*t2 + t155*x15 + t157*x13 + t158*x11 + t181*x8 + t182*x6 + t57*u15 + t59*u13 + t60*u11 + t83*u8 + t84*u6;
+    const real_v t190 = g6*t115 + g7*t124 + t108*t63 + t161*t7 + t173*x6 + t175*x5 + 2*t176*x4 + t177*x11 + t178*x10 + t179*x9 + t182*x1 - t186 + t75*u6 + t77*u5 + t79*u11 + t80*u10 + t81*u9 + t84*u1 + u4*(2*g2 + 2*t78);
+    const real_v t191 = 2*g6*t116 + 2*g7*t125 + t108*t62 + t109*t63 + t160*t7 + t161*t8 + t170*x6 + t173*x8 + t175*(x4 + x7) + 2*t177*x13 + 2*t178*x12 + 2*t179*x10 + t181*x1 + t182*x2 + t72*u6 + t75*u8 + t77*(u4 + u7) + 2*t79*u13 + 2*t80*u12 + 2*t81*u10 + t83*u1 + t84*u2 + u5*(4*g2 + 2*t73 + 2*t78) + x5*(2*t171 + 2*t176);
+    const real_v t192 = 2*g6*t117 + 2*g7*t126 + 2*t1*t177 + 2*t105*t79 + t108*t61 + t110*t63 + t159*t7 + t161*t9 + t170*x5 + t173*(t0 + x4) + t175*x8 + 2*t178*x13 + 2*t179*x11 + t180*x1 + t182*x3 + t72*u5 + t75*(t104 + u4) + t77*u8 + 2*t80*u13 + 2*t81*u11 + t82*u1 + t84*u3 + u6*(4*g2 + 2*t70 + 2*t78) + x6*(2*t168 + 2*t176);
+    const real_v t193 = g6*t119 + g7*t128 + t109*t62 + t160*t8 + t170*x8 + 2*t171*x7 + t175*x5 + t177*x15 + t178*x14 + t179*x12 + t181*x2 - t186 + t72*u8 + t77*u5 + t79*u15 + t80*u14 + t81*u12 + t83*u2 + u7*(2*g2 + 2*t73);
+    const real_v t194 = 2*g6*t120 + 2*g7*t129 + 2*t106*t79 + t109*t61 + t110*t62 + t159*t8 + t160*t9 + t170*(t0 + x7) + t173*x5 + t175*x6 + 2*t177*t2 + 2*t178*x15 + 2*t179*x13 + t180*x2 + t181*x3 + t72*(t104 + u7) + t75*u5 + t77*u6 + 2*t80*u15 + 2*t81*u13 + t82*u2 + t83*u3 + u8*(4*g2 + 2*t70 + 2*t73) + x8*(2*t168 + 2*t171);
+    const real_v t195 = t115*t51 + t149*t15 + t158*x1 + t165*x11 + t166*x10 + 2*t167*x9 + t179*x4 - t185 + t60*u1 + t67*u11 + t68*u10 + t81*u4 + u9*(2*g3 + 2*t69);
+    const real_v t196 = t115*t50 + 2*t116*t51 + t148*t15 + 2*t149*t16 + t157*x1 + t158*x2 + t163*x11 + 2*t165*x13 + t166*(2*x12 + x9) + t178*x4 + 2*t179*x5 - t184 + t59*u1 + t60*u2 + t65*u11 + 2*t67*u13 + t68*(2*u12 + u9) + t80*u4 + 2*t81*u5 + u10*(6*g3 + 2*t66 + 4*t69) + x10*(2*t164 + 4*t167);
+    const real_v t197 = t115*t49 + 2*t117*t51 + t147*t15 + 2*t149*t17 + t156*x1 + t158*x3 + t163*x10 + t165*(2*t1 + x9) + 2*t166*x13 + t177*x4 + 2*t179*x6 - t183 + t58*u1 + t60*u3 + t65*u10 + t67*(2*t105 + u9) + 2*t68*u13 + t79*u4 + 2*t81*u6 + u11*(6*g3 + 2*t64 + 4*t69) + x11*(2*t162 + 4*t167);
+    const real_v t198 = 2*t116*t50 + t119*t51 + 2*t148*t16 + t149*t18 + t155*x1 + t157*x2 + 2*t163*x13 + t165*x15 + t166*(2*x10 + x14) + 2*t178*x5 + t179*x7 - t185 + t57*u1 + t59*u2 + 2*t65*u13 + t67*u15 + t68*(2*u10 + u14) + 2*t80*u5 + t81*u7 + u12*(6*g3 + 4*t66 + 2*t69) + x12*(4*t164 + 2*t167);
+    const real_v t199 = 2*t116*t49 + 2*t117*t50 + 2*t120*t51 + 2*t147*t16 + 2*t148*t17 + 2*t149*t19 + t154*x1 + t156*x2 + t157*x3 + t163*(2*t1 + 2*x12) + t165*(2*t2 + 2*x10) + t166*(2*x11 + 2*x15) + 2*t177*x5 + 2*t178*x6 + 2*t179*x8 + t56*u1 + t58*u2 + t59*u3 + t65*(2*t105 + 2*u12) + t67*(2*t106 + 2*u10) + t68*(2*u11 + 2*u15) + 2*t79*u5 + 2*t80*u6 + 2*t81*u8 + u13*(12*g3 + 4*t64 + 4*t66 + 4*t69) + x13*(4*t162 + 4*t164 + 4*t167);
+    const real_v t200 = t119*t50 + t148*t18 + t155*x2 + t163*x15 + 2*t164*x14 + t166*x12 + t178*x7 - t184 + t57*u2 + t65*u15 + t68*u12 + t80*u7 + u14*(2*g3 + 2*t66);
+    const real_v t201 = t119*t49 + 2*t120*t50 + t147*t18 + 2*t148*t19 + t154*x2 + t155*x3 + t163*(2*t2 + x14) + t165*x12 + 2*t166*x13 + t177*x7 + 2*t178*x8 - t183 + t56*u2 + t57*u3 + t65*(2*t106 + u14) + t67*u12 + 2*t68*u13 + t79*u7 + 2*t80*u8 + u15*(6*g3 + 2*t64 + 4*t66) + x15*(2*t162 + 4*t164);
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t175;
-    const real_v out2 = t176;
-    const real_v out3 = t177;
-    const real_v out4 = t178;
-    const real_v out5 = t179;
-    const real_v out6 = t180;
-    const real_v out7 = t181;
-    const real_v out8 = t182;
-    const real_v out9 = t183;
-    const real_v out10 = t184;
-    const real_v out11 = t185;
-    const real_v out12 = t186;
-    const real_v out13 = t187;
-    const real_v out14 = t188;
-    const real_v out15 = t189;
+    const real_v out1 = t187;
+    const real_v out2 = t188;
+    const real_v out3 = t189;
+    const real_v out4 = t190;
+    const real_v out5 = t191;
+    const real_v out6 = t192;
+    const real_v out7 = t193;
+    const real_v out8 = t194;
+    const real_v out9 = t195;
+    const real_v out10 = t196;
+    const real_v out11 = t197;
+    const real_v out12 = t198;
+    const real_v out13 = t199;
+    const real_v out14 = t200;
+    const real_v out15 = t201;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 16 + 0] = out0[lane];
         out[lane * 16 + 1] = out1[lane];
@@ -1222,7 +1262,7 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f32(x + row * 16, g + row * 13, u + row * 16, out + row * 16);
@@ -1246,7 +1286,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2025 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 1954 flops per row) */
 static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -1303,10 +1343,10 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v t12 = t0*t2 + x10*x4 + 2*x12*x5 + 2*x13*x6 + x14*x7 + 2*x15*x8;
     const real_v t13 = t0*t3 + 2*t1*x6 + 2*t2*x8 + x11*x4 + 2*x13*x5 + x15*x7;
     const real_v t15 = x4*x4 + x5*x5 + x6*x6;
-    const real_v t16 = x4*x5 + x5*x7 + x6*x8;
-    const real_v t17 = t0*x6 + x4*x6 + x5*x8;
+    const real_v t16 = x5*(x4 + x7) + x6*x8;
+    const real_v t17 = x5*x8 + x6*(t0 + x4);
     const real_v t18 = x5*x5 + x7*x7 + x8*x8;
-    const real_v t19 = t0*x8 + x5*x6 + x7*x8;
+    const real_v t19 = x5*x6 + x8*(t0 + x7);
     const real_v t20 = t0*t0 + x6*x6 + x8*x8;
     const real_v t34 = x1*x9 + x10*x2 + x11*x3;
     const real_v t35 = x1*x10 + x12*x2 + x13*x3;
@@ -1336,122 +1376,134 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v t68 = 2*g7*x5;
     const real_v t69 = g7*x4;
     const real_v t70 = g6*t0 + t1*t51 + t2*t50 + t3*t49;
-    const real_v t71 = 2*g6*x8 + 2*t2*t49 + 2*t50*x15 + 2*t51*x13;
-    const real_v t72 = g6*x7 + t49*x15 + t50*x14 + t51*x12;
-    const real_v t73 = 2*g6*x6 + 2*t1*t49 + 2*t50*x13 + 2*t51*x11;
-    const real_v t74 = 2*g6*x5 + 2*t49*x13 + 2*t50*x12 + 2*t51*x10;
-    const real_v t75 = g6*x4 + t49*x11 + t50*x10 + t51*x9;
-    const real_v t76 = 2*g11*t13 + g5*x3 + g9*t9;
-    const real_v t77 = 2*g11*t12 + g5*x2 + g9*t8;
-    const real_v t78 = 2*g11*t11 + g5*x1 + g9*t7;
-    const real_v t79 = g4*x3 + g9*t13 + t0*t61 + t62*x8 + t63*x6;
-    const real_v t80 = g4*x2 + g9*t12 + t61*x8 + t62*x7 + t63*x5;
-    const real_v t81 = g4*x1 + g9*t11 + t61*x6 + t62*x5 + t63*x4;
-    const real_v t101 = -u4 - u7;
-    const real_v t102 = -u12 - u9;
-    const real_v t103 = -u10 - u14;
-    const real_v t104 = -u11 - u15;
-    const real_v t105 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
-    const real_v t106 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
-    const real_v t107 = t0*u3 + t101*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
-    const real_v t108 = t0*t102 + t1*t101 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
-    const real_v t109 = t0*t103 + t101*t2 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
-    const real_v t110 = t0*t104 + 2*t1*u6 + t101*t3 + 2*t102*x6 + 2*t103*x8 + 2*t2*u8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
-    const real_v t111 = 2*u4*x4 + 2*u5*x5 + 2*u6*x6;
-    const real_v t112 = u4*x5 + u5*(x4 + x7) + u6*x8 + u7*x5 + u8*x6;
-    const real_v t113 = t101*x6 + u4*x6 + u5*x8 + u6*(t0 + x4) + u8*x5;
-    const real_v t114 = 2*u5*x5 + 2*u7*x7 + 2*u8*x8;
-    const real_v t115 = t101*x8 + u5*x6 + u6*x5 + u7*x8 + u8*(t0 + x7);
-    const real_v t116 = 2*t0*t101 + 2*u6*x6 + 2*u8*x8;
-    const real_v t117 = 2*t1*t102 + 4*u10*x10 + 4*u11*x11 + 2*u12*x12 + 4*u13*x13 + 2*u9*x9;
-    const real_v t118 = t1*t103 + t102*t2 + u10*(2*x12 + x9) + 2*u11*x13 + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + 2*u15*x13 + u9*x10;
-    const real_v t119 = t1*t104 + t102*(t3 + 2*x11) + 2*t103*x13 + 2*u10*x13 + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11;
-    const real_v t120 = 2*t103*t2 + 2*u10*x10 + 4*u12*x12 + 4*u13*x13 + 2*u14*x14 + 4*u15*x15;
-    const real_v t121 = 2*t102*x13 + t103*(t3 + 2*x15) + t104*t2 + u10*x11 + u11*x10 + 2*u12*x13 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14);
-    const real_v t122 = 4*t1*t102 + 4*t103*t2 + 2*t104*t3 + 2*u11*x11 + 4*u13*x13 + 2*u15*x15;
-    const real_v t123 = t105*x4 + t106*x5 + t107*x6 + t7*u4 + t8*u5 + t9*u6;
-    const real_v t124 = t105*x5 + t106*x7 + t107*x8 + t7*u5 + t8*u7 + t9*u8;
-    const real_v t125 = t0*t107 + t101*t9 + t105*x6 + t106*x8 + t7*u6 + t8*u8;
-    const real_v t126 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
-    const real_v t127 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
-    const real_v t128 = t1*u3 + t102*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
-    const real_v t129 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
-    const real_v t130 = t103*x3 + t2*u3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
-    const real_v t131 = t1*u1 + t102*x1 + t103*x2 + t104*x3 + t2*u2 + t3*u3;
-    const real_v t132 = t126*x1 + t127*x2 + t128*x3 + t34*u1 + t35*u2 + t36*u3;
-    const real_v t133 = t127*x1 + t129*x2 + t130*x3 + t35*u1 + t37*u2 + t38*u3;
-    const real_v t134 = t128*x1 + t130*x2 + t131*x3 + t36*u1 + t38*u2 + t39*u3;
-    const real_v t135 = t1*t116 + t102*t20 + t111*x9 + 2*t112*x10 + 2*t113*x11 + t114*x12 + 2*t115*x13 + t15*u9 + 2*t16*u10 + 2*t17*u11 + t18*u12 + 2*t19*u13;
-    const real_v t136 = t103*t20 + t111*x10 + 2*t112*x12 + 2*t113*x13 + t114*x14 + 2*t115*x15 + t116*t2 + t15*u10 + 2*t16*u12 + 2*t17*u13 + t18*u14 + 2*t19*u15;
-    const real_v t137 = 2*t1*t113 + 2*t102*t17 + 2*t103*t19 + t104*t20 + t111*x11 + 2*t112*x13 + t114*x15 + 2*t115*t2 + t116*t3 + t15*u11 + 2*t16*u13 + t18*u15;
-    const real_v t138 = g12*u3;
-    const real_v t139 = g12*u2;
-    const real_v t140 = g12*u1;
-    const real_v t141 = g10*u3;
-    const real_v t142 = g10*u2;
-    const real_v t143 = g10*u1;
-    const real_v t144 = t141*x3 + t52*u3;
-    const real_v t145 = t141*x2 + t142*x3 + t52*u2 + t53*u3;
-    const real_v t146 = t142*x2 + t53*u2;
-    const real_v t147 = t141*x1 + t143*x3 + t52*u1 + t54*u3;
-    const real_v t148 = t142*x1 + t143*x2 + t53*u1 + t54*u2;
-    const real_v t149 = t143*x1 + t54*u1;
-    const real_v t150 = g8*u3;
-    const real_v t151 = g8*u2;
-    const real_v t152 = g8*u1;
-    const real_v t153 = g7*t101;
-    const real_v t154 = 2*g7*u8;
-    const real_v t155 = g7*u7;
-    const real_v t156 = 2*g7*u6;
-    const real_v t157 = 2*g7*u5;
-    const real_v t158 = g7*u4;
-    const real_v t159 = g6*t101 + t1*t140 + t102*t51 + t103*t50 + t104*t49 + t138*t3 + t139*t2;
-    const real_v t160 = 2*g6*u8 + 2*t103*t49 + 2*t138*t2 + 2*t139*x15 + 2*t140*x13 + 2*t50*u15 + 2*t51*u13;
-    const real_v t161 = g6*u7 + t138*x15 + t139*x14 + t140*x12 + t49*u15 + t50*u14 + t51*u12;
-    const real_v t162 = 2*g6*u6 + 2*t1*t138 + 2*t102*t49 + 2*t139*x13 + 2*t140*x11 + 2*t50*u13 + 2*t51*u11;
-    const real_v t163 = 2*g6*u5 + 2*t138*x13 + 2*t139*x12 + 2*t140*x10 + 2*t49*u13 + 2*t50*u12 + 2*t51*u10;
-    const real_v t164 = g6*u4 + t138*x11 + t139*x10 + t140*x9 + t49*u11 + t50*u10 + t51*u9;
-    const real_v t165 = 2*g11*t110 + g5*u3 + g9*t107;
-    const real_v t166 = 2*g11*t109 + g5*u2 + g9*t106;
-    const real_v t167 = 2*g11*t108 + g5*u1 + g9*t105;
-    const real_v t168 = g4*u3 + g9*t110 + t0*t150 + t101*t61 + t151*x8 + t152*x6 + t62*u8 + t63*u6;
-    const real_v t169 = g4*u2 + g9*t109 + t150*x8 + t151*x7 + t152*x5 + t61*u8 + t62*u7 + t63*u5;
-    const real_v t170 = g4*u1 + g9*t108 + t150*x6 + t151*x5 + t152*x4 + t61*u6 + t62*u5 + t63*u4;
-    const real_v t171 = t0*t165 + t1*t156 + t101*t76 + t102*t67 + t103*t65 + t104*(2*g3 + 2*t64) + t116*t49 + t138*t20 + t144*x3 + 2*t153*t3 + t154*t2 + t55*u3;
-    const real_v t172 = t0*t166 + t1*t157 + t101*t77 + t102*t68 + t103*(6*g3 + 4*t64 + 2*t66) + t104*t65 + 2*t115*t49 + t116*t50 + 2*t138*t19 + t139*t20 + t144*x2 + t145*x3 + 4*t153*t2 + t154*(t3 + 2*x15) + 2*t155*t2 + 2*t156*x13 + 2*t165*x8 + t55*u2 + t56*u3 + 2*t65*u15 + 2*t67*u13 + 2*t76*u8;
-    const real_v t173 = t0*t167 + 4*t1*t153 + 2*t1*t158 + t101*t78 + t102*(6*g3 + 4*t64 + 2*t69) + t103*t68 + t104*t67 + 2*t113*t49 + t116*t51 + 2*t138*t17 + t140*t20 + t144*x1 + t147*x3 + 2*t154*x13 + t156*(t3 + 2*x11) + t157*t2 + 2*t165*x6 + t55*u1 + t58*u3 + 2*t65*u13 + 2*t67*u11 + 2*t76*u6;
-    const real_v t174 = g6*t116 + g7*t122 + 2*t0*t159 + t1*t167 + t101*(2*g2 + 2*t70) + t102*t78 + t103*t77 + t104*t76 + t107*t61 + t150*t9 + t160*x8 + t162*x6 + t165*t3 + t166*t2 + t168*x3 + t71*u8 + t73*u6 + t79*u3;
-    const real_v t175 = 2*g1*u1 + g10*t132 + g12*t135 + g4*t105 + g5*t108 + g8*t123 + t1*t144 + t102*t55 + t126*t54 + t127*t53 + t128*t52 + t141*t36 + t142*t35 + t143*t34 + t145*x13 + t146*x12 + t147*x11 + t148*x10 + t149*x9 + t168*x6 + t169*x5 + t170*x4 + t56*u13 + t57*u12 + t58*u11 + t59*u10 + t60*u9 + t79*u6 + t80*u5 + t81*u4;
-    const real_v t176 = 2*g1*u2 + g10*t133 + g12*t136 + g4*t106 + g5*t109 + g8*t124 + t103*t55 + t127*t54 + t129*t53 + t130*t52 + t141*t38 + t142*t37 + t143*t35 + t144*t2 + t145*x15 + t146*x14 + t147*x13 + t148*x12 + t149*x10 + t168*x8 + t169*x7 + t170*x5 + t56*u15 + t57*u14 + t58*u13 + t59*u12 + t60*u10 + t79*u8 + t80*u7 + t81*u5;
-    const real_v t177 = 2*g1*u3 + g10*t134 + g12*t137 + g4*t107 + g5*t110 + g8*t125 + t0*t168 + t1*t147 + t101*t79 + t102*t58 + t103*t56 + t104*t55 + t128*t54 + t130*t53 + t131*t52 + t141*t39 + t142*t38 + t143*t36 + t144*t3 + t145*t2 + t146*x15 + t148*x13 + t149*x11 + t169*x8 + t170*x6 + t57*u15 + t59*u13 + t60*u11 + t80*u8 + t81*u6;
-    const real_v t178 = g6*t111 + g7*t117 + t105*t63 + t152*t7 + t162*x6 + t163*x5 + 2*t164*x4 + t165*x11 + t166*x10 + t167*x9 + t170*x1 - t174 + t73*u6 + t74*u5 + t76*u11 + t77*u10 + t78*u9 + t81*u1 + u4*(2*g2 + 2*t75);
-    const real_v t179 = 2*g6*t112 + 2*g7*t118 + t105*t62 + t106*t63 + t151*t7 + t152*t8 + t160*x6 + 2*t161*x5 + t162*x8 + t163*(x4 + x7) + 2*t164*x5 + 2*t165*x13 + 2*t166*x12 + 2*t167*x10 + t169*x1 + t170*x2 + t71*u6 + t73*u8 + t74*u4 + t74*u7 + 2*t76*u13 + 2*t77*u12 + 2*t78*u10 + t80*u1 + t81*u2 + u5*(4*g2 + 2*t72 + 2*t75);
-    const real_v t180 = 2*g6*t113 + 2*g7*t119 + 2*t1*t165 + t101*t73 + 2*t102*t76 + t105*t61 + t107*t63 + t150*t7 + t152*t9 + 2*t159*x6 + t160*x5 + t162*(t0 + x4) + t163*x8 + 2*t164*x6 + 2*t166*x13 + 2*t167*x11 + t168*x1 + t170*x3 + t71*u5 + t73*u4 + t74*u8 + 2*t77*u13 + 2*t78*u11 + t79*u1 + t81*u3 + u6*(4*g2 + 2*t70 + 2*t75);
-    const real_v t181 = g6*t114 + g7*t120 + t106*t62 + t151*t8 + t160*x8 + 2*t161*x7 + t163*x5 + t165*x15 + t166*x14 + t167*x12 + t169*x2 - t174 + t71*u8 + t74*u5 + t76*u15 + t77*u14 + t78*u12 + t80*u2 + u7*(2*g2 + 2*t72);
-    const real_v t182 = 2*g6*t115 + 2*g7*t121 + t101*t71 + 2*t103*t76 + t106*t61 + t107*t62 + t150*t8 + t151*t9 + 2*t159*x8 + t160*(t0 + x7) + 2*t161*x8 + t162*x5 + t163*x6 + 2*t165*t2 + 2*t166*x15 + 2*t167*x13 + t168*x2 + t169*x3 + t71*u7 + t73*u5 + t74*u6 + 2*t77*u15 + 2*t78*u13 + t79*u2 + t80*u3 + u8*(4*g2 + 2*t70 + 2*t72);
-    const real_v t183 = t111*t51 + t140*t15 + t149*x1 + t156*x11 + t157*x10 + 2*t158*x9 + t167*x4 - t173 + t60*u1 + t67*u11 + t68*u10 + t78*u4 + u9*(2*g3 + 2*t69);
-    const real_v t184 = t111*t50 + 2*t112*t51 + t139*t15 + 2*t140*t16 + t148*x1 + t149*x2 + t154*x11 + 2*t155*x10 + 2*t156*x13 + t157*(2*x12 + x9) + 4*t158*x10 + t166*x4 + 2*t167*x5 - t172 + t59*u1 + t60*u2 + t65*u11 + 2*t67*u13 + 2*t68*u12 + t68*u9 + t77*u4 + 2*t78*u5 + u10*(6*g3 + 2*t66 + 4*t69);
-    const real_v t185 = 2*t102*t67 + t111*t49 + 2*t113*t51 + t138*t15 + 2*t140*t17 + t147*x1 + t149*x3 + 2*t153*x11 + t154*x10 + t156*(2*t1 + x9) + 2*t157*x13 + 4*t158*x11 + t165*x4 + 2*t167*x6 - t171 + t58*u1 + t60*u3 + t65*u10 + t67*u9 + 2*t68*u13 + t76*u4 + 2*t78*u6 + u11*(6*g3 + 2*t64 + 4*t69);
-    const real_v t186 = 2*t112*t50 + t114*t51 + 2*t139*t16 + t140*t18 + t146*x1 + t148*x2 + 2*t154*x13 + 4*t155*x12 + t156*x15 + t157*(2*x10 + x14) + 2*t158*x12 + 2*t166*x5 + t167*x7 - t173 + t57*u1 + t59*u2 + 2*t65*u13 + t67*u15 + 2*t68*u10 + t68*u14 + 2*t77*u5 + t78*u7 + u12*(6*g3 + 4*t66 + 2*t69);
-    const real_v t187 = 2*t102*t65 + 2*t103*t67 + 2*t112*t49 + 2*t113*t50 + 2*t115*t51 + 2*t138*t16 + 2*t139*t17 + 2*t140*t19 + t145*x1 + t147*x2 + t148*x3 + 4*t153*x13 + t154*(2*t1 + 2*x12) + 4*t155*x13 + t156*(2*t2 + 2*x10) + t157*(2*x11 + 2*x15) + 4*t158*x13 + 2*t165*x5 + 2*t166*x6 + 2*t167*x8 + t56*u1 + t58*u2 + t59*u3 + 2*t65*u12 + 2*t67*u10 + 2*t68*u11 + 2*t68*u15 + 2*t76*u5 + 2*t77*u6 + 2*t78*u8 + u13*(12*g3 + 4*t64 + 4*t66 + 4*t69);
-    const real_v t188 = t114*t50 + t139*t18 + t146*x2 + t154*x15 + 2*t155*x14 + t157*x12 + t166*x7 - t172 + t57*u2 + t65*u15 + t68*u12 + t77*u7 + u14*(2*g3 + 2*t66);
-    const real_v t189 = 2*t103*t65 + t114*t49 + 2*t115*t50 + t138*t18 + 2*t139*t19 + t145*x2 + t146*x3 + 2*t153*x15 + t154*(2*t2 + x14) + 4*t155*x15 + t156*x12 + 2*t157*x13 + t165*x7 + 2*t166*x8 - t171 + t56*u2 + t57*u3 + t65*u14 + t67*u12 + 2*t68*u13 + t76*u7 + 2*t77*u8 + u15*(6*g3 + 2*t64 + 4*t66);
+    const real_v t71 = g6*x8 + t2*t49 + t50*x15 + t51*x13;
+    const real_v t72 = 2*t71;
+    const real_v t73 = g6*x7 + t49*x15 + t50*x14 + t51*x12;
+    const real_v t74 = g6*x6 + t1*t49 + t50*x13 + t51*x11;
+    const real_v t75 = 2*t74;
+    const real_v t76 = g6*x5 + t49*x13 + t50*x12 + t51*x10;
+    const real_v t77 = 2*t76;
+    const real_v t78 = g6*x4 + t49*x11 + t50*x10 + t51*x9;
+    const real_v t79 = 2*g11*t13 + g5*x3 + g9*t9;
+    const real_v t80 = 2*g11*t12 + g5*x2 + g9*t8;
+    const real_v t81 = 2*g11*t11 + g5*x1 + g9*t7;
+    const real_v t82 = g4*x3 + g9*t13 + t0*t61 + t62*x8 + t63*x6;
+    const real_v t83 = g4*x2 + g9*t12 + t61*x8 + t62*x7 + t63*x5;
+    const real_v t84 = g4*x1 + g9*t11 + t61*x6 + t62*x5 + t63*x4;
+    const real_v t104 = -u4 - u7;
+    const real_v t105 = -u12 - u9;
+    const real_v t106 = -u10 - u14;
+    const real_v t107 = -u11 - u15;
+    const real_v t108 = u1*x4 + u2*x5 + u3*x6 + u4*x1 + u5*x2 + u6*x3;
+    const real_v t109 = u1*x5 + u2*x7 + u3*x8 + u5*x1 + u7*x2 + u8*x3;
+    const real_v t110 = t0*u3 + t104*x3 + u1*x6 + u2*x8 + u6*x1 + u8*x2;
+    const real_v t111 = t0*t105 + t1*t104 + 2*u10*x5 + 2*u11*x6 + u12*x7 + 2*u13*x8 + u4*x9 + 2*u5*x10 + 2*u6*x11 + u7*x12 + 2*u8*x13 + u9*x4;
+    const real_v t112 = t0*t106 + t104*t2 + u10*x4 + 2*u12*x5 + 2*u13*x6 + u14*x7 + 2*u15*x8 + u4*x10 + 2*u5*x12 + 2*u6*x13 + u7*x14 + 2*u8*x15;
+    const real_v t113 = t0*t107 + 2*t1*u6 + t104*t3 + 2*t105*x6 + 2*t106*x8 + 2*t2*u8 + u11*x4 + 2*u13*x5 + u15*x7 + u4*x11 + 2*u5*x13 + u7*x15;
+    const real_v t114 = u4*x4 + u5*x5 + u6*x6;
+    const real_v t115 = 2*t114;
+    const real_v t116 = u5*(x4 + x7) + u6*x8 + u8*x6 + x5*(u4 + u7);
+    const real_v t117 = u5*x8 + u6*(t0 + x4) + u8*x5 + x6*(t104 + u4);
+    const real_v t118 = u5*x5 + u7*x7 + u8*x8;
+    const real_v t119 = 2*t118;
+    const real_v t120 = u5*x6 + u6*x5 + u8*(t0 + x7) + x8*(t104 + u7);
+    const real_v t121 = t0*t104 + u6*x6 + u8*x8;
+    const real_v t122 = 2*t121;
+    const real_v t123 = t1*t105 + 2*u10*x10 + 2*u11*x11 + u12*x12 + 2*u13*x13 + u9*x9;
+    const real_v t124 = 2*t123;
+    const real_v t125 = t1*t106 + t105*t2 + u10*(2*x12 + x9) + u12*(2*x10 + x14) + u13*(2*x11 + 2*x15) + u14*x12 + u9*x10 + x13*(2*u11 + 2*u15);
+    const real_v t126 = t1*t107 + t105*(t3 + 2*x11) + u11*(2*t1 + x9) + u12*x15 + u13*(2*t2 + 2*x10) + u15*x12 + u9*x11 + x13*(2*t106 + 2*u10);
+    const real_v t127 = t106*t2 + u10*x10 + 2*u12*x12 + 2*u13*x13 + u14*x14 + 2*u15*x15;
+    const real_v t128 = 2*t127;
+    const real_v t129 = t106*(t3 + 2*x15) + t107*t2 + u10*x11 + u11*x10 + u13*(2*t1 + 2*x12) + u14*x15 + u15*(2*t2 + x14) + x13*(2*t105 + 2*u12);
+    const real_v t130 = 2*t1*t105 + 2*t106*t2 + t107*t3 + u11*x11 + 2*u13*x13 + u15*x15;
+    const real_v t131 = 2*t130;
+    const real_v t132 = t108*x4 + t109*x5 + t110*x6 + t7*u4 + t8*u5 + t9*u6;
+    const real_v t133 = t108*x5 + t109*x7 + t110*x8 + t7*u5 + t8*u7 + t9*u8;
+    const real_v t134 = t0*t110 + t104*t9 + t108*x6 + t109*x8 + t7*u6 + t8*u8;
+    const real_v t135 = u1*x9 + u10*x2 + u11*x3 + u2*x10 + u3*x11 + u9*x1;
+    const real_v t136 = u1*x10 + u10*x1 + u12*x2 + u13*x3 + u2*x12 + u3*x13;
+    const real_v t137 = t1*u3 + t105*x3 + u1*x11 + u11*x1 + u13*x2 + u2*x13;
+    const real_v t138 = u1*x12 + u12*x1 + u14*x2 + u15*x3 + u2*x14 + u3*x15;
+    const real_v t139 = t106*x3 + t2*u3 + u1*x13 + u13*x1 + u15*x2 + u2*x15;
+    const real_v t140 = t1*u1 + t105*x1 + t106*x2 + t107*x3 + t2*u2 + t3*u3;
+    const real_v t141 = t135*x1 + t136*x2 + t137*x3 + t34*u1 + t35*u2 + t36*u3;
+    const real_v t142 = t136*x1 + t138*x2 + t139*x3 + t35*u1 + t37*u2 + t38*u3;
+    const real_v t143 = t137*x1 + t139*x2 + t140*x3 + t36*u1 + t38*u2 + t39*u3;
+    const real_v t144 = t1*t122 + t105*t20 + t115*x9 + 2*t116*x10 + 2*t117*x11 + t119*x12 + 2*t120*x13 + t15*u9 + 2*t16*u10 + 2*t17*u11 + t18*u12 + 2*t19*u13;
+    const real_v t145 = t106*t20 + t115*x10 + 2*t116*x12 + 2*t117*x13 + t119*x14 + 2*t120*x15 + t122*t2 + t15*u10 + 2*t16*u12 + 2*t17*u13 + t18*u14 + 2*t19*u15;
+    const real_v t146 = 2*t1*t117 + 2*t105*t17 + 2*t106*t19 + t107*t20 + t115*x11 + 2*t116*x13 + t119*x15 + 2*t120*t2 + t122*t3 + t15*u11 + 2*t16*u13 + t18*u15;
+    const real_v t147 = g12*u3;
+    const real_v t148 = g12*u2;
+    const real_v t149 = g12*u1;
+    const real_v t150 = g10*u3;
+    const real_v t151 = g10*u2;
+    const real_v t152 = g10*u1;
+    const real_v t153 = t150*x3 + t52*u3;
+    const real_v t154 = t150*x2 + t151*x3 + t52*u2 + t53*u3;
+    const real_v t155 = t151*x2 + t53*u2;
+    const real_v t156 = t150*x1 + t152*x3 + t52*u1 + t54*u3;
+    const real_v t157 = t151*x1 + t152*x2 + t53*u1 + t54*u2;
+    const real_v t158 = t152*x1 + t54*u1;
+    const real_v t159 = g8*u3;
+    const real_v t160 = g8*u2;
+    const real_v t161 = g8*u1;
+    const real_v t162 = g7*t104;
+    const real_v t163 = 2*g7*u8;
+    const real_v t164 = g7*u7;
+    const real_v t165 = 2*g7*u6;
+    const real_v t166 = 2*g7*u5;
+    const real_v t167 = g7*u4;
+    const real_v t168 = g6*t104 + t1*t149 + t105*t51 + t106*t50 + t107*t49 + t147*t3 + t148*t2;
+    const real_v t169 = g6*u8 + t106*t49 + t147*t2 + t148*x15 + t149*x13 + t50*u15 + t51*u13;
+    const real_v t170 = 2*t169;
+    const real_v t171 = g6*u7 + t147*x15 + t148*x14 + t149*x12 + t49*u15 + t50*u14 + t51*u12;
+    const real_v t172 = g6*u6 + t1*t147 + t105*t49 + t148*x13 + t149*x11 + t50*u13 + t51*u11;
+    const real_v t173 = 2*t172;
+    const real_v t174 = g6*u5 + t147*x13 + t148*x12 + t149*x10 + t49*u13 + t50*u12 + t51*u10;
+    const real_v t175 = 2*t174;
+    const real_v t176 = g6*u4 + t147*x11 + t148*x10 + t149*x9 + t49*u11 + t50*u10 + t51*u9;
+    const real_v t177 = 2*g11*t113 + g5*u3 + g9*t110;
+    const real_v t178 = 2*g11*t112 + g5*u2 + g9*t109;
+    const real_v t179 = 2*g11*t111 + g5*u1 + g9*t108;
+    const real_v t180 = g4*u3 + g9*t113 + t0*t159 + t104*t61 + t160*x8 + t161*x6 + t62*u8 + t63*u6;
+    const real_v t181 = g4*u2 + g9*t112 + t159*x8 + t160*x7 + t161*x5 + t61*u8 + t62*u7 + t63*u5;
+    const real_v t182 = g4*u1 + g9*t111 + t159*x6 + t160*x5 + t161*x4 + t61*u6 + t62*u5 + t63*u4;
+    const real_v t183 = t0*t177 + t1*t165 + t104*t79 + t105*t67 + t106*t65 + t107*(2*g3 + 2*t64) + t122*t49 + t147*t20 + t153*x3 + 2*t162*t3 + t163*t2 + t55*u3;
+    const real_v t184 = t0*t178 + t1*t166 + t104*t80 + t105*t68 + t106*(6*g3 + 4*t64 + 2*t66) + 2*t120*t49 + t122*t50 + 2*t147*t19 + t148*t20 + t153*x2 + t154*x3 + t163*(t3 + 2*x15) + 2*t165*x13 + 2*t177*x8 + t2*(4*t162 + 2*t164) + t55*u2 + t56*u3 + t65*(t107 + 2*u15) + 2*t67*u13 + 2*t79*u8;
+    const real_v t185 = t0*t179 + t1*(4*t162 + 2*t167) + t104*t81 + t105*(6*g3 + 4*t64 + 2*t69) + t106*t68 + 2*t117*t49 + t122*t51 + 2*t147*t17 + t149*t20 + t153*x1 + t156*x3 + 2*t163*x13 + t165*(t3 + 2*x11) + t166*t2 + 2*t177*x6 + t55*u1 + t58*u3 + 2*t65*u13 + t67*(t107 + 2*u11) + 2*t79*u6;
+    const real_v t186 = g6*t122 + g7*t131 + 2*t0*t168 + t1*t179 + t104*(2*g2 + 2*t70) + t105*t81 + t106*t80 + t107*t79 + t110*t61 + t159*t9 + t170*x8 + t173*x6 + t177*t3 + t178*t2 + t180*x3 + t72*u8 + t75*u6 + t82*u3;
+    const real_v t187 = 2*g1*u1 + g10*t141 + g12*t144 + g4*t108 + g5*t111 + g8*t132 + t1*t153 + t105*t55 + t135*t54 + t136*t53 + t137*t52 + t150*t36 + t151*t35 + t152*t34 + t154*x13 + t155*x12 + t156*x11 + t157*x10 + t158*x9 + t180*x6 + t181*x5 + t182*x4 + t56*u13 + t57*u12 + t58*u11 + t59*u10 + t60*u9 + t82*u6 + t83*u5 + t84*u4;
+    const real_v t188 = 2*g1*u2 + g10*t142 + g12*t145 + g4*t109 + g5*t112 + g8*t133 + t106*t55 + t136*t54 + t138*t53 + t139*t52 + t150*t38 + t151*t37 + t152*t35 + t153*t2 + t154*x15 + t155*x14 + t156*x13 + t157*x12 + t158*x10 + t180*x8 + t181*x7 + t182*x5 + t56*u15 + t57*u14 + t58*u13 + t59*u12 + t60*u10 + t82*u8 + t83*u7 + t84*u5;
+    const real_v t189 = 2*g1*u3 + g10*t143 + g12*t146 + g4*t110 + g5*t113 + g8*t134 + t0*t180 + t1*t156 + t104*t82 + t105*t58 + t106*t56 + t107*t55 + t137*t54 + t139*t53 + t140*t52 + t150*t39 + t151*t38 + t152*t36 + t153*t3 + t154*t2 + t155*x15 + t157*x13 + t158*x11 + t181*x8 + t182*x6 + t57*u15 + t59*u13 + t60*u11 + t83*u8 + t84*u6;
+    const real_v t190 = g6*t115 + g7*t124 + t108*t63 + t161*t7 + t173*x6 + t175*x5 + 2*t176*x4 + t177*x11 + t178*x10 + t179*x9 + t182*x1 - t186 + t75*u6 + t77*u5 + t79*u11 + t80*u10 + t81*u9 + t84*u1 + u4*(2*g2 + 2*t78);
+    const real_v t191 = 2*g6*t116 + 2*g7*t125 + t108*t62 + t109*t63 + t160*t7 + t161*t8 + t170*x6 + t173*x8 + t175*(x4 + x7) + 2*t177*x13 + 2*t178*x12 + 2*t179*x10 + t181*x1 + t182*x2 + t72*u6 + t75*u8 + t77*(u4 + u7) + 2*t79*u13 + 2*t80*u12 + 2*t81*u10 + t83*u1 + t84*u2 + u5*(4*g2 + 2*t73 + 2*t78) + x5*(2*t171 + 2*t176);
+    const real_v t192 = 2*g6*t117 + 2*g7*t126 + 2*t1*t177 + 2*t105*t79 + t108*t61 + t110*t63 + t159*t7 + t161*t9 + t170*x5 + t173*(t0 + x4) + t175*x8 + 2*t178*x13 + 2*t179*x11 + t180*x1 + t182*x3 + t72*u5 + t75*(t104 + u4) + t77*u8 + 2*t80*u13 + 2*t81*u11 + t82*u1 + t84*u3 + u6*(4*g2 + 2*t70 + 2*t78) + x6*(2*t168 + 2*t176);
+    const real_v t193 = g6*t119 + g7*t128 + t109*t62 + t160*t8 + t170*x8 + 2*t171*x7 + t175*x5 + t177*x15 + t178*x14 + t179*x12 + t181*x2 - t186 + t72*u8 + t77*u5 + t79*u15 + t80*u14 + t81*u12 + t83*u2 + u7*(2*g2 + 2*t73);
+    const real_v t194 = 2*g6*t120 + 2*g7*t129 + 2*t106*t79 + t109*t61 + t110*t62 + t159*t8 + t160*t9 + t170*(t0 + x7) + t173*x5 + t175*x6 + 2*t177*t2 + 2*t178*x15 + 2*t179*x13 + t180*x2 + t181*x3 + t72*(t104 + u7) + t75*u5 + t77*u6 + 2*t80*u15 + 2*t81*u13 + t82*u2 + t83*u3 + u8*(4*g2 + 2*t70 + 2*t73) + x8*(2*t168 + 2*t171);
+    const real_v t195 = t115*t51 + t149*t15 + t158*x1 + t165*x11 + t166*x10 + 2*t167*x9 + t179*x4 - t185 + t60*u1 + t67*u11 + t68*u10 + t81*u4 + u9*(2*g3 + 2*t69);
+    const real_v t196 = t115*t50 + 2*t116*t51 + t148*t15 + 2*t149*t16 + t157*x1 + t158*x2 + t163*x11 + 2*t165*x13 + t166*(2*x12 + x9) + t178*x4 + 2*t179*x5 - t184 + t59*u1 + t60*u2 + t65*u11 + 2*t67*u13 + t68*(2*u12 + u9) + t80*u4 + 2*t81*u5 + u10*(6*g3 + 2*t66 + 4*t69) + x10*(2*t164 + 4*t167);
+    const real_v t197 = t115*t49 + 2*t117*t51 + t147*t15 + 2*t149*t17 + t156*x1 + t158*x3 + t163*x10 + t165*(2*t1 + x9) + 2*t166*x13 + t177*x4 + 2*t179*x6 - t183 + t58*u1 + t60*u3 + t65*u10 + t67*(2*t105 + u9) + 2*t68*u13 + t79*u4 + 2*t81*u6 + u11*(6*g3 + 2*t64 + 4*t69) + x11*(2*t162 + 4*t167);
+    const real_v t198 = 2*t116*t50 + t119*t51 + 2*t148*t16 + t149*t18 + t155*x1 + t157*x2 + 2*t163*x13 + t165*x15 + t166*(2*x10 + x14) + 2*t178*x5 + t179*x7 - t185 + t57*u1 + t59*u2 + 2*t65*u13 + t67*u15 + t68*(2*u10 + u14) + 2*t80*u5 + t81*u7 + u12*(6*g3 + 4*t66 + 2*t69) + x12*(4*t164 + 2*t167);
+    const real_v t199 = 2*t116*t49 + 2*t117*t50 + 2*t120*t51 + 2*t147*t16 + 2*t148*t17 + 2*t149*t19 + t154*x1 + t156*x2 + t157*x3 + t163*(2*t1 + 2*x12) + t165*(2*t2 + 2*x10) + t166*(2*x11 + 2*x15) + 2*t177*x5 + 2*t178*x6 + 2*t179*x8 + t56*u1 + t58*u2 + t59*u3 + t65*(2*t105 + 2*u12) + t67*(2*t106 + 2*u10) + t68*(2*u11 + 2*u15) + 2*t79*u5 + 2*t80*u6 + 2*t81*u8 + u13*(12*g3 + 4*t64 + 4*t66 + 4*t69) + x13*(4*t162 + 4*t164 + 4*t167);
+    const real_v t200 = t119*t50 + t148*t18 + t155*x2 + t163*x15 + 2*t164*x14 + t166*x12 + t178*x7 - t184 + t57*u2 + t65*u15 + t68*u12 + t80*u7 + u14*(2*g3 + 2*t66);
+    const real_v t201 = t119*t49 + 2*t120*t50 + t147*t18 + 2*t148*t19 + t154*x2 + t155*x3 + t163*(2*t2 + x14) + t165*x12 + 2*t166*x13 + t177*x7 + 2*t178*x8 - t183 + t56*u2 + t57*u3 + t65*(2*t106 + u14) + t67*u12 + 2*t68*u13 + t79*u7 + 2*t80*u8 + u15*(6*g3 + 2*t64 + 4*t66) + x15*(2*t162 + 4*t164);
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t175;
-    const real_v out2 = t176;
-    const real_v out3 = t177;
-    const real_v out4 = t178;
-    const real_v out5 = t179;
-    const real_v out6 = t180;
-    const real_v out7 = t181;
-    const real_v out8 = t182;
-    const real_v out9 = t183;
-    const real_v out10 = t184;
-    const real_v out11 = t185;
-    const real_v out12 = t186;
-    const real_v out13 = t187;
-    const real_v out14 = t188;
-    const real_v out15 = t189;
+    const real_v out1 = t187;
+    const real_v out2 = t188;
+    const real_v out3 = t189;
+    const real_v out4 = t190;
+    const real_v out5 = t191;
+    const real_v out6 = t192;
+    const real_v out7 = t193;
+    const real_v out8 = t194;
+    const real_v out9 = t195;
+    const real_v out10 = t196;
+    const real_v out11 = t197;
+    const real_v out12 = t198;
+    const real_v out13 = t199;
+    const real_v out14 = t200;
+    const real_v out15 = t201;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 16 + 0] = out0[lane];
         out[lane * 16 + 1] = out1[lane];
@@ -1475,7 +1527,7 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f64(x + row * 16, g + row * 13, u + row * 16, out + row * 16);

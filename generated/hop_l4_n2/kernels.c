@@ -6,7 +6,9 @@
  * Rows are C-contiguous: x is (n, 25), outputs are (n, width).
  * Each kernel works on blocks of OPTINV_LANES rows held in GCC/Clang vector
  * types, so the straight-line body is vectorised across rows; a short tail
- * is zero-padded into one extra block.  OpenMP splits blocks over threads.
+ * is zero-padded into one extra block.  OpenMP splits blocks over threads
+ * (dynamically, so a busy core does not hold the others back); batches under
+ * 256 rows stay on the calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
 #include <string.h>
@@ -41,7 +43,7 @@ static int resolve_threads(int requested) {
 #define LOAD_F64(p, width, k) ((vec_f64){ (p)[k], (p)[(width) + (k)], (p)[2 * (width) + (k)], (p)[3 * (width) + (k)], (p)[4 * (width) + (k)], (p)[5 * (width) + (k)], (p)[6 * (width) + (k)], (p)[7 * (width) + (k)] })
 
 
-/* forward: invariants I(x) (float; 94 flops per row) */
+/* forward: invariants I(x) (float; 78 flops per row) */
 static void forward_block_f32(const float *restrict x, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -72,14 +74,16 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v x24 = LOAD_F32(x, 25, 24);
     const real_v t0 = 16*x19;
     const real_v t1 = x1*x1 + x2*x2 + x3*x3;
-    const real_v t2 = 2*x4*x4 + 2*x4*x7 + 2*x5*x5 + 2*x6*x6 + 2*x7*x7 + 2*x8*x8;
-    const real_v t3 = 6*x10*x10 + 6*x10*x14 + 4*x11*x11 + 2*x11*x15 + 6*x12*x12 + 6*x12*x9 + 6*x13*x13 + 4*x14*x14 + 4*x15*x15 + 4*x9*x9;
-    const real_v t4 = t0*x16 + t0*x23 + 8*x16*x16 + 2*x16*x23 + 16*x17*x17 + 24*x17*x21 + 8*x18*x18 + 8*x18*x22 + 22*x19*x19 + 16*x20*x20 + 8*x20*x24 + 16*x21*x21 + 16*x22*x22 + 8*x23*x23 + 8*x24*x24;
+    const real_v t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_v t3 = 2*t2;
+    const real_v t4 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_v t5 = 2*t4;
+    const real_v t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*x18 + 8*x22) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*x21*x21 + 16*x22*x22 + x23*(t0 + 8*x23) + 8*x24*x24;
     const real_v out0 = x0;
     const real_v out1 = t1;
-    const real_v out2 = t2;
-    const real_v out3 = t3;
-    const real_v out4 = t4;
+    const real_v out2 = t3;
+    const real_v out3 = t5;
+    const real_v out4 = t6;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 5 + 0] = out0[lane];
         out[lane * 5 + 1] = out1[lane];
@@ -92,7 +96,7 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f32(x + row * 25, out + row * 5);
@@ -110,7 +114,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return n;
 }
 
-/* forward: invariants I(x) (double; 94 flops per row) */
+/* forward: invariants I(x) (double; 78 flops per row) */
 static void forward_block_f64(const double *restrict x, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -141,14 +145,16 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v x24 = LOAD_F64(x, 25, 24);
     const real_v t0 = 16*x19;
     const real_v t1 = x1*x1 + x2*x2 + x3*x3;
-    const real_v t2 = 2*x4*x4 + 2*x4*x7 + 2*x5*x5 + 2*x6*x6 + 2*x7*x7 + 2*x8*x8;
-    const real_v t3 = 6*x10*x10 + 6*x10*x14 + 4*x11*x11 + 2*x11*x15 + 6*x12*x12 + 6*x12*x9 + 6*x13*x13 + 4*x14*x14 + 4*x15*x15 + 4*x9*x9;
-    const real_v t4 = t0*x16 + t0*x23 + 8*x16*x16 + 2*x16*x23 + 16*x17*x17 + 24*x17*x21 + 8*x18*x18 + 8*x18*x22 + 22*x19*x19 + 16*x20*x20 + 8*x20*x24 + 16*x21*x21 + 16*x22*x22 + 8*x23*x23 + 8*x24*x24;
+    const real_v t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_v t3 = 2*t2;
+    const real_v t4 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_v t5 = 2*t4;
+    const real_v t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*x18 + 8*x22) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*x21*x21 + 16*x22*x22 + x23*(t0 + 8*x23) + 8*x24*x24;
     const real_v out0 = x0;
     const real_v out1 = t1;
-    const real_v out2 = t2;
-    const real_v out3 = t3;
-    const real_v out4 = t4;
+    const real_v out2 = t3;
+    const real_v out3 = t5;
+    const real_v out4 = t6;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 5 + 0] = out0[lane];
         out[lane * 5 + 1] = out1[lane];
@@ -161,7 +167,7 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f64(x + row * 25, out + row * 5);
@@ -179,7 +185,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return n;
 }
 
-/* vjp: g . dI/dx (float; 87 flops per row) */
+/* vjp: g . dI/dx (float; 86 flops per row) */
 static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -213,56 +219,59 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v g3 = LOAD_F32(g, 5, 3);
     const real_v g4 = LOAD_F32(g, 5, 4);
     const real_v t0 = 16*x19;
-    const real_v t5 = g4*(x16 + x23);
-    const real_v t6 = 2*g1*x1;
-    const real_v t7 = 2*g1*x2;
-    const real_v t8 = 2*g1*x3;
-    const real_v t9 = g2*(4*x4 + 2*x7);
-    const real_v t10 = 4*g2*x5;
-    const real_v t11 = 4*g2*x6;
-    const real_v t12 = g2*(2*x4 + 4*x7);
-    const real_v t13 = 4*g2*x8;
-    const real_v t14 = g3*(6*x12 + 8*x9);
-    const real_v t15 = g3*(12*x10 + 6*x14);
-    const real_v t16 = g3*(8*x11 + 2*x15);
-    const real_v t17 = g3*(12*x12 + 6*x9);
-    const real_v t18 = 12*g3*x13;
-    const real_v t19 = g3*(6*x10 + 8*x14);
-    const real_v t20 = g3*(2*x11 + 8*x15);
-    const real_v t21 = g4*(t0 + 16*x16 + 2*x23);
-    const real_v t22 = g4*(32*x17 + 24*x21);
-    const real_v t23 = g4*(16*x18 + 8*x22);
-    const real_v t24 = 44*g4*x19 + 16*t5;
-    const real_v t25 = g4*(32*x20 + 8*x24);
-    const real_v t26 = g4*(24*x17 + 32*x21);
-    const real_v t27 = g4*(8*x18 + 32*x22);
-    const real_v t28 = g4*(t0 + 2*x16 + 16*x23);
-    const real_v t29 = g4*(8*x20 + 16*x24);
+    const real_v t7 = 2*g3;
+    const real_v t8 = 2*g2;
+    const real_v t9 = g4*(x16 + x23);
+    const real_v t10 = 2*g1*x1;
+    const real_v t11 = 2*g1*x2;
+    const real_v t12 = 2*g1*x3;
+    const real_v t13 = t8*(2*x4 + x7);
+    const real_v t14 = 2*t8*x5;
+    const real_v t15 = 2*t8*x6;
+    const real_v t16 = t8*(x4 + 2*x7);
+    const real_v t17 = 2*t8*x8;
+    const real_v t18 = t7*(3*x12 + 4*x9);
+    const real_v t19 = t7*(6*x10 + 3*x14);
+    const real_v t20 = t7*(4*x11 + x15);
+    const real_v t21 = t7*(6*x12 + 3*x9);
+    const real_v t22 = 6*t7*x13;
+    const real_v t23 = t7*(3*x10 + 4*x14);
+    const real_v t24 = t7*(x11 + 4*x15);
+    const real_v t25 = g4*(t0 + 16*x16 + 2*x23);
+    const real_v t26 = g4*(32*x17 + 24*x21);
+    const real_v t27 = g4*(16*x18 + 8*x22);
+    const real_v t28 = 11*g4*x19 + 4*t9;
+    const real_v t29 = 4*t28;
+    const real_v t30 = g4*(32*x20 + 8*x24);
+    const real_v t31 = g4*(24*x17 + 32*x21);
+    const real_v t32 = g4*(8*x18 + 32*x22);
+    const real_v t33 = g4*(t0 + 2*x16 + 16*x23);
+    const real_v t34 = g4*(8*x20 + 16*x24);
     const real_v out0 = g0;
-    const real_v out1 = t6;
-    const real_v out2 = t7;
-    const real_v out3 = t8;
-    const real_v out4 = t9;
-    const real_v out5 = t10;
-    const real_v out6 = t11;
-    const real_v out7 = t12;
-    const real_v out8 = t13;
-    const real_v out9 = t14;
-    const real_v out10 = t15;
-    const real_v out11 = t16;
-    const real_v out12 = t17;
-    const real_v out13 = t18;
-    const real_v out14 = t19;
-    const real_v out15 = t20;
-    const real_v out16 = t21;
-    const real_v out17 = t22;
-    const real_v out18 = t23;
-    const real_v out19 = t24;
-    const real_v out20 = t25;
-    const real_v out21 = t26;
-    const real_v out22 = t27;
-    const real_v out23 = t28;
-    const real_v out24 = t29;
+    const real_v out1 = t10;
+    const real_v out2 = t11;
+    const real_v out3 = t12;
+    const real_v out4 = t13;
+    const real_v out5 = t14;
+    const real_v out6 = t15;
+    const real_v out7 = t16;
+    const real_v out8 = t17;
+    const real_v out9 = t18;
+    const real_v out10 = t19;
+    const real_v out11 = t20;
+    const real_v out12 = t21;
+    const real_v out13 = t22;
+    const real_v out14 = t23;
+    const real_v out15 = t24;
+    const real_v out16 = t25;
+    const real_v out17 = t26;
+    const real_v out18 = t27;
+    const real_v out19 = t29;
+    const real_v out20 = t30;
+    const real_v out21 = t31;
+    const real_v out22 = t32;
+    const real_v out23 = t33;
+    const real_v out24 = t34;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 25 + 0] = out0[lane];
         out[lane * 25 + 1] = out1[lane];
@@ -295,7 +304,7 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f32(x + row * 25, g + row * 5, out + row * 25);
@@ -316,7 +325,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return n;
 }
 
-/* vjp: g . dI/dx (double; 87 flops per row) */
+/* vjp: g . dI/dx (double; 86 flops per row) */
 static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -350,56 +359,59 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v g3 = LOAD_F64(g, 5, 3);
     const real_v g4 = LOAD_F64(g, 5, 4);
     const real_v t0 = 16*x19;
-    const real_v t5 = g4*(x16 + x23);
-    const real_v t6 = 2*g1*x1;
-    const real_v t7 = 2*g1*x2;
-    const real_v t8 = 2*g1*x3;
-    const real_v t9 = g2*(4*x4 + 2*x7);
-    const real_v t10 = 4*g2*x5;
-    const real_v t11 = 4*g2*x6;
-    const real_v t12 = g2*(2*x4 + 4*x7);
-    const real_v t13 = 4*g2*x8;
-    const real_v t14 = g3*(6*x12 + 8*x9);
-    const real_v t15 = g3*(12*x10 + 6*x14);
-    const real_v t16 = g3*(8*x11 + 2*x15);
-    const real_v t17 = g3*(12*x12 + 6*x9);
-    const real_v t18 = 12*g3*x13;
-    const real_v t19 = g3*(6*x10 + 8*x14);
-    const real_v t20 = g3*(2*x11 + 8*x15);
-    const real_v t21 = g4*(t0 + 16*x16 + 2*x23);
-    const real_v t22 = g4*(32*x17 + 24*x21);
-    const real_v t23 = g4*(16*x18 + 8*x22);
-    const real_v t24 = 44*g4*x19 + 16*t5;
-    const real_v t25 = g4*(32*x20 + 8*x24);
-    const real_v t26 = g4*(24*x17 + 32*x21);
-    const real_v t27 = g4*(8*x18 + 32*x22);
-    const real_v t28 = g4*(t0 + 2*x16 + 16*x23);
-    const real_v t29 = g4*(8*x20 + 16*x24);
+    const real_v t7 = 2*g3;
+    const real_v t8 = 2*g2;
+    const real_v t9 = g4*(x16 + x23);
+    const real_v t10 = 2*g1*x1;
+    const real_v t11 = 2*g1*x2;
+    const real_v t12 = 2*g1*x3;
+    const real_v t13 = t8*(2*x4 + x7);
+    const real_v t14 = 2*t8*x5;
+    const real_v t15 = 2*t8*x6;
+    const real_v t16 = t8*(x4 + 2*x7);
+    const real_v t17 = 2*t8*x8;
+    const real_v t18 = t7*(3*x12 + 4*x9);
+    const real_v t19 = t7*(6*x10 + 3*x14);
+    const real_v t20 = t7*(4*x11 + x15);
+    const real_v t21 = t7*(6*x12 + 3*x9);
+    const real_v t22 = 6*t7*x13;
+    const real_v t23 = t7*(3*x10 + 4*x14);
+    const real_v t24 = t7*(x11 + 4*x15);
+    const real_v t25 = g4*(t0 + 16*x16 + 2*x23);
+    const real_v t26 = g4*(32*x17 + 24*x21);
+    const real_v t27 = g4*(16*x18 + 8*x22);
+    const real_v t28 = 11*g4*x19 + 4*t9;
+    const real_v t29 = 4*t28;
+    const real_v t30 = g4*(32*x20 + 8*x24);
+    const real_v t31 = g4*(24*x17 + 32*x21);
+    const real_v t32 = g4*(8*x18 + 32*x22);
+    const real_v t33 = g4*(t0 + 2*x16 + 16*x23);
+    const real_v t34 = g4*(8*x20 + 16*x24);
     const real_v out0 = g0;
-    const real_v out1 = t6;
-    const real_v out2 = t7;
-    const real_v out3 = t8;
-    const real_v out4 = t9;
-    const real_v out5 = t10;
-    const real_v out6 = t11;
-    const real_v out7 = t12;
-    const real_v out8 = t13;
-    const real_v out9 = t14;
-    const real_v out10 = t15;
-    const real_v out11 = t16;
-    const real_v out12 = t17;
-    const real_v out13 = t18;
-    const real_v out14 = t19;
-    const real_v out15 = t20;
-    const real_v out16 = t21;
-    const real_v out17 = t22;
-    const real_v out18 = t23;
-    const real_v out19 = t24;
-    const real_v out20 = t25;
-    const real_v out21 = t26;
-    const real_v out22 = t27;
-    const real_v out23 = t28;
-    const real_v out24 = t29;
+    const real_v out1 = t10;
+    const real_v out2 = t11;
+    const real_v out3 = t12;
+    const real_v out4 = t13;
+    const real_v out5 = t14;
+    const real_v out6 = t15;
+    const real_v out7 = t16;
+    const real_v out8 = t17;
+    const real_v out9 = t18;
+    const real_v out10 = t19;
+    const real_v out11 = t20;
+    const real_v out12 = t21;
+    const real_v out13 = t22;
+    const real_v out14 = t23;
+    const real_v out15 = t24;
+    const real_v out16 = t25;
+    const real_v out17 = t26;
+    const real_v out18 = t27;
+    const real_v out19 = t29;
+    const real_v out20 = t30;
+    const real_v out21 = t31;
+    const real_v out22 = t32;
+    const real_v out23 = t33;
+    const real_v out24 = t34;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 25 + 0] = out0[lane];
         out[lane * 25 + 1] = out1[lane];
@@ -432,7 +444,7 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f64(x + row * 25, g + row * 5, out + row * 25);
@@ -453,7 +465,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return n;
 }
 
-/* jvp: dI/dx . u (float; 107 flops per row) */
+/* jvp: dI/dx . u (float; 103 flops per row) */
 static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -507,16 +519,19 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v u23 = LOAD_F32(u, 25, 23);
     const real_v u24 = LOAD_F32(u, 25, 24);
     const real_v t0 = 16*x19;
-    const real_v t5 = 16*u19;
-    const real_v t6 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_v t7 = u4*(4*x4 + 2*x7) + 4*u5*x5 + 4*u6*x6 + u7*(2*x4 + 4*x7) + 4*u8*x8;
-    const real_v t8 = u10*(12*x10 + 6*x14) + u11*(8*x11 + 2*x15) + u12*(12*x12 + 6*x9) + 12*u13*x13 + u14*(6*x10 + 8*x14) + u15*(2*x11 + 8*x15) + u9*(6*x12 + 8*x9);
-    const real_v t9 = t5*(x16 + x23) + u16*(t0 + 16*x16 + 2*x23) + u17*(32*x17 + 24*x21) + u18*(16*x18 + 8*x22) + 44*u19*x19 + u20*(32*x20 + 8*x24) + u21*(24*x17 + 32*x21) + u22*(8*x18 + 32*x22) + u23*(t0 + 2*x16 + 16*x23) + u24*(8*x20 + 16*x24);
+    const real_v t7 = 16*u19;
+    const real_v t8 = u1*x1 + u2*x2 + u3*x3;
+    const real_v t9 = 2*t8;
+    const real_v t10 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_v t11 = 2*t10;
+    const real_v t12 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
+    const real_v t13 = 2*t12;
+    const real_v t14 = t7*(x16 + x23) + u16*(t0 + 16*x16 + 2*x23) + u17*(32*x17 + 24*x21) + u18*(16*x18 + 8*x22) + 44*u19*x19 + u20*(32*x20 + 8*x24) + u21*(24*x17 + 32*x21) + u22*(8*x18 + 32*x22) + u23*(t0 + 2*x16 + 16*x23) + u24*(8*x20 + 16*x24);
     const real_v out0 = u0;
-    const real_v out1 = t6;
-    const real_v out2 = t7;
-    const real_v out3 = t8;
-    const real_v out4 = t9;
+    const real_v out1 = t9;
+    const real_v out2 = t11;
+    const real_v out3 = t13;
+    const real_v out4 = t14;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 5 + 0] = out0[lane];
         out[lane * 5 + 1] = out1[lane];
@@ -529,7 +544,7 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f32(x + row * 25, u + row * 25, out + row * 5);
@@ -550,7 +565,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return n;
 }
 
-/* jvp: dI/dx . u (double; 107 flops per row) */
+/* jvp: dI/dx . u (double; 103 flops per row) */
 static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -604,16 +619,19 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v u23 = LOAD_F64(u, 25, 23);
     const real_v u24 = LOAD_F64(u, 25, 24);
     const real_v t0 = 16*x19;
-    const real_v t5 = 16*u19;
-    const real_v t6 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_v t7 = u4*(4*x4 + 2*x7) + 4*u5*x5 + 4*u6*x6 + u7*(2*x4 + 4*x7) + 4*u8*x8;
-    const real_v t8 = u10*(12*x10 + 6*x14) + u11*(8*x11 + 2*x15) + u12*(12*x12 + 6*x9) + 12*u13*x13 + u14*(6*x10 + 8*x14) + u15*(2*x11 + 8*x15) + u9*(6*x12 + 8*x9);
-    const real_v t9 = t5*(x16 + x23) + u16*(t0 + 16*x16 + 2*x23) + u17*(32*x17 + 24*x21) + u18*(16*x18 + 8*x22) + 44*u19*x19 + u20*(32*x20 + 8*x24) + u21*(24*x17 + 32*x21) + u22*(8*x18 + 32*x22) + u23*(t0 + 2*x16 + 16*x23) + u24*(8*x20 + 16*x24);
+    const real_v t7 = 16*u19;
+    const real_v t8 = u1*x1 + u2*x2 + u3*x3;
+    const real_v t9 = 2*t8;
+    const real_v t10 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_v t11 = 2*t10;
+    const real_v t12 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
+    const real_v t13 = 2*t12;
+    const real_v t14 = t7*(x16 + x23) + u16*(t0 + 16*x16 + 2*x23) + u17*(32*x17 + 24*x21) + u18*(16*x18 + 8*x22) + 44*u19*x19 + u20*(32*x20 + 8*x24) + u21*(24*x17 + 32*x21) + u22*(8*x18 + 32*x22) + u23*(t0 + 2*x16 + 16*x23) + u24*(8*x20 + 16*x24);
     const real_v out0 = u0;
-    const real_v out1 = t6;
-    const real_v out2 = t7;
-    const real_v out3 = t8;
-    const real_v out4 = t9;
+    const real_v out1 = t9;
+    const real_v out2 = t11;
+    const real_v out3 = t13;
+    const real_v out4 = t14;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 5 + 0] = out0[lane];
         out[lane * 5 + 1] = out1[lane];
@@ -626,7 +644,7 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f64(x + row * 25, u + row * 25, out + row * 5);
@@ -647,7 +665,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 106 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 86 flops per row) */
 static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
@@ -679,57 +697,60 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v u22 = LOAD_F32(u, 25, 22);
     const real_v u23 = LOAD_F32(u, 25, 23);
     const real_v u24 = LOAD_F32(u, 25, 24);
-    const real_v t30 = 16*u19;
-    const real_v t31 = g4*u16 + g4*u23;
-    const real_v t32 = 2*g1*u1;
-    const real_v t33 = 2*g1*u2;
-    const real_v t34 = 2*g1*u3;
-    const real_v t35 = 4*g2*u4 + 2*g2*u7;
-    const real_v t36 = 4*g2*u5;
-    const real_v t37 = 4*g2*u6;
-    const real_v t38 = 2*g2*u4 + 4*g2*u7;
-    const real_v t39 = 4*g2*u8;
-    const real_v t40 = 6*g3*u12 + 8*g3*u9;
-    const real_v t41 = 12*g3*u10 + 6*g3*u14;
-    const real_v t42 = 8*g3*u11 + 2*g3*u15;
-    const real_v t43 = 12*g3*u12 + 6*g3*u9;
-    const real_v t44 = 12*g3*u13;
-    const real_v t45 = 6*g3*u10 + 8*g3*u14;
-    const real_v t46 = 2*g3*u11 + 8*g3*u15;
-    const real_v t47 = g4*t30 + 16*g4*u16 + 2*g4*u23;
-    const real_v t48 = 32*g4*u17 + 24*g4*u21;
-    const real_v t49 = 16*g4*u18 + 8*g4*u22;
-    const real_v t50 = 44*g4*u19 + 16*t31;
-    const real_v t51 = 32*g4*u20 + 8*g4*u24;
-    const real_v t52 = 24*g4*u17 + 32*g4*u21;
-    const real_v t53 = 8*g4*u18 + 32*g4*u22;
-    const real_v t54 = g4*t30 + 2*g4*u16 + 16*g4*u23;
-    const real_v t55 = 8*g4*u20 + 16*g4*u24;
+    const real_v t7 = 2*g3;
+    const real_v t8 = 2*g2;
+    const real_v t35 = 16*u19;
+    const real_v t36 = g4*(u16 + u23);
+    const real_v t37 = 2*g1*u1;
+    const real_v t38 = 2*g1*u2;
+    const real_v t39 = 2*g1*u3;
+    const real_v t40 = t8*(2*u4 + u7);
+    const real_v t41 = 2*t8*u5;
+    const real_v t42 = 2*t8*u6;
+    const real_v t43 = t8*(u4 + 2*u7);
+    const real_v t44 = 2*t8*u8;
+    const real_v t45 = t7*(3*u12 + 4*u9);
+    const real_v t46 = t7*(6*u10 + 3*u14);
+    const real_v t47 = t7*(4*u11 + u15);
+    const real_v t48 = t7*(6*u12 + 3*u9);
+    const real_v t49 = 6*t7*u13;
+    const real_v t50 = t7*(3*u10 + 4*u14);
+    const real_v t51 = t7*(u11 + 4*u15);
+    const real_v t52 = g4*(t35 + 16*u16 + 2*u23);
+    const real_v t53 = g4*(32*u17 + 24*u21);
+    const real_v t54 = g4*(16*u18 + 8*u22);
+    const real_v t55 = 11*g4*u19 + 4*t36;
+    const real_v t56 = 4*t55;
+    const real_v t57 = g4*(32*u20 + 8*u24);
+    const real_v t58 = g4*(24*u17 + 32*u21);
+    const real_v t59 = g4*(8*u18 + 32*u22);
+    const real_v t60 = g4*(t35 + 2*u16 + 16*u23);
+    const real_v t61 = g4*(8*u20 + 16*u24);
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t32;
-    const real_v out2 = t33;
-    const real_v out3 = t34;
-    const real_v out4 = t35;
-    const real_v out5 = t36;
-    const real_v out6 = t37;
-    const real_v out7 = t38;
-    const real_v out8 = t39;
-    const real_v out9 = t40;
-    const real_v out10 = t41;
-    const real_v out11 = t42;
-    const real_v out12 = t43;
-    const real_v out13 = t44;
-    const real_v out14 = t45;
-    const real_v out15 = t46;
-    const real_v out16 = t47;
-    const real_v out17 = t48;
-    const real_v out18 = t49;
-    const real_v out19 = t50;
-    const real_v out20 = t51;
-    const real_v out21 = t52;
-    const real_v out22 = t53;
-    const real_v out23 = t54;
-    const real_v out24 = t55;
+    const real_v out1 = t37;
+    const real_v out2 = t38;
+    const real_v out3 = t39;
+    const real_v out4 = t40;
+    const real_v out5 = t41;
+    const real_v out6 = t42;
+    const real_v out7 = t43;
+    const real_v out8 = t44;
+    const real_v out9 = t45;
+    const real_v out10 = t46;
+    const real_v out11 = t47;
+    const real_v out12 = t48;
+    const real_v out13 = t49;
+    const real_v out14 = t50;
+    const real_v out15 = t51;
+    const real_v out16 = t52;
+    const real_v out17 = t53;
+    const real_v out18 = t54;
+    const real_v out19 = t56;
+    const real_v out20 = t57;
+    const real_v out21 = t58;
+    const real_v out22 = t59;
+    const real_v out23 = t60;
+    const real_v out24 = t61;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 25 + 0] = out0[lane];
         out[lane * 25 + 1] = out1[lane];
@@ -762,7 +783,7 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f32(x + row * 25, g + row * 5, u + row * 25, out + row * 25);
@@ -786,7 +807,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return n;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 106 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 86 flops per row) */
 static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
@@ -818,57 +839,60 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v u22 = LOAD_F64(u, 25, 22);
     const real_v u23 = LOAD_F64(u, 25, 23);
     const real_v u24 = LOAD_F64(u, 25, 24);
-    const real_v t30 = 16*u19;
-    const real_v t31 = g4*u16 + g4*u23;
-    const real_v t32 = 2*g1*u1;
-    const real_v t33 = 2*g1*u2;
-    const real_v t34 = 2*g1*u3;
-    const real_v t35 = 4*g2*u4 + 2*g2*u7;
-    const real_v t36 = 4*g2*u5;
-    const real_v t37 = 4*g2*u6;
-    const real_v t38 = 2*g2*u4 + 4*g2*u7;
-    const real_v t39 = 4*g2*u8;
-    const real_v t40 = 6*g3*u12 + 8*g3*u9;
-    const real_v t41 = 12*g3*u10 + 6*g3*u14;
-    const real_v t42 = 8*g3*u11 + 2*g3*u15;
-    const real_v t43 = 12*g3*u12 + 6*g3*u9;
-    const real_v t44 = 12*g3*u13;
-    const real_v t45 = 6*g3*u10 + 8*g3*u14;
-    const real_v t46 = 2*g3*u11 + 8*g3*u15;
-    const real_v t47 = g4*t30 + 16*g4*u16 + 2*g4*u23;
-    const real_v t48 = 32*g4*u17 + 24*g4*u21;
-    const real_v t49 = 16*g4*u18 + 8*g4*u22;
-    const real_v t50 = 44*g4*u19 + 16*t31;
-    const real_v t51 = 32*g4*u20 + 8*g4*u24;
-    const real_v t52 = 24*g4*u17 + 32*g4*u21;
-    const real_v t53 = 8*g4*u18 + 32*g4*u22;
-    const real_v t54 = g4*t30 + 2*g4*u16 + 16*g4*u23;
-    const real_v t55 = 8*g4*u20 + 16*g4*u24;
+    const real_v t7 = 2*g3;
+    const real_v t8 = 2*g2;
+    const real_v t35 = 16*u19;
+    const real_v t36 = g4*(u16 + u23);
+    const real_v t37 = 2*g1*u1;
+    const real_v t38 = 2*g1*u2;
+    const real_v t39 = 2*g1*u3;
+    const real_v t40 = t8*(2*u4 + u7);
+    const real_v t41 = 2*t8*u5;
+    const real_v t42 = 2*t8*u6;
+    const real_v t43 = t8*(u4 + 2*u7);
+    const real_v t44 = 2*t8*u8;
+    const real_v t45 = t7*(3*u12 + 4*u9);
+    const real_v t46 = t7*(6*u10 + 3*u14);
+    const real_v t47 = t7*(4*u11 + u15);
+    const real_v t48 = t7*(6*u12 + 3*u9);
+    const real_v t49 = 6*t7*u13;
+    const real_v t50 = t7*(3*u10 + 4*u14);
+    const real_v t51 = t7*(u11 + 4*u15);
+    const real_v t52 = g4*(t35 + 16*u16 + 2*u23);
+    const real_v t53 = g4*(32*u17 + 24*u21);
+    const real_v t54 = g4*(16*u18 + 8*u22);
+    const real_v t55 = 11*g4*u19 + 4*t36;
+    const real_v t56 = 4*t55;
+    const real_v t57 = g4*(32*u20 + 8*u24);
+    const real_v t58 = g4*(24*u17 + 32*u21);
+    const real_v t59 = g4*(8*u18 + 32*u22);
+    const real_v t60 = g4*(t35 + 2*u16 + 16*u23);
+    const real_v t61 = g4*(8*u20 + 16*u24);
     const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t32;
-    const real_v out2 = t33;
-    const real_v out3 = t34;
-    const real_v out4 = t35;
-    const real_v out5 = t36;
-    const real_v out6 = t37;
-    const real_v out7 = t38;
-    const real_v out8 = t39;
-    const real_v out9 = t40;
-    const real_v out10 = t41;
-    const real_v out11 = t42;
-    const real_v out12 = t43;
-    const real_v out13 = t44;
-    const real_v out14 = t45;
-    const real_v out15 = t46;
-    const real_v out16 = t47;
-    const real_v out17 = t48;
-    const real_v out18 = t49;
-    const real_v out19 = t50;
-    const real_v out20 = t51;
-    const real_v out21 = t52;
-    const real_v out22 = t53;
-    const real_v out23 = t54;
-    const real_v out24 = t55;
+    const real_v out1 = t37;
+    const real_v out2 = t38;
+    const real_v out3 = t39;
+    const real_v out4 = t40;
+    const real_v out5 = t41;
+    const real_v out6 = t42;
+    const real_v out7 = t43;
+    const real_v out8 = t44;
+    const real_v out9 = t45;
+    const real_v out10 = t46;
+    const real_v out11 = t47;
+    const real_v out12 = t48;
+    const real_v out13 = t49;
+    const real_v out14 = t50;
+    const real_v out15 = t51;
+    const real_v out16 = t52;
+    const real_v out17 = t53;
+    const real_v out18 = t54;
+    const real_v out19 = t56;
+    const real_v out20 = t57;
+    const real_v out21 = t58;
+    const real_v out22 = t59;
+    const real_v out23 = t60;
+    const real_v out24 = t61;
     for (int lane = 0; lane < OPTINV_LANES; ++lane) {
         out[lane * 25 + 0] = out0[lane];
         out[lane * 25 + 1] = out1[lane];
@@ -901,7 +925,7 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f64(x + row * 25, g + row * 5, u + row * 25, out + row * 25);

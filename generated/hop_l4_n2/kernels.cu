@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 25), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 94 flops per row) */
+/* forward: invariants I(x) (float; 78 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -42,17 +42,19 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t x24 = x[row * 25 + 24];
     const real_t t0 = 16*x19;
     const real_t t1 = x1*x1 + x2*x2 + x3*x3;
-    const real_t t2 = 2*x4*x4 + 2*x4*x7 + 2*x5*x5 + 2*x6*x6 + 2*x7*x7 + 2*x8*x8;
-    const real_t t3 = 6*x10*x10 + 6*x10*x14 + 4*x11*x11 + 2*x11*x15 + 6*x12*x12 + 6*x12*x9 + 6*x13*x13 + 4*x14*x14 + 4*x15*x15 + 4*x9*x9;
-    const real_t t4 = t0*x16 + t0*x23 + 8*x16*x16 + 2*x16*x23 + 16*x17*x17 + 24*x17*x21 + 8*x18*x18 + 8*x18*x22 + 22*x19*x19 + 16*x20*x20 + 8*x20*x24 + 16*x21*x21 + 16*x22*x22 + 8*x23*x23 + 8*x24*x24;
+    const real_t t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_t t3 = 2*t2;
+    const real_t t4 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_t t5 = 2*t4;
+    const real_t t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*x18 + 8*x22) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*x21*x21 + 16*x22*x22 + x23*(t0 + 8*x23) + 8*x24*x24;
     out[row * 5 + 0] = x0;
     out[row * 5 + 1] = t1;
-    out[row * 5 + 2] = t2;
-    out[row * 5 + 3] = t3;
-    out[row * 5 + 4] = t4;
+    out[row * 5 + 2] = t3;
+    out[row * 5 + 3] = t5;
+    out[row * 5 + 4] = t6;
 }
 
-/* forward: invariants I(x) (double; 94 flops per row) */
+/* forward: invariants I(x) (double; 78 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -87,17 +89,19 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t x24 = x[row * 25 + 24];
     const real_t t0 = 16*x19;
     const real_t t1 = x1*x1 + x2*x2 + x3*x3;
-    const real_t t2 = 2*x4*x4 + 2*x4*x7 + 2*x5*x5 + 2*x6*x6 + 2*x7*x7 + 2*x8*x8;
-    const real_t t3 = 6*x10*x10 + 6*x10*x14 + 4*x11*x11 + 2*x11*x15 + 6*x12*x12 + 6*x12*x9 + 6*x13*x13 + 4*x14*x14 + 4*x15*x15 + 4*x9*x9;
-    const real_t t4 = t0*x16 + t0*x23 + 8*x16*x16 + 2*x16*x23 + 16*x17*x17 + 24*x17*x21 + 8*x18*x18 + 8*x18*x22 + 22*x19*x19 + 16*x20*x20 + 8*x20*x24 + 16*x21*x21 + 16*x22*x22 + 8*x23*x23 + 8*x24*x24;
+    const real_t t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
+    const real_t t3 = 2*t2;
+    const real_t t4 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_t t5 = 2*t4;
+    const real_t t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*x18 + 8*x22) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*x21*x21 + 16*x22*x22 + x23*(t0 + 8*x23) + 8*x24*x24;
     out[row * 5 + 0] = x0;
     out[row * 5 + 1] = t1;
-    out[row * 5 + 2] = t2;
-    out[row * 5 + 3] = t3;
-    out[row * 5 + 4] = t4;
+    out[row * 5 + 2] = t3;
+    out[row * 5 + 3] = t5;
+    out[row * 5 + 4] = t6;
 }
 
-/* vjp: g . dI/dx (float; 87 flops per row) */
+/* vjp: g . dI/dx (float; 86 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -135,59 +139,62 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     const real_t g3 = g[row * 5 + 3];
     const real_t g4 = g[row * 5 + 4];
     const real_t t0 = 16*x19;
-    const real_t t5 = g4*(x16 + x23);
-    const real_t t6 = 2*g1*x1;
-    const real_t t7 = 2*g1*x2;
-    const real_t t8 = 2*g1*x3;
-    const real_t t9 = g2*(4*x4 + 2*x7);
-    const real_t t10 = 4*g2*x5;
-    const real_t t11 = 4*g2*x6;
-    const real_t t12 = g2*(2*x4 + 4*x7);
-    const real_t t13 = 4*g2*x8;
-    const real_t t14 = g3*(6*x12 + 8*x9);
-    const real_t t15 = g3*(12*x10 + 6*x14);
-    const real_t t16 = g3*(8*x11 + 2*x15);
-    const real_t t17 = g3*(12*x12 + 6*x9);
-    const real_t t18 = 12*g3*x13;
-    const real_t t19 = g3*(6*x10 + 8*x14);
-    const real_t t20 = g3*(2*x11 + 8*x15);
-    const real_t t21 = g4*(t0 + 16*x16 + 2*x23);
-    const real_t t22 = g4*(32*x17 + 24*x21);
-    const real_t t23 = g4*(16*x18 + 8*x22);
-    const real_t t24 = 44*g4*x19 + 16*t5;
-    const real_t t25 = g4*(32*x20 + 8*x24);
-    const real_t t26 = g4*(24*x17 + 32*x21);
-    const real_t t27 = g4*(8*x18 + 32*x22);
-    const real_t t28 = g4*(t0 + 2*x16 + 16*x23);
-    const real_t t29 = g4*(8*x20 + 16*x24);
+    const real_t t7 = 2*g3;
+    const real_t t8 = 2*g2;
+    const real_t t9 = g4*(x16 + x23);
+    const real_t t10 = 2*g1*x1;
+    const real_t t11 = 2*g1*x2;
+    const real_t t12 = 2*g1*x3;
+    const real_t t13 = t8*(2*x4 + x7);
+    const real_t t14 = 2*t8*x5;
+    const real_t t15 = 2*t8*x6;
+    const real_t t16 = t8*(x4 + 2*x7);
+    const real_t t17 = 2*t8*x8;
+    const real_t t18 = t7*(3*x12 + 4*x9);
+    const real_t t19 = t7*(6*x10 + 3*x14);
+    const real_t t20 = t7*(4*x11 + x15);
+    const real_t t21 = t7*(6*x12 + 3*x9);
+    const real_t t22 = 6*t7*x13;
+    const real_t t23 = t7*(3*x10 + 4*x14);
+    const real_t t24 = t7*(x11 + 4*x15);
+    const real_t t25 = g4*(t0 + 16*x16 + 2*x23);
+    const real_t t26 = g4*(32*x17 + 24*x21);
+    const real_t t27 = g4*(16*x18 + 8*x22);
+    const real_t t28 = 11*g4*x19 + 4*t9;
+    const real_t t29 = 4*t28;
+    const real_t t30 = g4*(32*x20 + 8*x24);
+    const real_t t31 = g4*(24*x17 + 32*x21);
+    const real_t t32 = g4*(8*x18 + 32*x22);
+    const real_t t33 = g4*(t0 + 2*x16 + 16*x23);
+    const real_t t34 = g4*(8*x20 + 16*x24);
     out[row * 25 + 0] = g0;
-    out[row * 25 + 1] = t6;
-    out[row * 25 + 2] = t7;
-    out[row * 25 + 3] = t8;
-    out[row * 25 + 4] = t9;
-    out[row * 25 + 5] = t10;
-    out[row * 25 + 6] = t11;
-    out[row * 25 + 7] = t12;
-    out[row * 25 + 8] = t13;
-    out[row * 25 + 9] = t14;
-    out[row * 25 + 10] = t15;
-    out[row * 25 + 11] = t16;
-    out[row * 25 + 12] = t17;
-    out[row * 25 + 13] = t18;
-    out[row * 25 + 14] = t19;
-    out[row * 25 + 15] = t20;
-    out[row * 25 + 16] = t21;
-    out[row * 25 + 17] = t22;
-    out[row * 25 + 18] = t23;
-    out[row * 25 + 19] = t24;
-    out[row * 25 + 20] = t25;
-    out[row * 25 + 21] = t26;
-    out[row * 25 + 22] = t27;
-    out[row * 25 + 23] = t28;
-    out[row * 25 + 24] = t29;
+    out[row * 25 + 1] = t10;
+    out[row * 25 + 2] = t11;
+    out[row * 25 + 3] = t12;
+    out[row * 25 + 4] = t13;
+    out[row * 25 + 5] = t14;
+    out[row * 25 + 6] = t15;
+    out[row * 25 + 7] = t16;
+    out[row * 25 + 8] = t17;
+    out[row * 25 + 9] = t18;
+    out[row * 25 + 10] = t19;
+    out[row * 25 + 11] = t20;
+    out[row * 25 + 12] = t21;
+    out[row * 25 + 13] = t22;
+    out[row * 25 + 14] = t23;
+    out[row * 25 + 15] = t24;
+    out[row * 25 + 16] = t25;
+    out[row * 25 + 17] = t26;
+    out[row * 25 + 18] = t27;
+    out[row * 25 + 19] = t29;
+    out[row * 25 + 20] = t30;
+    out[row * 25 + 21] = t31;
+    out[row * 25 + 22] = t32;
+    out[row * 25 + 23] = t33;
+    out[row * 25 + 24] = t34;
 }
 
-/* vjp: g . dI/dx (double; 87 flops per row) */
+/* vjp: g . dI/dx (double; 86 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -225,59 +232,62 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     const real_t g3 = g[row * 5 + 3];
     const real_t g4 = g[row * 5 + 4];
     const real_t t0 = 16*x19;
-    const real_t t5 = g4*(x16 + x23);
-    const real_t t6 = 2*g1*x1;
-    const real_t t7 = 2*g1*x2;
-    const real_t t8 = 2*g1*x3;
-    const real_t t9 = g2*(4*x4 + 2*x7);
-    const real_t t10 = 4*g2*x5;
-    const real_t t11 = 4*g2*x6;
-    const real_t t12 = g2*(2*x4 + 4*x7);
-    const real_t t13 = 4*g2*x8;
-    const real_t t14 = g3*(6*x12 + 8*x9);
-    const real_t t15 = g3*(12*x10 + 6*x14);
-    const real_t t16 = g3*(8*x11 + 2*x15);
-    const real_t t17 = g3*(12*x12 + 6*x9);
-    const real_t t18 = 12*g3*x13;
-    const real_t t19 = g3*(6*x10 + 8*x14);
-    const real_t t20 = g3*(2*x11 + 8*x15);
-    const real_t t21 = g4*(t0 + 16*x16 + 2*x23);
-    const real_t t22 = g4*(32*x17 + 24*x21);
-    const real_t t23 = g4*(16*x18 + 8*x22);
-    const real_t t24 = 44*g4*x19 + 16*t5;
-    const real_t t25 = g4*(32*x20 + 8*x24);
-    const real_t t26 = g4*(24*x17 + 32*x21);
-    const real_t t27 = g4*(8*x18 + 32*x22);
-    const real_t t28 = g4*(t0 + 2*x16 + 16*x23);
-    const real_t t29 = g4*(8*x20 + 16*x24);
+    const real_t t7 = 2*g3;
+    const real_t t8 = 2*g2;
+    const real_t t9 = g4*(x16 + x23);
+    const real_t t10 = 2*g1*x1;
+    const real_t t11 = 2*g1*x2;
+    const real_t t12 = 2*g1*x3;
+    const real_t t13 = t8*(2*x4 + x7);
+    const real_t t14 = 2*t8*x5;
+    const real_t t15 = 2*t8*x6;
+    const real_t t16 = t8*(x4 + 2*x7);
+    const real_t t17 = 2*t8*x8;
+    const real_t t18 = t7*(3*x12 + 4*x9);
+    const real_t t19 = t7*(6*x10 + 3*x14);
+    const real_t t20 = t7*(4*x11 + x15);
+    const real_t t21 = t7*(6*x12 + 3*x9);
+    const real_t t22 = 6*t7*x13;
+    const real_t t23 = t7*(3*x10 + 4*x14);
+    const real_t t24 = t7*(x11 + 4*x15);
+    const real_t t25 = g4*(t0 + 16*x16 + 2*x23);
+    const real_t t26 = g4*(32*x17 + 24*x21);
+    const real_t t27 = g4*(16*x18 + 8*x22);
+    const real_t t28 = 11*g4*x19 + 4*t9;
+    const real_t t29 = 4*t28;
+    const real_t t30 = g4*(32*x20 + 8*x24);
+    const real_t t31 = g4*(24*x17 + 32*x21);
+    const real_t t32 = g4*(8*x18 + 32*x22);
+    const real_t t33 = g4*(t0 + 2*x16 + 16*x23);
+    const real_t t34 = g4*(8*x20 + 16*x24);
     out[row * 25 + 0] = g0;
-    out[row * 25 + 1] = t6;
-    out[row * 25 + 2] = t7;
-    out[row * 25 + 3] = t8;
-    out[row * 25 + 4] = t9;
-    out[row * 25 + 5] = t10;
-    out[row * 25 + 6] = t11;
-    out[row * 25 + 7] = t12;
-    out[row * 25 + 8] = t13;
-    out[row * 25 + 9] = t14;
-    out[row * 25 + 10] = t15;
-    out[row * 25 + 11] = t16;
-    out[row * 25 + 12] = t17;
-    out[row * 25 + 13] = t18;
-    out[row * 25 + 14] = t19;
-    out[row * 25 + 15] = t20;
-    out[row * 25 + 16] = t21;
-    out[row * 25 + 17] = t22;
-    out[row * 25 + 18] = t23;
-    out[row * 25 + 19] = t24;
-    out[row * 25 + 20] = t25;
-    out[row * 25 + 21] = t26;
-    out[row * 25 + 22] = t27;
-    out[row * 25 + 23] = t28;
-    out[row * 25 + 24] = t29;
+    out[row * 25 + 1] = t10;
+    out[row * 25 + 2] = t11;
+    out[row * 25 + 3] = t12;
+    out[row * 25 + 4] = t13;
+    out[row * 25 + 5] = t14;
+    out[row * 25 + 6] = t15;
+    out[row * 25 + 7] = t16;
+    out[row * 25 + 8] = t17;
+    out[row * 25 + 9] = t18;
+    out[row * 25 + 10] = t19;
+    out[row * 25 + 11] = t20;
+    out[row * 25 + 12] = t21;
+    out[row * 25 + 13] = t22;
+    out[row * 25 + 14] = t23;
+    out[row * 25 + 15] = t24;
+    out[row * 25 + 16] = t25;
+    out[row * 25 + 17] = t26;
+    out[row * 25 + 18] = t27;
+    out[row * 25 + 19] = t29;
+    out[row * 25 + 20] = t30;
+    out[row * 25 + 21] = t31;
+    out[row * 25 + 22] = t32;
+    out[row * 25 + 23] = t33;
+    out[row * 25 + 24] = t34;
 }
 
-/* jvp: dI/dx . u (float; 107 flops per row) */
+/* jvp: dI/dx . u (float; 103 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -335,19 +345,22 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     const real_t u23 = u[row * 25 + 23];
     const real_t u24 = u[row * 25 + 24];
     const real_t t0 = 16*x19;
-    const real_t t5 = 16*u19;
-    const real_t t6 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_t t7 = u4*(4*x4 + 2*x7) + 4*u5*x5 + 4*u6*x6 + u7*(2*x4 + 4*x7) + 4*u8*x8;
-    const real_t t8 = u10*(12*x10 + 6*x14) + u11*(8*x11 + 2*x15) + u12*(12*x12 + 6*x9) + 12*u13*x13 + u14*(6*x10 + 8*x14) + u15*(2*x11 + 8*x15) + u9*(6*x12 + 8*x9);
-    const real_t t9 = t5*(x16 + x23) + u16*(t0 + 16*x16 + 2*x23) + u17*(32*x17 + 24*x21) + u18*(16*x18 + 8*x22) + 44*u19*x19 + u20*(32*x20 + 8*x24) + u21*(24*x17 + 32*x21) + u22*(8*x18 + 32*x22) + u23*(t0 + 2*x16 + 16*x23) + u24*(8*x20 + 16*x24);
+    const real_t t7 = 16*u19;
+    const real_t t8 = u1*x1 + u2*x2 + u3*x3;
+    const real_t t9 = 2*t8;
+    const real_t t10 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t11 = 2*t10;
+    const real_t t12 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
+    const real_t t13 = 2*t12;
+    const real_t t14 = t7*(x16 + x23) + u16*(t0 + 16*x16 + 2*x23) + u17*(32*x17 + 24*x21) + u18*(16*x18 + 8*x22) + 44*u19*x19 + u20*(32*x20 + 8*x24) + u21*(24*x17 + 32*x21) + u22*(8*x18 + 32*x22) + u23*(t0 + 2*x16 + 16*x23) + u24*(8*x20 + 16*x24);
     out[row * 5 + 0] = u0;
-    out[row * 5 + 1] = t6;
-    out[row * 5 + 2] = t7;
-    out[row * 5 + 3] = t8;
-    out[row * 5 + 4] = t9;
+    out[row * 5 + 1] = t9;
+    out[row * 5 + 2] = t11;
+    out[row * 5 + 3] = t13;
+    out[row * 5 + 4] = t14;
 }
 
-/* jvp: dI/dx . u (double; 107 flops per row) */
+/* jvp: dI/dx . u (double; 103 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -405,19 +418,22 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     const real_t u23 = u[row * 25 + 23];
     const real_t u24 = u[row * 25 + 24];
     const real_t t0 = 16*x19;
-    const real_t t5 = 16*u19;
-    const real_t t6 = 2*u1*x1 + 2*u2*x2 + 2*u3*x3;
-    const real_t t7 = u4*(4*x4 + 2*x7) + 4*u5*x5 + 4*u6*x6 + u7*(2*x4 + 4*x7) + 4*u8*x8;
-    const real_t t8 = u10*(12*x10 + 6*x14) + u11*(8*x11 + 2*x15) + u12*(12*x12 + 6*x9) + 12*u13*x13 + u14*(6*x10 + 8*x14) + u15*(2*x11 + 8*x15) + u9*(6*x12 + 8*x9);
-    const real_t t9 = t5*(x16 + x23) + u16*(t0 + 16*x16 + 2*x23) + u17*(32*x17 + 24*x21) + u18*(16*x18 + 8*x22) + 44*u19*x19 + u20*(32*x20 + 8*x24) + u21*(24*x17 + 32*x21) + u22*(8*x18 + 32*x22) + u23*(t0 + 2*x16 + 16*x23) + u24*(8*x20 + 16*x24);
+    const real_t t7 = 16*u19;
+    const real_t t8 = u1*x1 + u2*x2 + u3*x3;
+    const real_t t9 = 2*t8;
+    const real_t t10 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t11 = 2*t10;
+    const real_t t12 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
+    const real_t t13 = 2*t12;
+    const real_t t14 = t7*(x16 + x23) + u16*(t0 + 16*x16 + 2*x23) + u17*(32*x17 + 24*x21) + u18*(16*x18 + 8*x22) + 44*u19*x19 + u20*(32*x20 + 8*x24) + u21*(24*x17 + 32*x21) + u22*(8*x18 + 32*x22) + u23*(t0 + 2*x16 + 16*x23) + u24*(8*x20 + 16*x24);
     out[row * 5 + 0] = u0;
-    out[row * 5 + 1] = t6;
-    out[row * 5 + 2] = t7;
-    out[row * 5 + 3] = t8;
-    out[row * 5 + 4] = t9;
+    out[row * 5 + 1] = t9;
+    out[row * 5 + 2] = t11;
+    out[row * 5 + 3] = t13;
+    out[row * 5 + 4] = t14;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 106 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 86 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -453,60 +469,63 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     const real_t u22 = u[row * 25 + 22];
     const real_t u23 = u[row * 25 + 23];
     const real_t u24 = u[row * 25 + 24];
-    const real_t t30 = 16*u19;
-    const real_t t31 = g4*u16 + g4*u23;
-    const real_t t32 = 2*g1*u1;
-    const real_t t33 = 2*g1*u2;
-    const real_t t34 = 2*g1*u3;
-    const real_t t35 = 4*g2*u4 + 2*g2*u7;
-    const real_t t36 = 4*g2*u5;
-    const real_t t37 = 4*g2*u6;
-    const real_t t38 = 2*g2*u4 + 4*g2*u7;
-    const real_t t39 = 4*g2*u8;
-    const real_t t40 = 6*g3*u12 + 8*g3*u9;
-    const real_t t41 = 12*g3*u10 + 6*g3*u14;
-    const real_t t42 = 8*g3*u11 + 2*g3*u15;
-    const real_t t43 = 12*g3*u12 + 6*g3*u9;
-    const real_t t44 = 12*g3*u13;
-    const real_t t45 = 6*g3*u10 + 8*g3*u14;
-    const real_t t46 = 2*g3*u11 + 8*g3*u15;
-    const real_t t47 = g4*t30 + 16*g4*u16 + 2*g4*u23;
-    const real_t t48 = 32*g4*u17 + 24*g4*u21;
-    const real_t t49 = 16*g4*u18 + 8*g4*u22;
-    const real_t t50 = 44*g4*u19 + 16*t31;
-    const real_t t51 = 32*g4*u20 + 8*g4*u24;
-    const real_t t52 = 24*g4*u17 + 32*g4*u21;
-    const real_t t53 = 8*g4*u18 + 32*g4*u22;
-    const real_t t54 = g4*t30 + 2*g4*u16 + 16*g4*u23;
-    const real_t t55 = 8*g4*u20 + 16*g4*u24;
+    const real_t t7 = 2*g3;
+    const real_t t8 = 2*g2;
+    const real_t t35 = 16*u19;
+    const real_t t36 = g4*(u16 + u23);
+    const real_t t37 = 2*g1*u1;
+    const real_t t38 = 2*g1*u2;
+    const real_t t39 = 2*g1*u3;
+    const real_t t40 = t8*(2*u4 + u7);
+    const real_t t41 = 2*t8*u5;
+    const real_t t42 = 2*t8*u6;
+    const real_t t43 = t8*(u4 + 2*u7);
+    const real_t t44 = 2*t8*u8;
+    const real_t t45 = t7*(3*u12 + 4*u9);
+    const real_t t46 = t7*(6*u10 + 3*u14);
+    const real_t t47 = t7*(4*u11 + u15);
+    const real_t t48 = t7*(6*u12 + 3*u9);
+    const real_t t49 = 6*t7*u13;
+    const real_t t50 = t7*(3*u10 + 4*u14);
+    const real_t t51 = t7*(u11 + 4*u15);
+    const real_t t52 = g4*(t35 + 16*u16 + 2*u23);
+    const real_t t53 = g4*(32*u17 + 24*u21);
+    const real_t t54 = g4*(16*u18 + 8*u22);
+    const real_t t55 = 11*g4*u19 + 4*t36;
+    const real_t t56 = 4*t55;
+    const real_t t57 = g4*(32*u20 + 8*u24);
+    const real_t t58 = g4*(24*u17 + 32*u21);
+    const real_t t59 = g4*(8*u18 + 32*u22);
+    const real_t t60 = g4*(t35 + 2*u16 + 16*u23);
+    const real_t t61 = g4*(8*u20 + 16*u24);
     out[row * 25 + 0] = 0;
-    out[row * 25 + 1] = t32;
-    out[row * 25 + 2] = t33;
-    out[row * 25 + 3] = t34;
-    out[row * 25 + 4] = t35;
-    out[row * 25 + 5] = t36;
-    out[row * 25 + 6] = t37;
-    out[row * 25 + 7] = t38;
-    out[row * 25 + 8] = t39;
-    out[row * 25 + 9] = t40;
-    out[row * 25 + 10] = t41;
-    out[row * 25 + 11] = t42;
-    out[row * 25 + 12] = t43;
-    out[row * 25 + 13] = t44;
-    out[row * 25 + 14] = t45;
-    out[row * 25 + 15] = t46;
-    out[row * 25 + 16] = t47;
-    out[row * 25 + 17] = t48;
-    out[row * 25 + 18] = t49;
-    out[row * 25 + 19] = t50;
-    out[row * 25 + 20] = t51;
-    out[row * 25 + 21] = t52;
-    out[row * 25 + 22] = t53;
-    out[row * 25 + 23] = t54;
-    out[row * 25 + 24] = t55;
+    out[row * 25 + 1] = t37;
+    out[row * 25 + 2] = t38;
+    out[row * 25 + 3] = t39;
+    out[row * 25 + 4] = t40;
+    out[row * 25 + 5] = t41;
+    out[row * 25 + 6] = t42;
+    out[row * 25 + 7] = t43;
+    out[row * 25 + 8] = t44;
+    out[row * 25 + 9] = t45;
+    out[row * 25 + 10] = t46;
+    out[row * 25 + 11] = t47;
+    out[row * 25 + 12] = t48;
+    out[row * 25 + 13] = t49;
+    out[row * 25 + 14] = t50;
+    out[row * 25 + 15] = t51;
+    out[row * 25 + 16] = t52;
+    out[row * 25 + 17] = t53;
+    out[row * 25 + 18] = t54;
+    out[row * 25 + 19] = t56;
+    out[row * 25 + 20] = t57;
+    out[row * 25 + 21] = t58;
+    out[row * 25 + 22] = t59;
+    out[row * 25 + 23] = t60;
+    out[row * 25 + 24] = t61;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 106 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 86 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -542,56 +561,59 @@ extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const do
     const real_t u22 = u[row * 25 + 22];
     const real_t u23 = u[row * 25 + 23];
     const real_t u24 = u[row * 25 + 24];
-    const real_t t30 = 16*u19;
-    const real_t t31 = g4*u16 + g4*u23;
-    const real_t t32 = 2*g1*u1;
-    const real_t t33 = 2*g1*u2;
-    const real_t t34 = 2*g1*u3;
-    const real_t t35 = 4*g2*u4 + 2*g2*u7;
-    const real_t t36 = 4*g2*u5;
-    const real_t t37 = 4*g2*u6;
-    const real_t t38 = 2*g2*u4 + 4*g2*u7;
-    const real_t t39 = 4*g2*u8;
-    const real_t t40 = 6*g3*u12 + 8*g3*u9;
-    const real_t t41 = 12*g3*u10 + 6*g3*u14;
-    const real_t t42 = 8*g3*u11 + 2*g3*u15;
-    const real_t t43 = 12*g3*u12 + 6*g3*u9;
-    const real_t t44 = 12*g3*u13;
-    const real_t t45 = 6*g3*u10 + 8*g3*u14;
-    const real_t t46 = 2*g3*u11 + 8*g3*u15;
-    const real_t t47 = g4*t30 + 16*g4*u16 + 2*g4*u23;
-    const real_t t48 = 32*g4*u17 + 24*g4*u21;
-    const real_t t49 = 16*g4*u18 + 8*g4*u22;
-    const real_t t50 = 44*g4*u19 + 16*t31;
-    const real_t t51 = 32*g4*u20 + 8*g4*u24;
-    const real_t t52 = 24*g4*u17 + 32*g4*u21;
-    const real_t t53 = 8*g4*u18 + 32*g4*u22;
-    const real_t t54 = g4*t30 + 2*g4*u16 + 16*g4*u23;
-    const real_t t55 = 8*g4*u20 + 16*g4*u24;
+    const real_t t7 = 2*g3;
+    const real_t t8 = 2*g2;
+    const real_t t35 = 16*u19;
+    const real_t t36 = g4*(u16 + u23);
+    const real_t t37 = 2*g1*u1;
+    const real_t t38 = 2*g1*u2;
+    const real_t t39 = 2*g1*u3;
+    const real_t t40 = t8*(2*u4 + u7);
+    const real_t t41 = 2*t8*u5;
+    const real_t t42 = 2*t8*u6;
+    const real_t t43 = t8*(u4 + 2*u7);
+    const real_t t44 = 2*t8*u8;
+    const real_t t45 = t7*(3*u12 + 4*u9);
+    const real_t t46 = t7*(6*u10 + 3*u14);
+    const real_t t47 = t7*(4*u11 + u15);
+    const real_t t48 = t7*(6*u12 + 3*u9);
+    const real_t t49 = 6*t7*u13;
+    const real_t t50 = t7*(3*u10 + 4*u14);
+    const real_t t51 = t7*(u11 + 4*u15);
+    const real_t t52 = g4*(t35 + 16*u16 + 2*u23);
+    const real_t t53 = g4*(32*u17 + 24*u21);
+    const real_t t54 = g4*(16*u18 + 8*u22);
+    const real_t t55 = 11*g4*u19 + 4*t36;
+    const real_t t56 = 4*t55;
+    const real_t t57 = g4*(32*u20 + 8*u24);
+    const real_t t58 = g4*(24*u17 + 32*u21);
+    const real_t t59 = g4*(8*u18 + 32*u22);
+    const real_t t60 = g4*(t35 + 2*u16 + 16*u23);
+    const real_t t61 = g4*(8*u20 + 16*u24);
     out[row * 25 + 0] = 0;
-    out[row * 25 + 1] = t32;
-    out[row * 25 + 2] = t33;
-    out[row * 25 + 3] = t34;
-    out[row * 25 + 4] = t35;
-    out[row * 25 + 5] = t36;
-    out[row * 25 + 6] = t37;
-    out[row * 25 + 7] = t38;
-    out[row * 25 + 8] = t39;
-    out[row * 25 + 9] = t40;
-    out[row * 25 + 10] = t41;
-    out[row * 25 + 11] = t42;
-    out[row * 25 + 12] = t43;
-    out[row * 25 + 13] = t44;
-    out[row * 25 + 14] = t45;
-    out[row * 25 + 15] = t46;
-    out[row * 25 + 16] = t47;
-    out[row * 25 + 17] = t48;
-    out[row * 25 + 18] = t49;
-    out[row * 25 + 19] = t50;
-    out[row * 25 + 20] = t51;
-    out[row * 25 + 21] = t52;
-    out[row * 25 + 22] = t53;
-    out[row * 25 + 23] = t54;
-    out[row * 25 + 24] = t55;
+    out[row * 25 + 1] = t37;
+    out[row * 25 + 2] = t38;
+    out[row * 25 + 3] = t39;
+    out[row * 25 + 4] = t40;
+    out[row * 25 + 5] = t41;
+    out[row * 25 + 6] = t42;
+    out[row * 25 + 7] = t43;
+    out[row * 25 + 8] = t44;
+    out[row * 25 + 9] = t45;
+    out[row * 25 + 10] = t46;
+    out[row * 25 + 11] = t47;
+    out[row * 25 + 12] = t48;
+    out[row * 25 + 13] = t49;
+    out[row * 25 + 14] = t50;
+    out[row * 25 + 15] = t51;
+    out[row * 25 + 16] = t52;
+    out[row * 25 + 17] = t53;
+    out[row * 25 + 18] = t54;
+    out[row * 25 + 19] = t56;
+    out[row * 25 + 20] = t57;
+    out[row * 25 + 21] = t58;
+    out[row * 25 + 22] = t59;
+    out[row * 25 + 23] = t60;
+    out[row * 25 + 24] = t61;
 }
 
