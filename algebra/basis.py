@@ -7,7 +7,7 @@ round-trips through JSON.
 >>> from optinv.algebra.select import select_basis
 >>> from optinv.algebra.signature import Signature
 >>> b = select_basis(Signature.from_l_max(1), n_max=2)
->>> [inv.einsum for inv in b.invariants], b.rank, b.bound
+>>> [inv.einsum for inv in b.invariants], b.rank, b.bound.bound
 (['->,s', 'i,i->,v,v'], 2, 2)
 >>> Basis.from_json(b.to_json()) == b
 True

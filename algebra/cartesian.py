@@ -116,7 +116,9 @@ def transform_coefficients(c: np.ndarray, l: int, g: np.ndarray, parity: int | N
 def transform_rows(x: np.ndarray, signature: Signature, g: np.ndarray) -> np.ndarray:
     """Apply an orthogonal matrix ``g`` to every tensor in rows ``x`` of shape ``(N, D)``."""
     x = np.asarray(x)
-    out = np.empty_like(x)
+    # integer rows and a float (or rational) g: promote rather than truncate
+    dtype = np.result_type(x, np.asarray(g)) if x.dtype.kind in "biu" else x.dtype
+    out = np.empty(x.shape, dtype=dtype)
     for spec, sl in zip(signature.tensors, signature.slices().values()):
         out[..., sl] = transform_coefficients(x[..., sl], spec.rank, g, spec.parity)
     return out

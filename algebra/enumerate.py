@@ -37,7 +37,7 @@ def _label_multisets(signature: Signature, degree: int, with_eps: bool):
             labels.append(EPSILON)
         n = len(ranks)
         if n == 1:
-            if ranks[0] == 0:
+            if ranks[0] == 0 and (signature.group != "O3" or parity == 1):
                 yield labels, ranks
             continue
         if 0 in ranks or sum(ranks) % 2:

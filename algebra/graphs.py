@@ -11,7 +11,7 @@ tensor factors) and a cost (multiply-adds of its best pairwise contraction order
 >>> sig = Signature.from_l_max(2)
 >>> g = ContractionGraph.from_einsum("ij,ik,jk->,q,q,q", sig)
 >>> g.einsum, g.degree, g.cost
-('ij,ik,jk->,q,q,q', 3, 54)
+('ij,ik,jk->,q,q,q', 3, 36)
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ exact modular rank of the Jacobian at a random integer point; stop at the bound
 or when the candidates run out.
 
 >>> from optinv.algebra.signature import Signature
->>> b = select_basis(Signature.from_l_max(2), n_max=3)
+>>> b = select_basis(Signature.from_l_max(2), n_max=4)
 >>> b.rank, b.bound.bound, b.complete
 (6, 6, True)
 """
