@@ -43,16 +43,12 @@ class SelectedInvariant:
     def cost(self) -> int:
         return self.graph.cost
 
-    @property
-    def pseudoscalar(self) -> bool:
-        return self.graph.has_epsilon
-
-    def to_dict(self) -> dict:
+    def to_dict(self, signature: Signature) -> dict:
         return {
             "einsum": self.einsum,
             "degree": self.degree,
             "cost": self.cost,
-            "pseudoscalar": self.pseudoscalar,
+            "pseudoscalar": self.graph.parity(signature) == -1,
             "rank_after": self.rank_after,
             "certificate": self.certificate,
         }
@@ -135,7 +131,7 @@ class Basis:
         return {
             "signature": self.signature.to_dict(),
             "n_max": self.n_max,
-            "invariants": [inv.to_dict() for inv in self.invariants],
+            "invariants": [inv.to_dict(self.signature) for inv in self.invariants],
             "rank": self.rank,
             "bound": self.bound.bound,
             "bound_detail": self.bound.to_dict(),

@@ -16,9 +16,10 @@ tensor factors) and a cost (multiply-adds of its best pairwise contraction order
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from optinv.algebra.errors import OptinvError
@@ -48,6 +49,10 @@ class ContractionGraph:
     labels: tuple[str, ...]
     edges: tuple[tuple[int, int, int], ...]
     ranks: tuple[int, ...]
+    # A graph with a Levi-Civita symbol fixes its invariant only up to sign (which
+    # eps slot an edge takes matters).  ``sign`` keeps the orientation a user wrote;
+    # it is not part of the graph's identity (key, equality, hashing).
+    sign: int = field(default=1, compare=False)
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -83,11 +88,6 @@ class ContractionGraph:
         labels = []
         for name, sub in zip(names, subs):
             if name == EPSILON:
-                if not signature.allows_epsilon:
-                    raise OptinvError(
-                        f"einsum string {text!r}: uses {EPSILON!r}, a pseudoscalar, which is not invariant under O(3);"
-                        " use group SO3"
-                    )
                 rank, label = EPS_RANK, EPSILON
             else:
                 spec = signature.tensor(name)  # raises on unknown names
@@ -119,11 +119,19 @@ class ContractionGraph:
             mult[b][a] += 1
         if n == 0:
             raise OptinvError(f"einsum string {text!r}: no factors")
+        if signature.group == "O3" and _parity(labels, signature) == -1:
+            raise OptinvError(
+                f"einsum string {text!r}: a pseudoscalar (changes sign under reflections), which is not invariant"
+                " under O(3); use group SO3"
+            )
         if sum(1 for lab in labels if lab == EPSILON) > 1:
             raise OptinvError(f"einsum string {text!r}: at most one {EPSILON!r} factor is supported")
         if not _connected(mult):
             raise OptinvError(f"einsum string {text!r}: disconnected (a product of smaller invariants)")
-        return cls.canonical(labels, mult, signature)
+        graph = cls.canonical(labels, mult, signature)
+        if graph.has_epsilon and _orientation(subs, labels, graph, signature) == -1:
+            graph = dataclasses.replace(graph, sign=-1)
+        return graph
 
     # -- properties -----------------------------------------------------------
     @property
@@ -138,6 +146,10 @@ class ContractionGraph:
     @property
     def has_epsilon(self) -> bool:
         return EPSILON in self.labels
+
+    def parity(self, signature: Signature) -> int:
+        """Sign of the invariant under reflections: -1 for a pseudoscalar, +1 for an O(3) invariant."""
+        return _parity(self.labels, signature)
 
     @cached_property
     def key(self) -> str:
@@ -155,6 +167,9 @@ class ContractionGraph:
                 ch = next(letters)
                 subs[a].append(ch)
                 subs[b].append(ch)
+        if self.sign == -1:  # an odd permutation of the eps slots negates the invariant
+            e = self.labels.index(EPSILON)
+            subs[e][0], subs[e][1] = subs[e][1], subs[e][0]
         return tuple("".join(s) for s in subs)
 
     @cached_property
@@ -175,6 +190,35 @@ class ContractionGraph:
 
     def __str__(self) -> str:
         return self.einsum
+
+
+def _parity(labels, signature: Signature) -> int:
+    # The Levi-Civita symbol is a constant of the contraction: only the tensors' parities count.
+    sign = 1
+    for lab in labels:
+        if lab != EPSILON:
+            sign *= signature.tensor(lab).parity
+    return sign
+
+
+def _orientation(subs, labels, graph: "ContractionGraph", signature: Signature) -> int:
+    """+1 if the einsum as written equals the canonical graph's invariant, -1 if its negative.
+
+    Decided exactly: both are evaluated modulo a prime at two random integer points.
+    """
+    import numpy as np
+
+    from optinv.algebra.cartesian import LEVI_CIVITA
+    from optinv.algebra.evaluate import PRIME, contract_mod, exact_tensors, exact_value, random_integer_point
+
+    for seed in (21, 22):
+        tensors = exact_tensors(random_integer_point(signature, np.random.default_rng(seed)), signature)
+        ops = [LEVI_CIVITA % PRIME if lab == EPSILON else tensors[lab] for lab in labels]
+        written = int(contract_mod(list(subs), "", ops))
+        canonical = exact_value(graph, tensors)
+        if canonical:
+            return 1 if written == canonical else -1
+    return 1  # identically zero: the orientation does not matter
 
 
 def _connected(mult) -> bool:

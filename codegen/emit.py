@@ -147,7 +147,7 @@ def render_module(
         "K": K,
         "invariants": [g.einsum for g in graphs],
         "degrees": [g.degree for g in graphs],
-        "pseudoscalar": [g.has_epsilon for g in graphs],
+        "pseudoscalar": [g.parity(signature) == -1 for g in graphs],
         "flops": programs.flops,
         "strategy": programs.forward.strategy,
         "strategy_flops": programs.forward.notes.get("strategies", {}),

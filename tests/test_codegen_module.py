@@ -328,3 +328,27 @@ def test_hop_module_compiles_any_setting_on_demand(tmp_path):
     layer = m.HopInvariantLayer()
     assert layer(torch.from_numpy(x)).shape == (7, 6)
     assert hop_module(2, 5, out_dir=tmp_path) is m  # compiled once, loaded once
+
+
+def test_pseudoscalars_keep_the_orientation_written(tmp_path):
+    """eps fixes an invariant only up to sign: a given string compiles to exactly that sign."""
+    sig = Signature.parse("a:1,b:1,c:1", "SO3")
+    given = ["i,j,k,ijk->,a,b,c,eps", "i,j,k,jik->,a,b,c,eps", "i,j,k,ijk->,b,a,c,eps", "i,i->,a,b"]
+    m = load_module(compile_module(given, sig, "oriented", tmp_path))
+    x = np.random.default_rng(9).normal(size=(6, 9))
+    a, b, c = x[:, :3], x[:, 3:6], x[:, 6:]
+    triple = np.einsum("ni,ni->n", a, np.cross(b, c))
+    np.testing.assert_allclose(m.forward(x)[:, :3], np.stack([triple, -triple, -triple], axis=1), rtol=1e-13)
+    assert m.METADATA["pseudoscalar"] == [True, True, True, False]
+    # the canonical strings in the metadata carry the orientation too
+    np.testing.assert_allclose(evaluate(as_graphs(m.EINSUMS, sig), x, sig), m.forward(x), rtol=1e-13)
+
+
+def test_odd_axial_contraction_is_refused_under_o3():
+    from optinv.algebra.errors import OptinvError
+    from optinv.algebra.graphs import ContractionGraph
+
+    sig = Signature.parse("w:1:axial,v:1")
+    assert ContractionGraph.from_einsum("i,i->,w,w", sig).parity(sig) == 1
+    with pytest.raises(OptinvError, match="pseudoscalar"):
+        ContractionGraph.from_einsum("i,i->,w,v", sig)
