@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# GPU checks for optinv, on one NVIDIA GPU, within 5 minutes:
+#   1. the GPU tests (pytest -m gpu if that marker exists, else the tests that need CuPy/CUDA),
+#   2. the CUDA comparison benchmarks/gpu_bench.py: optinv's CUDA kernel (CuPy, and through
+#      torch_invariants) vs hippynn's calc_invariants on PyTorch CUDA, forward and forward+backward,
+#      plus the sparse-polynomial peer as a CuPy kernel.
+#
+# Usage (from anywhere):  bash benchmarks/gpu.sh [--quick]
+#   PYTHON=/path/to/python  use that interpreter (default: .venv/bin/python if it has torch, else python3)
+#
+# The GPU machine is expected to have Python 3.11+, NumPy, PyTorch with CUDA and CuPy (cupy-cuda12x).
+# Everything else is pure Python and is installed offline from benchmarks/wheels/ when missing:
+#   hippynn==0.1.3 (pure Python), sympy + mpmath, networkx, jinja2 + markupsafe, pytest + pluggy +
+#   iniconfig + packaging, hypothesis + attrs + sortedcontainers.
+# Populate that folder on a machine with network access:  bash benchmarks/fetch_wheels.sh
+# (CuPy and PyTorch wheels are hundreds of MB and are not carried; if CuPy is missing, the script
+#  still runs hippynn's CUDA path and says that the optinv CUDA kernel was skipped.)
+# optinv itself is not installed: a shim folder maps the repository onto the import name `optinv`.
+set -uo pipefail
+
+QUICK=""
+[[ "${1:-}" == "--quick" ]] && QUICK="--quick"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+T0=$SECONDS
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/optinv-gpu.XXXXXX")"
+
+# -- interpreter ------------------------------------------------------------------------------
+if [[ -n "${PYTHON:-}" ]]; then
+  PY="$PYTHON"
+elif [[ -x .venv/bin/python ]] && .venv/bin/python -c "import torch" 2>/dev/null; then
+  PY=.venv/bin/python
+else
+  PY=python3
+fi
+echo "== python: $($PY -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "   (nvidia-smi not found)"
+
+# -- pure-Python dependencies, offline from benchmarks/wheels --------------------------------------
+missing=()
+for mod in numpy sympy networkx jinja2 pytest hypothesis hippynn; do
+  $PY -c "import $mod" 2>/dev/null || missing+=("$mod")
+done
+if (( ${#missing[@]} )); then
+  echo "== missing: ${missing[*]}; installing from benchmarks/wheels into $WORK/site"
+  if ! ls benchmarks/wheels/*.whl >/dev/null 2>&1; then
+    echo "   benchmarks/wheels/ is empty: run benchmarks/fetch_wheels.sh where there is network access"
+  else
+    $PY -m pip install --quiet --no-index --find-links benchmarks/wheels --target "$WORK/site" \
+      $(for m in "${missing[@]}"; do case $m in hippynn) echo "hippynn==0.1.3";; *) echo "$m";; esac; done) \
+      || echo "   pip install from wheels failed; continuing with what there is"
+  fi
+fi
+# optinv without installing it: the package-dir mapping of pyproject.toml, as symlinks
+mkdir -p "$WORK/shim/optinv"
+for f in optinv/*.py; do ln -s "$REPO/$f" "$WORK/shim/optinv/"; done
+for sub in algebra codegen templates generated; do ln -s "$REPO/$sub" "$WORK/shim/optinv/$sub"; done
+export PYTHONPATH="$WORK/shim:$WORK/site:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export HIPPYNN_USE_CUSTOM_KERNELS=False
+$PY - <<'EOF'
+import importlib
+for m in ("numpy", "torch", "cupy", "hippynn", "optinv.algebra", "optinv.codegen"):
+    try:
+        mod = importlib.import_module(m)
+        extra = ""
+        if m == "torch":
+            extra = f" cuda={mod.version.cuda} available={mod.cuda.is_available()}"
+        if m == "cupy":
+            extra = f" devices={mod.cuda.runtime.getDeviceCount()}"
+        print(f"   {m:16s} {getattr(mod, '__version__', '')}{extra}")
+    except Exception as exc:
+        print(f"   {m:16s} NOT AVAILABLE: {type(exc).__name__}: {exc}")
+EOF
+
+# -- 1. GPU tests ---------------------------------------------------------------------------------
+status=0
+echo "== GPU tests"
+if $PY -m pytest --markers 2>/dev/null | grep -q "@pytest.mark.gpu"; then
+  SEL=(-m gpu)
+else
+  SEL=(-k "cupy or cuda or gpu")
+fi
+timeout 150 $PY -m pytest -q -p no:cacheprovider -rs "${SEL[@]}" tests/ || { rc=$?; echo "   GPU tests: exit $rc"; status=1; }
+echo "   (elapsed $((SECONDS - T0)) s)"
+
+# -- 2. CUDA comparison -------------------------------------------------------------------------------
+echo "== CUDA comparison"
+left=$(( 290 - (SECONDS - T0) ))
+if (( left < 60 )); then
+  echo "   less than a minute left of the 5-minute budget: running the quick comparison"; QUICK="--quick"; left=60
+fi
+timeout "$left" $PY benchmarks/gpu_bench.py $QUICK || { rc=$?; echo "   gpu_bench: exit $rc"; status=1; }
+echo "== done in $((SECONDS - T0)) s (status $status); results in benchmarks/results/*-gpu*.json"
+rm -rf "$WORK"
+exit $status

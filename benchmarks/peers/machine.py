@@ -1,0 +1,201 @@
+"""This machine: peak FMA rate, copy bandwidth, CPU model, software versions.
+
+Both rates are measured in the benchmark's own process with small C snippets
+compiled at run time with the kernels' flags (:mod:`.cbuild`):
+
+* peak: a loop of independent vector FMAs (12 independent accumulators of the widest
+  native vector, ``acc = acc * a + b``, kept in registers), float32 and float64, per thread count; a flop
+  is a multiply or an add, so one FMA lane is 2 flops;
+* bandwidth: ``memcpy`` of a large buffer (1 thread) and a STREAM-style copy loop
+  ``a[i] = b[i]`` with OpenMP (per thread count); bytes counted are read +
+  written (write-allocate traffic not counted, as in STREAM).
+
+>>> m = measure_machine(threads=(1,), quick=True)
+>>> m["peak_gflops"]["float32"]["1"] > 0
+True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata as importlib_metadata
+
+from .cbuild import CFLAGS, build_and_load, compiler_version
+
+_PEAK_SRC = r"""
+#include <omp.h>
+#include <time.h>
+#if defined(__AVX512F__)
+#define VB 64
+#elif defined(__AVX__)
+#define VB 32
+#else
+#define VB 16
+#endif
+#define NACC 12
+typedef float vf __attribute__((vector_size(VB)));
+typedef double vd __attribute__((vector_size(VB)));
+
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+int vector_bytes(void) { return VB; }
+
+#define PEAK(NAME, V, T)                                                           \
+double NAME(long iters, int threads, double *sink_out)                             \
+{                                                                                  \
+    double sink = 0;                                                               \
+    double t0 = now();                                                             \
+    _Pragma("omp parallel num_threads(threads) reduction(+:sink)")                 \
+    {                                                                              \
+        const T s = (T)omp_get_thread_num();                                       \
+        const V a = (V){0} + (T)0.9999999, b = (V){0} + (T)1e-7;                   \
+        V c0 = (V){0} + (s + 1), c1 = (V){0} + (s + 2), c2 = (V){0} + (s + 3);      \
+        V c3 = (V){0} + (s + 4), c4 = (V){0} + (s + 5), c5 = (V){0} + (s + 6);      \
+        V c6 = (V){0} + (s + 7), c7 = (V){0} + (s + 8), c8 = (V){0} + (s + 9);      \
+        V c9 = (V){0} + (s + 10), c10 = (V){0} + (s + 11), c11 = (V){0} + (s + 12); \
+        for (long i = 0; i < iters; ++i) {                                         \
+            c0 = c0 * a + b; c1 = c1 * a + b; c2 = c2 * a + b; c3 = c3 * a + b;    \
+            c4 = c4 * a + b; c5 = c5 * a + b; c6 = c6 * a + b; c7 = c7 * a + b;    \
+            c8 = c8 * a + b; c9 = c9 * a + b; c10 = c10 * a + b; c11 = c11 * a + b; \
+        }                                                                          \
+        V tot = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;      \
+        for (int w = 0; w < (int)(VB / sizeof(T)); ++w) sink += tot[w];           \
+    }                                                                              \
+    double dt = now() - t0;                                                        \
+    *sink_out = sink;                                                              \
+    return 2.0 * NACC * (VB / sizeof(T)) * (double)iters * threads / dt;           \
+}
+PEAK(peak_f32, vf, float)
+PEAK(peak_f64, vd, double)
+"""
+
+_BW_SRC = r"""
+#include <omp.h>
+#include <string.h>
+#include <time.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+void init(double *a, double *b, long n, int threads)
+{
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long i = 0; i < n; ++i) { a[i] = (double)i; b[i] = 0.0; }
+}
+double bw_memcpy(double *dst, const double *src, long n)
+{
+    double t0 = now();
+    memcpy(dst, src, n * sizeof(double));
+    return 2.0 * n * sizeof(double) / (now() - t0);
+}
+double bw_copy(double *restrict dst, const double *restrict src, long n, int threads)
+{
+    double t0 = now();
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long i = 0; i < n; ++i) dst[i] = src[i];
+    return 2.0 * n * sizeof(double) / (now() - t0);
+}
+"""
+
+
+def _peak_lib():
+    lib = build_and_load(_PEAK_SRC, "machine_peak")
+    for f in (lib.peak_f32, lib.peak_f64):
+        f.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.POINTER(ctypes.c_double)]
+        f.restype = ctypes.c_double
+    return lib
+
+
+def peak_gflops(threads=(1, 2), quick: bool = False) -> dict:
+    """Best-of-5 FMA throughput in GFLOP/s: ``{"float32": {"1": ..}, "float64": {..}, "vector_bits": ..}``."""
+    lib = _peak_lib()
+    iters = 2_000_000 if quick else 20_000_000
+    sink = ctypes.c_double()
+    out = {"vector_bits": 8 * lib.vector_bytes()}
+    for dtype, fn in (("float32", lib.peak_f32), ("float64", lib.peak_f64)):
+        out[dtype] = {}
+        for t in threads:
+            fn(iters // 10, t, ctypes.byref(sink))  # warm-up (clock ramp, thread start)
+            out[dtype][str(t)] = max(fn(iters, t, ctypes.byref(sink)) for _ in range(3 if quick else 5)) / 1e9
+    return out
+
+
+def copy_bandwidth(threads=(1, 2), quick: bool = False) -> dict:
+    """Best-of-k copy bandwidth in GB/s (read + write bytes): memcpy (1 thread) and copy loop per thread count."""
+    import numpy as np
+
+    lib = build_and_load(_BW_SRC, "machine_bw")
+    P = ctypes.c_void_p
+    lib.init.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
+    lib.bw_memcpy.argtypes = [P, P, ctypes.c_long]
+    lib.bw_memcpy.restype = ctypes.c_double
+    lib.bw_copy.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
+    lib.bw_copy.restype = ctypes.c_double
+    n = (32 if quick else 128) * 1024 * 1024 // 8  # 32 / 128 MiB per buffer, well beyond the caches
+    a = np.empty(n)
+    b = np.empty(n)
+    lib.init(a.ctypes.data, b.ctypes.data, n, max(threads))
+    reps = 3 if quick else 8
+    out = {"buffer_bytes": n * 8, "memcpy": max(lib.bw_memcpy(b.ctypes.data, a.ctypes.data, n) for _ in range(reps)) / 1e9}
+    out["copy"] = {str(t): max(lib.bw_copy(b.ctypes.data, a.ctypes.data, n, t) for _ in range(reps)) / 1e9 for t in threads}
+    return out
+
+
+def cpu_info() -> dict:
+    model, flags = "unknown", ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name") and model == "unknown":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = line.split(":", 1)[1]
+    except OSError:
+        model = platform.processor() or "unknown"
+    simd = [f for f in ("avx512f", "avx2", "fma", "avx") if f in flags.split()]
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu_model": model, "logical_cpus": os.cpu_count(), "usable_cpus": affinity, "simd": simd,
+            "host": socket.gethostname(), "platform": platform.platform()}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib_metadata.version(dist)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict:
+    import numpy
+
+    out = {
+        "python": sys.version.split()[0],
+        "numpy": numpy.__version__,
+        "sympy": _version("sympy"),
+        "torch": _version("torch"),
+        "hippynn": _version("hippynn"),
+        "matplotlib": _version("matplotlib"),
+        "optinv": _version("optinv"),
+        "gcc": compiler_version(),
+        "cflags": " ".join(CFLAGS),
+    }
+    try:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        if head.returncode == 0:
+            out["optinv_git"] = head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        pass
+    return out
+
+
+def measure_machine(threads=(1, 2), quick: bool = False) -> dict:
+    return {
+        **cpu_info(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "peak_gflops": peak_gflops(threads, quick),
+        "bandwidth_gbs": copy_bandwidth(threads, quick),
+    }
