@@ -84,10 +84,12 @@ def test_verify_pseudoscalars_and_axial_tensors(tmp_path):
     report = verify_module(so3, max_examples=15, backends="c-f64", properties="invariance,reference,derivatives")
     assert report.ok, report.report()
     assert "1 output changing sign" in report.results[0].message
-    axial = compile_request({"tensors": "w:1:axial,v:1,q:2", "group": "O3",
+    # w is axial: w.q.v changes sign under reflections (an SO(3) pseudoscalar without any eps)
+    axial = compile_request({"tensors": "w:1:axial,v:1,q:2", "group": "SO3",
                              "invariants": ["i,i->,w,w", "i,j,ij->,w,w,q", "i,j,ij->,w,v,q"]}, "axial", tmp_path)
     report = verify_module(axial, max_examples=15, backends="c-f64", properties="invariance")
     assert report.ok, report.report()
+    assert "1 output changing sign" in report.results[0].message
 
 
 def test_bad_arguments_are_one_line_errors(capsys, tmp_path):
