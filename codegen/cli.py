@@ -50,7 +50,7 @@ def cmd_compile(args) -> int:
     package = compile_request(request, args.name, args.out)
     meta = json.loads((package / "metadata.json").read_text())
     print(f"wrote {package}: {meta['K']} invariants of {sig.describe()}")
-    print(f"flops per row: " + ", ".join(f"{k} {v}" for k, v in meta["flops"].items())
+    print("flops per row: " + ", ".join(f"{k} {v}" for k, v in meta["flops"].items())
           + f" (strategy {meta['strategy']}; candidates {meta['strategy_flops']})")
     if args.build:
         lib = load_module(package).build(verbose=False)

@@ -11,7 +11,6 @@ Bad input is an :class:`~optinv.algebra.errors.OptinvError`, which ``optinv``'s
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,17 +22,6 @@ TABLE_NU_MIN = 2
 
 def _group(text: str) -> str:
     return text.upper().replace("(", "").replace(")", "")
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    start = time.perf_counter()
-
-    def report(message: str) -> None:
-        print(f"[{time.perf_counter() - start:7.2f}s] {message}", file=sys.stderr, flush=True)
-
-    return report
 
 
 def _write(path: str, text: str) -> None:
@@ -53,8 +41,9 @@ def table_markdown(table, command: str) -> str:
 
 def cmd_ace(args) -> int:
     from optinv.algebra.ace import ace_report, ace_table
+    from optinv.cli import progress_printer
 
-    progress = _progress(not args.quiet)
+    progress = progress_printer(not args.quiet)
     if args.table:
         limits = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in TABLE_DEFAULTS.items()}
         if not isinstance(limits["nu_max"], int) or limits["nu_max"] < TABLE_NU_MIN:

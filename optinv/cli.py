@@ -15,7 +15,8 @@ from optinv.algebra.errors import OptinvError
 from optinv.algebra.signature import _WORD_NAMES, EPSILON, Signature, default_name
 
 
-def _progress(enabled: bool):
+def progress_printer(enabled: bool):
+    """A callback printing timestamped progress lines on stderr (None when disabled)."""
     if not enabled:
         return None
     start = time.perf_counter()
@@ -71,7 +72,7 @@ def cmd_basis(args) -> int:
         args.l_max = 3
     sig, request = signature_from_args(args)
     request["n_max"] = args.n_max
-    basis = select_basis(sig, args.n_max, seed=args.seed, progress=_progress(not args.quiet), request=request)
+    basis = select_basis(sig, args.n_max, seed=args.seed, progress=progress_printer(not args.quiet), request=request)
     print(basis.report())
     if args.json:
         Path(args.json).write_text(basis.to_json())
@@ -108,7 +109,7 @@ def cmd_table(args) -> int:
 
     l_values = range(args.l_min, args.l_max + 1)
     n_values = range(args.n_min, args.n_max + 1)
-    progress = _progress(not args.quiet)
+    progress = progress_printer(not args.quiet)
     cells = {}
     for l in l_values:
         sig = Signature.from_l_max(l, args.group)
