@@ -7,7 +7,8 @@
  * Each kernel works on blocks of OPTINV_LANES rows held in GCC/Clang vector
  * types, so the straight-line body is vectorised across rows; a short tail
  * is zero-padded into one extra block.  OpenMP splits blocks over threads
- * (dynamically, so a busy core does not hold the others back); batches under
+ * (guided: large chunks first, small ones at the end, so a busy core does not
+ * hold the others back and scheduling costs little); batches under
  * 256 rows stay on the calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
@@ -247,7 +248,7 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f32(x + row * 25, out + row * 14);
@@ -469,7 +470,7 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         forward_block_f64(x + row * 25, out + row * 14);
@@ -860,7 +861,7 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f32(x + row * 25, g + row * 14, out + row * 25);
@@ -1254,7 +1255,7 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         vjp_block_f64(x + row * 25, g + row * 14, out + row * 25);
@@ -1631,7 +1632,7 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f32(x + row * 25, u + row * 25, out + row * 14);
@@ -2008,7 +2009,7 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         jvp_block_f64(x + row * 25, u + row * 25, out + row * 14);
@@ -2548,7 +2549,7 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f32(x + row * 25, g + row * 14, u + row * 25, out + row * 25);
@@ -3091,7 +3092,7 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES;
         hvp_block_f64(x + row * 25, g + row * 14, u + row * 25, out + row * 25);
