@@ -96,8 +96,8 @@ class ContractionGraph:
                 raise OptinvError(
                     f"einsum string {text!r}: tensor {name!r} has rank {rank} but subscripts {sub!r} have {len(sub)} indices"
                 )
-            if not all(ch.isalpha() for ch in sub):
-                raise OptinvError(f"einsum string {text!r}: subscripts must be letters, got {sub!r}")
+            if not all(ch in string.ascii_letters for ch in sub):
+                raise OptinvError(f"einsum string {text!r}: subscripts must be ASCII letters, got {sub!r}")
             labels.append(label)
         where: dict[str, list[int]] = {}
         for node, sub in enumerate(subs):

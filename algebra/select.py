@@ -97,6 +97,7 @@ class CheckEntry:
     independent: bool
     rank_after: int
     duplicate_of: int | None  # index of an earlier isomorphic entry
+    vanishes: bool = False  # zero, with zero gradient, at the random point: identically zero
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,9 @@ class CheckReport:
     def report(self) -> str:
         lines = []
         for k, e in enumerate(self.entries):
-            if e.duplicate_of is not None:
+            if e.vanishes:
+                verdict = "vanishes identically (zero at a random point mod p, with zero gradient)"
+            elif e.duplicate_of is not None:
                 verdict = f"dependent: same invariant as #{e.duplicate_of}"
             elif e.independent:
                 verdict = f"independent (rank {e.rank_after}, exact mod {PRIME})"
@@ -140,7 +143,8 @@ class CheckReport:
             "signature": self.signature.to_dict(),
             "entries": [
                 {"einsum": e.einsum, "canonical": e.graph.einsum, "degree": e.graph.degree,
-                 "independent": e.independent, "rank_after": e.rank_after, "duplicate_of": e.duplicate_of}
+                 "independent": e.independent, "rank_after": e.rank_after, "duplicate_of": e.duplicate_of,
+                 "vanishes": e.vanishes}
                 for e in self.entries
             ],
             "rank": self.rank,
@@ -175,9 +179,10 @@ def check_invariants(einsums, signature: Signature, seed: int = 0) -> CheckRepor
     entries = []
     seen: dict[str, int] = {}
     for k, (text, g) in enumerate(parsed):
-        _, grad = exact_value_and_gradient(g, tensors, signature)
+        value, grad = exact_value_and_gradient(g, tensors, signature)
         independent = echelon.add(grad)
-        entries.append(CheckEntry(text, g, independent, echelon.rank, seen.get(g.key)))
+        vanishes = value == 0 and not grad.any()
+        entries.append(CheckEntry(text, g, independent, echelon.rank, seen.get(g.key), vanishes))
         seen.setdefault(g.key, k)
     graphs = [g for _, g in parsed]
     return CheckReport(signature, tuple(entries), echelon.rank, bound.bound, _float_rank_of(graphs, signature, seed))

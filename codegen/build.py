@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import importlib.util
 import json
 import sys
@@ -87,8 +89,11 @@ def load_module(path):
     path = Path(path).resolve()
     if not (path / "__init__.py").is_file() or not (path / "metadata.json").is_file():
         raise OptinvError(f"{path}: not a generated optinv module (no __init__.py and metadata.json)")
-    meta = json.loads((path / "metadata.json").read_text())
-    mod_name = f"optinv_generated_{meta['name']}_{abs(hash(str(path))) & 0xFFFFFFFF:x}"
+    meta_text = (path / "metadata.json").read_text()
+    meta = json.loads(meta_text)
+    # Keyed by path and content: a package regenerated in place is imported afresh.
+    digest = hashlib.sha256((str(path) + "\0" + meta_text).encode()).hexdigest()[:16]
+    mod_name = f"optinv_generated_{meta['name']}_{digest}"
     if mod_name in sys.modules:
         return sys.modules[mod_name]
     spec = importlib.util.spec_from_file_location(mod_name, path / "__init__.py", submodule_search_locations=[str(path)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
 from pathlib import Path
 from dataclasses import dataclass
 
@@ -99,8 +100,8 @@ def render_module(
     request: dict,
 ) -> dict[str, str]:
     """All files of the generated package ``name``, as text, keyed by file name."""
-    if not name.isidentifier():
-        raise OptinvError(f"name: expected a Python identifier, got {name!r}")
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise OptinvError(f"name: expected a Python identifier that is not a keyword, got {name!r}")
     if not graphs:
         raise OptinvError("invariants: expected at least one invariant to compile")
     check = check_invariants([g.einsum for g in graphs], signature)

@@ -93,6 +93,8 @@ def cmd_ace(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``ace`` to ``optinv``'s subcommands."""
+    from optinv.cli import seed_type
+
     p = subparsers.add_parser(
         "ace",
         help="ACE: linear basis size (Molien-Weyl) versus the functionally independent subset",
@@ -108,6 +110,6 @@ def register(subparsers) -> None:
                    help="print the markdown table for n_rad 1..6, l_max 0..4, nu_max 2..4 instead")
     p.add_argument("--verify", action="store_true",
                    help="also rank all evaluated contraction products and check the linear counts (slow for big cases)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random points (default 0)")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the random points (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_ace)

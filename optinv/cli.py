@@ -30,9 +30,9 @@ def progress_printer(enabled: bool):
 def signature_from_args(args, names_hint: list[str] | None = None) -> tuple[Signature, dict]:
     """The signature named on the command line (``--l-max`` or ``--tensors``), and the request dict."""
     group = getattr(args, "group", "O3")
-    if getattr(args, "tensors", None) and getattr(args, "l_max", None) is not None:
+    if getattr(args, "tensors", None) is not None and getattr(args, "l_max", None) is not None:
         raise OptinvError("give either --l-max or --tensors, not both")
-    if getattr(args, "tensors", None):
+    if getattr(args, "tensors", None) is not None:
         return Signature.parse(args.tensors, group), {"tensors": args.tensors, "group": group}
     if getattr(args, "l_max", None) is not None:
         return Signature.from_l_max(args.l_max, group), {"l_max": args.l_max, "group": group}
@@ -58,7 +58,25 @@ def _infer_signature(names: list[str], group: str) -> tuple[Signature, dict]:
     return Signature.from_l_max(l_max, group), {"l_max": l_max, "group": group}
 
 
-def _add_signature_args(p: argparse.ArgumentParser, l_max_default=None) -> None:
+def read_text_lines(path: Path, what: str) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise OptinvError(f"{what}: {str(path)!r} is not a UTF-8 text file") from None
+
+
+def seed_type(text: str) -> int:
+    """argparse type for --seed: a non-negative integer (NumPy's generators need one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def add_signature_args(p: argparse.ArgumentParser, l_max_default=None) -> None:
     p.add_argument("--l-max", type=int, default=l_max_default, help="one tensor of each rank 0..L (s, v, q, t, l4, ...)")
     p.add_argument("--tensors", help="explicit tensors, e.g. 'a:1,b:1,q:2' (third field 'axial' for pseudotensors)")
     p.add_argument("--group", default="O3", type=lambda s: s.upper().replace("(", "").replace(")", ""),
@@ -68,7 +86,7 @@ def _add_signature_args(p: argparse.ArgumentParser, l_max_default=None) -> None:
 def cmd_basis(args) -> int:
     from optinv.algebra.select import select_basis
 
-    if args.l_max is None and not args.tensors:
+    if args.l_max is None and args.tensors is None:
         args.l_max = 3
     sig, request = signature_from_args(args)
     request["n_max"] = args.n_max
@@ -86,7 +104,7 @@ def cmd_check(args) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise OptinvError(f"FILE: no such file {args.file!r}")
-    lines = path.read_text().splitlines()
+    lines = read_text_lines(path, "FILE")
     names = []
     for raw in lines:
         text = raw.split("#", 1)[0].strip()
@@ -107,6 +125,11 @@ def cmd_check(args) -> int:
 def cmd_table(args) -> int:
     from optinv.algebra.select import select_basis
 
+    if not 0 <= args.l_min <= args.l_max:
+        raise OptinvError(f"--l-min/--l-max: expected 0 <= l_min <= l_max, got {args.l_min} and {args.l_max}")
+    if not 1 <= args.n_min <= args.n_max:
+        raise OptinvError(f"--n-min/--n-max: expected 1 <= n_min <= n_max, got {args.n_min} and {args.n_max}")
+    Signature.from_l_max(args.l_max, args.group)  # validates l_max and the group before any work
     l_values = range(args.l_min, args.l_max + 1)
     n_values = range(args.n_min, args.n_max + 1)
     progress = progress_printer(not args.quiet)
@@ -140,18 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("basis", help="select a minimal complete invariant basis")
-    _add_signature_args(p)
+    add_signature_args(p)
     p.add_argument("--n-max", type=int, default=4, help="at most this many tensor factors per invariant (default 4)")
     p.add_argument("--json", help="write the basis as JSON to this path")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random points (default 0)")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the random points (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_basis)
 
     p = sub.add_parser("check", help="check a given list of einsum strings (one per line)")
     p.add_argument("file")
-    _add_signature_args(p)
+    add_signature_args(p)
     p.add_argument("--json", help="write the report as JSON to this path")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_type, default=0)
     p.add_argument("--strict", action="store_true",
                    help="exit 1 unless every entry is independent and the set reaches the bound")
     p.set_defaults(func=cmd_check)
@@ -163,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-max", type=int, default=6)
     p.add_argument("--group", default="O3", type=str.upper)
     p.add_argument("--json")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_type, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_table)
 
@@ -192,6 +215,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except OptinvError as exc:
         print(f"optinv: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output path that cannot be written, a directory given as a file, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"optinv: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

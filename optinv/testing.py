@@ -4,7 +4,7 @@ This is the one harness that optinv's own test suite uses and that downstream
 projects can use in theirs.  It has two halves:
 
 * **Strategies** (need the ``hypothesis`` package, the ``test`` extra:
-  ``pip install 'optinv[test]'``): :func:`signatures`, :func:`rotations`,
+  ``pip install hypothesis``, a dependency of optinv): :func:`signatures`, :func:`rotations`,
   :func:`reflections`, :func:`orthogonal`, :func:`rows` and
   :func:`integer_rows`.  ``hypothesis`` is imported when a strategy is first
   built, so ``import optinv.testing`` and the assertion helpers work without it;
@@ -102,7 +102,7 @@ def _st():
         from hypothesis import strategies
     except ImportError as exc:  # pragma: no cover - exercised only without hypothesis
         raise ImportError(
-            "optinv.testing strategies need the 'hypothesis' package: pip install 'optinv[test]' "
+            "optinv.testing strategies need the 'hypothesis' package: pip install hypothesis "
             "(or pip install hypothesis); the assertion helpers work without it"
         ) from exc
     return strategies

@@ -722,7 +722,7 @@ def verify_module(
     try:
         import hypothesis  # noqa: F401
     except ImportError:
-        raise OptinvError("optinv verify needs hypothesis: pip install 'optinv[test]' (or pip install hypothesis)") \
+        raise OptinvError("optinv verify needs hypothesis (a dependency of optinv): pip install hypothesis") \
             from None
     if not isinstance(max_examples, int) or isinstance(max_examples, bool) or max_examples < 1:
         raise OptinvError(f"--max-examples: expected an integer >= 1, got {max_examples!r}")
@@ -786,13 +786,15 @@ def cmd_verify(args) -> int:
 
 
 def register(sub) -> None:
+    from optinv.cli import seed_type
+
     p = sub.add_parser("verify", help="check a generated module with property-based tests (exit 0 only if all pass)",
                        description="Check a generated module: invariance, agreement with the engine's reference, "
                                    "derivatives, rank/completeness and integrity, on every available backend.")
     p.add_argument("path", help="a generated module's directory, or the name of a committed module (e.g. hop_l3_n4)")
     p.add_argument("--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES,
                    help=f"hypothesis examples per property and backend (default {DEFAULT_MAX_EXAMPLES})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the examples; same seed, same run (default 0)")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the examples; same seed, same run (default 0)")
     p.add_argument("--json", help="write a machine-readable report to this path")
     p.add_argument("--backends", help=f"comma-separated subset of {', '.join(BACKEND_NAMES)} "
                                       "or kinds c, torch, cuda (default: all; unavailable ones are SKIP)")

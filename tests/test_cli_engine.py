@@ -157,3 +157,47 @@ def test_testing_module_imports_without_hypothesis_and_says_what_to_install(monk
     monkeypatch.setitem(sys.modules, "hypothesis", None)
     with pytest.raises(ImportError, match=r"optinv\[test\]"):
         ot.rotations()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["basis", "--json", "/nonexistent/dir/b.json", "--quiet"], "No such file"),
+    (["basis", "--tensors", ""], "tensors"),
+    (["table", "--l-min", "3", "--l-max", "1"], "l_min"),
+    (["table", "--l-max", "20"], "at most 12"),
+])
+def test_more_bad_input_is_one_line_exit_2(argv, message, capsys):
+    from optinv.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_negative_seed_and_non_utf8_file_are_refused(tmp_path, capsys):
+    from optinv.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["basis", "--seed", "-1"])
+    assert exc.value.code == 2
+    f = tmp_path / "bin.txt"
+    f.write_bytes(b"\xff\xfe\n")
+    assert main(["check", str(f)]) == 2
+    assert "not a UTF-8 text file" in capsys.readouterr().err
+
+
+def test_check_reports_identically_vanishing_entries(tmp_path, capsys):
+    from optinv.cli import main
+
+    f = tmp_path / "v.txt"
+    f.write_text("i,i->,a,a\nijk,i,j,k->,eps,a,a,b\n")
+    assert main(["check", str(f), "--tensors", "a:1,b:1", "--group", "so3"]) == 0
+    assert "vanishes identically" in capsys.readouterr().out
+
+
+def test_non_ascii_subscripts_are_refused():
+    from optinv.algebra.errors import OptinvError
+    from optinv.algebra.graphs import ContractionGraph
+    from optinv.algebra.signature import Signature
+
+    with pytest.raises(OptinvError, match="ASCII letters"):
+        ContractionGraph.from_einsum("é,é->,v,v", Signature.from_l_max(1))

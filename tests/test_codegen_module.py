@@ -352,3 +352,36 @@ def test_odd_axial_contraction_is_refused_under_o3():
     assert ContractionGraph.from_einsum("i,i->,w,w", sig).parity(sig) == 1
     with pytest.raises(OptinvError, match="pseudoscalar"):
         ContractionGraph.from_einsum("i,i->,w,v", sig)
+
+
+def test_regenerating_in_place_never_runs_a_stale_library(tmp_path):
+    """Recompiling into the same folder imports afresh; a stale module object refuses to run."""
+    sig = Signature.from_l_max(2)
+    old = load_module(compile_module(["i,i->,v,v"], sig, "m", tmp_path))
+    new = load_module(compile_module(["ij,ij->,q,q", "i,i->,v,v"], sig, "m", tmp_path))
+    assert new is not old and new.K == 2
+    x = np.random.default_rng(0).normal(size=(40, sig.dim))
+    np.testing.assert_allclose(new.forward(x), evaluate(as_graphs(new.EINSUMS, sig), x, sig), rtol=1e-13)
+    with pytest.raises(RuntimeError, match="regenerated after import"):
+        old.forward(x)  # its sources changed on disk: refused, not a buffer overrun
+
+
+def test_out_must_not_alias_inputs_and_threads_are_checked():
+    m = mod("hop_l2_n4")
+    x = np.random.default_rng(0).normal(size=(5, m.D))
+    with pytest.raises(ValueError, match="overlap"):
+        m.vjp(x, np.ones((5, m.K)), out=x)
+    for bad in (-3, "a", 1.5):
+        with pytest.raises(ValueError, match="threads"):
+            m.forward(x, threads=bad)
+
+
+def test_hop_layer_takes_hippynns_constructor_arguments():
+    m = mod("hop_l3_n4")
+    layer = m.HopInvariantLayer(4, 3)  # hippynn: HopInvariantLayer(n_max, l_max)
+    assert layer.n_invariants == 13 and (layer.n_max, layer.l_max) == (4, 3)
+    with pytest.raises(ValueError, match="n_max"):
+        m.HopInvariantLayer(3, 3)
+    with pytest.raises(ValueError, match="l_max"):
+        m.HopInvariantLayer(4, 2)
+    assert mod("hippynn_default").HopInvariantLayer(4, 3).n_invariants == 13

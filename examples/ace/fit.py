@@ -195,7 +195,7 @@ def train_one(desc: ACEDescriptor, d: dict, cfg: SystemConfig, size: int, seed: 
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
     train_time = time.perf_counter() - t0
     test = evaluate(model, desc, d, d["test"], dtype)
     return {"train_time_s": train_time, "final_loss": float(np.mean(losses[-20:])), **test}

@@ -181,6 +181,7 @@ class CKernels:
                 lib = ctypes.CDLL(str(path))
             except OSError:
                 lib = ctypes.CDLL(str(build(self.source, force=True)))  # corrupt cache entry
+            self._check_shape(lib)
             for name, spec in self.kernels.items():
                 for suffix, ctype in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
                     fn = getattr(lib, f"optinv_{name}_{suffix}")
@@ -190,13 +191,26 @@ class CKernels:
             self._lib = lib
         return self._lib
 
+    def _check_shape(self, lib: ctypes.CDLL) -> None:
+        """Refuse a library built from sources that no longer match this module (it would overrun buffers)."""
+        dim, count = self.kernels["forward"]["args"][0][1], self.kernels["forward"]["width"]
+        if lib.optinv_dim() != dim or lib.optinv_count() != count:
+            raise RuntimeError(
+                f"{self.source}: the C sources describe D={lib.optinv_dim()}, K={lib.optinv_count()} but this module "
+                f"was imported with D={dim}, K={count}; the package was regenerated after import: load it again"
+            )
+
     def __call__(self, name: str, *arrays, out=None, threads: int | None = None) -> np.ndarray:
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
+            raise ValueError(f"threads: expected an integer >= 0 (0: all cores), got {threads!r}")
         spec = self.kernels[name]
         (xname, xwidth), *rest = spec["args"]
         x = check_array(xname, arrays[0], xwidth)
         n = x.shape[0]
         others = [check_array(a, arr, w, dtype=x.dtype, n=n) for (a, w), arr in zip(rest, arrays[1:])]
         out = np.empty((n, spec["width"]), dtype=x.dtype) if out is None else check_out(out, n, spec["width"], x.dtype)
+        if any(np.shares_memory(out, a) for a in (x, *others)):
+            raise ValueError("out: must not overlap the inputs (the kernels read inputs while writing out)")
         if n == 0:
             return out
         suffix = SUPPORTED_DTYPES[x.dtype]

@@ -15,27 +15,24 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import D, K, _c, _cuda
+from . import D, K, METADATA, _c, _cuda
 
 _DTYPES = (torch.float32, torch.float64)
 
 
-def _check(name: str, t, width: int, like=None) -> torch.Tensor:
+def _check(name: str, t, width: int) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in _DTYPES:
         raise TypeError(f"{name}: expected dtype float32 or float64, got {t.dtype}")
     if t.ndim != 2 or t.shape[1] != width:
         raise ValueError(f"{name}: expected shape (n, {width}), got {tuple(t.shape)}")
-    if like is not None:
-        if t.device != like.device:
-            raise ValueError(f"{name}: expected device {like.device} to match x, got {t.device}")
-        if t.dtype != like.dtype or t.shape[0] != like.shape[0]:
-            raise ValueError(f"{name}: expected dtype {like.dtype} and {like.shape[0]} rows to match x")
-    return t.detach().contiguous()
+    return t
 
 
 def _run(name: str, *tensors: torch.Tensor) -> torch.Tensor:
+    # Kernels see plain data: DLPack and .numpy() refuse tensors that require grad.
+    tensors = tuple(t.detach() for t in tensors)
     x = tensors[0]
     if x.device.type == "cpu":
         return torch.from_numpy(_c(name, *(t.numpy() for t in tensors)))
@@ -83,9 +80,10 @@ def torch_invariants(x: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 1 or x.shape[-1] != D:
         raise ValueError(f"x: expected shape (..., {D}), got {tuple(x.shape)}")
-    flat = x.reshape(-1, D)
-    _check("x", flat, D)
-    return _Forward.apply(flat.contiguous()).reshape(*x.shape[:-1], K)
+    flat = _check("x", x.reshape(-1, D), D)
+    if flat.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"x: device {flat.device} is not supported (cpu or cuda)")
+    return _Forward.apply(x.reshape(-1, D).contiguous()).reshape(*x.shape[:-1], K)
 
 
 class Invariants(torch.nn.Module):
@@ -98,12 +96,27 @@ class Invariants(torch.nn.Module):
 
 
 class HopInvariantLayer(Invariants):
-    """Drop-in for hippynn's HIP-HOP-NN invariant layer.
+    """In place of hippynn's HIP-HOP-NN invariant layer (``HopInvariantLayer(n_max, l_max)``).
 
     Takes tensor features ``(..., D)`` in hippynn's coefficient layout (s, v, q,
-    t, ... concatenated) and returns ``(..., K)`` invariants, for any l_max and
-    n_max this module was generated for.
+    t, ... concatenated) and returns ``(..., K)`` invariants.  ``n_max`` and
+    ``l_max`` are optional and, when given, must match what this module was
+    generated for.  The shapes match hippynn's layer; the invariants are this
+    module's (the same 13 as hippynn only for ``hippynn_default``), so weights
+    trained with hippynn's own layer do not carry over, and ``n_invariants``
+    can differ from hippynn's count (a maximal set can be larger than hippynn's).
     """
 
+    def __init__(self, n_max: int | None = None, l_max: int | None = None):
+        super().__init__()
+        request = METADATA["request"]
+        self.l_max = request.get("l_max", max(t["rank"] for t in METADATA["signature"]["tensors"]))
+        self.n_max = request.get("n_max", max(METADATA["degrees"]))
+        if l_max is not None and l_max != self.l_max:
+            raise ValueError(f"l_max: this module was generated for l_max={self.l_max}, got {l_max}")
+        if n_max is not None and n_max != self.n_max:
+            raise ValueError(f"n_max: this module was generated for n_max={self.n_max}, got {n_max}")
+        self.n_invariants = K
+
     def extra_repr(self) -> str:
-        return f"D={D}, K={K}"
+        return f"n_max={self.n_max}, l_max={self.l_max}, D={D}, K={K}"
