@@ -52,7 +52,7 @@ import numpy as np
 from optinv.algebra.errors import OptinvError
 
 PROPERTIES = ("invariance", "reference", "derivatives", "rank", "integrity")
-BACKEND_NAMES = ("c-f64", "c-f32", "torch-f64", "torch-f32", "cuda-f64", "cuda-f32")
+BACKEND_NAMES = ("c-f64", "c-f32", "torch-f64", "torch-f32", "cuda-f64", "cuda-f32", "torch-cuda-f64", "torch-cuda-f32")
 DEFAULT_MAX_EXAMPLES = 100
 
 #: Relative rounding allowed per evaluation, against the magnitude polynomial (sound, see module doc).
@@ -222,6 +222,8 @@ class Backend:
             return _torch_unavailable()
         if self.kind == "cuda":
             return _cuda_unavailable()
+        if self.kind == "torch-cuda":
+            return _torch_unavailable() or _cuda_unavailable()
         return None
 
     def in_float64(self) -> "Backend":
@@ -240,32 +242,33 @@ class Backend:
 
             out = cupy.asnumpy(getattr(module, op)(*(cupy.asarray(a) for a in arrs)))
         else:
-            out = _torch_op(module, op, arrs)
+            out = _torch_op(module, op, arrs, device="cuda" if self.kind == "torch-cuda" else "cpu")
         return np.asarray(out, dtype=np.float64)
 
 
-def _torch_op(module, op: str, arrs):
-    """Every op through the adapter's autograd (the wiring users train with), on CPU tensors."""
+def _torch_op(module, op: str, arrs, device: str = "cpu"):
+    """Every op through the adapter's autograd (the wiring users train with), on CPU or CUDA tensors."""
     import torch
 
-    ts = [torch.from_numpy(a) for a in arrs]
+    ts = [torch.from_numpy(a).to(device) for a in arrs]
     x = ts[0].clone().requires_grad_(True)
     y = module.torch_invariants(x)
     if op == "forward":
-        return y.detach().numpy()
+        return y.detach().cpu().numpy()
     if op == "jvp":  # J u = d/dg <J^T g, u>: differentiate the VJP with respect to g
         g = torch.zeros_like(y, requires_grad=True)
         (gx,) = torch.autograd.grad(y, x, grad_outputs=g, create_graph=True)
         (ju,) = torch.autograd.grad(gx, g, grad_outputs=ts[1])
-        return ju.detach().numpy()
+        return ju.detach().cpu().numpy()
     (gx,) = torch.autograd.grad(y, x, grad_outputs=ts[1], create_graph=(op == "hvp"))
     if op == "vjp":
-        return gx.detach().numpy()
+        return gx.detach().cpu().numpy()
     (hu,) = torch.autograd.grad(gx, x, grad_outputs=ts[2])
-    return hu.detach().numpy()
+    return hu.detach().cpu().numpy()
 
 
 ALL_BACKENDS = [Backend(n, n.rsplit("-", 1)[0], "float64" if n.endswith("f64") else "float32") for n in BACKEND_NAMES]
+#: The backends a module is checked on, in report order.
 
 
 def parse_backends(spec) -> list[Backend]:
@@ -638,6 +641,15 @@ def _check_rank(ctx: _Context, max_examples: int, seed: int):
         problems.append(f"metadata says incomplete but the rank {rank} reaches the bound {bound}")
     if basis.get("rank") is not None and basis.get("rank") != rank:
         problems.append(f"metadata states rank {basis.get('rank')} but the Jacobian rank is {rank}")
+    n_max = ctx.meta.get("request", {}).get("n_max")
+    if n_max is not None:
+        # a module requested by n_max promises the maximal rank reachable with n_max factors
+        from optinv.algebra.select import select_basis
+
+        best = select_basis(ctx.sig, int(n_max), seed=seed).rank
+        if rank < best:
+            problems.append(f"the request (n_max={n_max}) promises the maximal rank {best} reachable with {n_max} "
+                            f"factors, but the outputs reach only {rank}: an invariant is missing")
     if problems:
         return "FAIL", n, "; ".join(problems), None
     state = "complete" if rank == bound else "not complete, as the metadata states"

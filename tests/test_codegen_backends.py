@@ -52,8 +52,9 @@ def _rows_for(module):
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("name", COMMITTED)
 def test_committed_module_matches_reference(name, op, backend):
-    if not backend.available():
-        pytest.skip(f"backend {backend.name} needs {'a GPU with CuPy' if 'cu' in backend.kind else 'torch'}")
+    why = backend.unavailable()
+    if why:
+        pytest.skip(f"backend {backend.name}: {why}")
     module = committed(name)
 
     @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,9 +19,9 @@ from optinv.codegen import compile_module, compile_request, load_module
 from optinv.codegen.catalog import HIPPYNN_INVARIANTS, committed_modules, generated_dir
 from optinv.testing import as_graphs
 
-from codegen_harness import has_nvcc, has_torch
+from codegen_harness import has_nvcc
 
-torch = pytest.importorskip("torch") if has_torch() else None
+torch = pytest.importorskip("torch")
 
 
 def mod(name):

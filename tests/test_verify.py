@@ -230,3 +230,16 @@ def test_verify_fails_on_a_dependent_invariant(tmp_path, capsys):
     assert "Jacobian rank 13 < 14 outputs" in out and "output 13 (" in out
     for prop in ("invariance", "reference", "derivatives", "integrity"):
         assert status_of(out, prop) == {"PASS"}, out
+
+
+def test_verify_catches_a_dropped_invariant_in_a_module_requested_by_n_max(tmp_path, capsys):
+    """A module made for (l_max=3, n_max=4) promises the maximal rank 13; with one output dropped it fails."""
+    path = compile_request({"l_max": 3, "group": "O3", "invariants": hop_l3_n4_invariants()[:-1]}, "dropped", tmp_path)
+    meta_path = path / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["request"] = {"group": "O3", "l_max": 3, "n_max": 4}  # as if cut out of hop_l3_n4
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    rc, out = run_cli(capsys, path, "--max-examples", 5, "--backends", "c-f64", "--properties", "rank")
+    assert rc == 1, out
+    assert status_of(out, "rank") == {"FAIL"}
+    assert "promises the maximal rank 13" in out and "an invariant is missing" in out
