@@ -266,7 +266,7 @@ def write_report(payload: dict, out_dir: Path) -> tuple[Path, Path | None]:
     lines.append("Errors on the fixed held-out test set, mean ± sample std over seeds "
                  f"({', '.join(str(s) for s in payload.get('seeds', []))}); energy RMSE per atom, force RMSE per "
                  "component. K = descriptors per atom. Descriptor time: per atom, values only / values + gradient "
-                 "w.r.t. positions, float32, torch backend, on this machine.")
+                 f"w.r.t. positions, float32, `{payload.get('backend')}` invariant backend, on this machine.")
     lines.append("")
     for system in dict.fromkeys(r["system"] for r in runs):
         cfg = payload.get("systems", {}).get(system, {})
