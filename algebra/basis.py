@@ -121,7 +121,11 @@ class Basis:
         )
 
     def report(self) -> str:
-        return f"{self.table()}\n\n{self.summary()}\n{self.proof()}"
+        text = f"{self.table()}\n\n{self.summary()}\n{self.proof()}"
+        if self.float_rank != self.rank:
+            text += (f"\nwarning: the float64 SVD rank ({self.float_rank}) differs from the exact rank ({self.rank}); "
+                     "the exact rank is the certificate, the float one is ill-conditioned here")
+        return text
 
     def __str__(self) -> str:
         return self.report()

@@ -124,14 +124,6 @@ def transform_rows(x: np.ndarray, signature: Signature, g: np.ndarray) -> np.nda
     return out
 
 
-def split_rows(x: np.ndarray, signature: Signature) -> dict[str, np.ndarray]:
-    """Cartesian tensors of every input tensor, keyed by name, from rows ``(..., D)``."""
-    return {
-        spec.name: tensor_from_coefficients(x[..., sl], spec.rank)
-        for spec, sl in zip(signature.tensors, signature.slices().values())
-    }
-
-
 # so(3) generators: (L_a)_{ij} = -eps_{aij}
 LEVI_CIVITA = np.zeros((3, 3, 3), dtype=np.int64)
 for _i, _j, _k in itertools.permutations(range(3)):

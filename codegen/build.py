@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+import optinv
 from optinv.algebra.basis import Basis
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.graphs import ContractionGraph
@@ -127,6 +128,10 @@ def hop_module(l_max: int, n_max: int, group: str = "O3", out_dir=None):
     request = {"group": group, "l_max": l_max, "n_max": n_max}
     package = Path(out_dir) / name
     meta = package / "metadata.json"
-    if not meta.is_file() or json.loads(meta.read_text()).get("request") != request:
+    stale = not meta.is_file()
+    if not stale:
+        recorded = json.loads(meta.read_text())
+        stale = recorded.get("request") != request or recorded.get("optinv_version") != optinv.__version__
+    if stale:  # missing, made for another request, or by another optinv version
         compile_request(request, name, out_dir)
     return load_module(package)

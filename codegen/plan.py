@@ -26,7 +26,7 @@ import sympy as sp
 from optinv.algebra.cartesian import LEVI_CIVITA, coefficient_map
 from optinv.algebra.graphs import ContractionGraph
 from optinv.algebra.signature import EPSILON, Signature
-from optinv.codegen.program import Program, ProgramBuilder, eliminate_dead_code
+from optinv.codegen.program import Program, ProgramBuilder
 
 
 def contraction_order(mult) -> list[tuple[int, int]] | None:
@@ -171,4 +171,4 @@ def plan_forward(graphs: list[ContractionGraph], signature: Signature, strategie
     programs = [planners[s](graphs, signature) for s in strategies]
     best = min(programs, key=lambda p: p.flops)
     best.notes["strategies"] = {p.strategy: p.flops for p in programs}
-    return eliminate_dead_code(best) if not best.notes else best
+    return best
