@@ -102,8 +102,8 @@ def _st():
         from hypothesis import strategies
     except ImportError as exc:  # pragma: no cover - exercised only without hypothesis
         raise ImportError(
-            "optinv.testing strategies need the 'hypothesis' package: pip install hypothesis "
-            "(or pip install hypothesis); the assertion helpers work without it"
+            "optinv.testing strategies need the 'hypothesis' package (a dependency of optinv): "
+            "pip install hypothesis; the assertion helpers work without it"
         ) from exc
     return strategies
 
