@@ -307,8 +307,10 @@ def magnitude_bound(einsums, signature: Signature, x) -> np.ndarray:
 
     Every partial sum of any evaluation order, in Cartesian components or expanded
     into monomials of the coefficients, is at most this in absolute value, so
-    ``rtol * magnitude_bound`` is a sound rounding tolerance even where an
-    invariant cancels to (nearly) zero.
+    ``rtol * magnitude_bound`` scales the rounding tolerance correctly even where
+    an invariant cancels to (nearly) zero.  The ``rtol`` itself is a convention
+    (1e-12 / 1e-5), comfortably above ``depth * eps`` for the programs optinv
+    generates, not a bound derived from each program's depth.
     """
     x = np.asarray(x, dtype=np.float64)
     graphs = as_graphs(einsums, signature)
@@ -454,7 +456,7 @@ def assert_matches_reference(
     same rows (so float32 rows give a float64 reference of the float32 values).
     The tolerance per row and output is ``atol + rtol * max(|ref|, B)`` with
     ``B`` from :func:`magnitude_bound`, a bound on every term of the invariant:
-    sound for any evaluation order, including outputs that cancel to zero.
+    valid for any evaluation order, including outputs that cancel to zero.
 
     >>> import numpy as np
     >>> from optinv.algebra.signature import Signature

@@ -14,8 +14,8 @@ its code, against the engine:
    identity ``<g, J u> = <J^T g, u>``), the g-weighted HVP against finite
    differences of the VJP.  Kernels are polynomials of known degree ``p``, so a
    central stencil with ``2 * ceil(p / 2)`` points is *exact* (polynomial
-   extrapolation), and the only error left is rounding, bounded soundly from
-   the magnitude polynomial of every invariant
+   extrapolation), and the only error left is rounding, scaled by the
+   magnitude polynomial of every invariant
    (:func:`optinv.testing.magnitude_bound`);
 4. **rank** -- the rank of the outputs' Jacobian (from the module's VJP and JVP,
    float64) at random points equals the number of outputs and, where the
@@ -55,7 +55,7 @@ PROPERTIES = ("invariance", "reference", "derivatives", "rank", "integrity")
 BACKEND_NAMES = ("c-f64", "c-f32", "torch-f64", "torch-f32", "cuda-f64", "cuda-f32", "torch-cuda-f64", "torch-cuda-f32")
 DEFAULT_MAX_EXAMPLES = 100
 
-#: Relative rounding allowed per evaluation, against the magnitude polynomial (sound, see module doc).
+#: Relative rounding allowed per evaluation, against the magnitude polynomial (a convention: see module doc).
 RTOL = {"float64": 1e-12, "float32": 1e-5}
 #: Invariance compares two evaluations at rotated points (the rotation itself rounds too).
 INVARIANCE_RTOL = {"float64": 1e-10, "float32": 1e-5}

@@ -72,7 +72,7 @@ def assert_close(op: str, ours, ref, tol_scale, rtol: float, what: str) -> None:
 
 
 def check_backend(module, backend: Backend, op: str, x: np.ndarray, rng) -> None:
-    """Compare one backend's op on rows ``x`` with the reference, with a sound tolerance."""
+    """Compare one backend's op on rows ``x`` with the reference, tolerances scaled by the terms' size."""
     sig = Signature.from_dict(module.METADATA["signature"])
     graphs = as_graphs(module.EINSUMS, sig)
     n, K, D = x.shape[0], module.K, module.D
