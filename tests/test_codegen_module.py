@@ -385,3 +385,16 @@ def test_hop_layer_takes_hippynns_constructor_arguments():
     with pytest.raises(ValueError, match="l_max"):
         m.HopInvariantLayer(4, 2)
     assert mod("hippynn_default").HopInvariantLayer(4, 3).n_invariants == 13
+
+
+def test_hippynns_three_factor_set_is_not_maximal():
+    """hippynn's (l_max=3, n_max=3) uses 7 of its 13; the maximum with three factors is 8 (v.q.t is missing)."""
+    from optinv.algebra.select import check_invariants, select_basis
+
+    sig = Signature.from_l_max(3)
+    graphs = as_graphs(HIPPYNN_INVARIANTS, sig)
+    theirs = [g.einsum for g in graphs if g.degree <= 3]
+    assert len(theirs) == 7 and check_invariants(theirs, sig).rank == 7
+    ours = select_basis(sig, 3)
+    assert ours.rank == 8 and ours.exhausted
+    assert "i,jk,ijk->,v,q,t" in ours.einsums and "i,jk,ijk->,v,q,t" not in theirs
