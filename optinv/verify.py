@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from optinv.algebra.errors import OptinvError
+from optinv.algebra.signature import Signature
 
 PROPERTIES = ("invariance", "reference", "derivatives", "rank", "integrity")
 BACKEND_NAMES = ("c-f64", "c-f32", "torch-f64", "torch-f32", "cuda-f64", "cuda-f32", "torch-cuda-f64", "torch-cuda-f32")
@@ -744,6 +745,9 @@ def verify_module(
     props = parse_properties(properties)
     start = time.perf_counter()
     where = resolve_module_path(path)
+    edited = _edited_python_files(where)
+    if edited:  # importing would run code nobody generated: report integrity, run nothing else
+        return _edited_report(where, edited, props, chosen, seed, max_examples, start, progress)
     module = _load_fresh(where)
     if hasattr(module, "set_num_threads"):
         module.set_num_threads(1)  # batches here are small: OpenMP start-up would dominate (this import only)
@@ -777,6 +781,48 @@ def verify_module(
             record(prop, "-", lambda: _check_rank(ctx, max_examples, seed))
         else:
             record(prop, "-", lambda: _check_integrity(ctx))
+    report.seconds = round(time.perf_counter() - start, 3)
+    return report
+
+
+def _edited_python_files(where: Path) -> list[str]:
+    """Python files of the package whose sha256 differs from metadata.json (checked before any import)."""
+    try:
+        hashes = json.loads((where / "metadata.json").read_text()).get("sha256", {})
+    except (OSError, ValueError):
+        return []
+    edited = []
+    for fname, digest in sorted(hashes.items()):
+        f = where / fname
+        if fname.endswith(".py") and f.is_file() and hashlib.sha256(f.read_bytes()).hexdigest() != digest:
+            edited.append(fname)
+    return edited
+
+
+def _edited_report(where: Path, edited, props, chosen, seed, max_examples, start, progress) -> VerifyReport:
+    meta = json.loads((where / "metadata.json").read_text())
+    try:
+        signature = Signature.from_dict(meta["signature"]).describe()
+    except (KeyError, TypeError, ValueError):
+        signature = "?"
+    report = VerifyReport(module=meta.get("name", where.name), path=str(where), signature=signature,
+                          K=int(meta.get("K", 0)), seed=seed, max_examples=max_examples)
+    if progress:
+        progress(report.header())
+    why = "not run: the package's Python code was edited, so verify does not import it"
+    for prop in props:
+        if prop == "integrity":
+            result = PropertyResult(prop, "-", "FAIL", 0, f"{', '.join(edited)} do(es) not match the sha256 in "
+                                    "metadata.json (edited?); regenerate with `optinv compile`", None, 0.0)
+        else:
+            backends = [b.name for b in chosen] if prop in ("invariance", "reference", "derivatives") else ["-"]
+            for name in backends[:-1]:
+                report.results.append(PropertyResult(prop, name, "SKIP", 0, why, None, 0.0))
+            result = PropertyResult(prop, backends[-1], "SKIP", 0, why, None, 0.0)
+        report.results.append(result)
+    if progress:
+        for r in report.results:
+            progress(r)
     report.seconds = round(time.perf_counter() - start, 3)
     return report
 

@@ -243,3 +243,16 @@ def test_verify_catches_a_dropped_invariant_in_a_module_requested_by_n_max(tmp_p
     assert rc == 1, out
     assert status_of(out, "rank") == {"FAIL"}
     assert "promises the maximal rank 13" in out and "an invariant is missing" in out
+
+
+def test_edited_python_code_is_not_imported(tmp_path, capsys):
+    """An edited __init__.py could run anything: verify reports integrity and imports nothing."""
+    path = compile_request({"l_max": 1, "group": "O3", "n_max": 2}, "edited_py", tmp_path)
+    marker = tmp_path / "imported.txt"
+    init = path / "__init__.py"
+    init.write_text(init.read_text() + f"\nopen({str(marker)!r}, 'w').write('ran')\n")
+    rc, out = run_cli(capsys, path, "--max-examples", 3, "--backends", "c-f64")
+    assert rc == 1, out
+    assert status_of(out, "integrity") == {"FAIL"} and "__init__.py" in out
+    assert status_of(out, "invariance") == {"SKIP"} and status_of(out, "rank") == {"SKIP"}
+    assert not marker.exists()
