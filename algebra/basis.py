@@ -55,6 +55,48 @@ class SelectedInvariant:
 
 
 @dataclass(frozen=True)
+class StratumRank:
+    """A set's rank on one stratum beside the stratum's bound and the best any set with n_max factors does."""
+
+    name: str
+    kind: str
+    description: str
+    dim: int
+    orbit_dim: int
+    rank: int
+    max_rank: int  # rank of every candidate with at most n_max factors on this stratum
+
+    @property
+    def bound(self) -> int:
+        return self.dim - self.orbit_dim
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "description": self.description, "dim": self.dim,
+                "orbit_dim": self.orbit_dim, "bound": self.bound, "rank": self.rank, "max_rank": self.max_rank}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StratumRank":
+        return cls(str(d["name"]), str(d["kind"]), str(d["description"]), int(d["dim"]), int(d["orbit_dim"]),
+                   int(d["rank"]), int(d["max_rank"]))
+
+
+def strata_table(strata, n_max: int | None = None) -> str:
+    """Text table: stratum, dim, orbit dim, bound, this set's rank, maximum with n_max factors."""
+    most = f"max (n<={n_max})" if n_max else "max"
+    rows = [("stratum", "kind", "dim", "orbit", "bound", "rank", most, "")]
+    for s in strata:
+        flag = "" if s.rank == s.max_rank else f"loses {s.max_rank - s.rank}"
+        rows.append((s.name, s.kind, str(s.dim), str(s.orbit_dim), str(s.bound), str(s.rank), str(s.max_rank), flag))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
+    short = sum(s.max_rank - s.rank for s in strata)
+    lines.append(f"\n{sum(s.rank == s.max_rank for s in strata)} of {len(strata)} strata at the maximum achievable"
+                 + (f"; {short} rank lost in all" if short else ""))
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
 class Basis:
     """An ordered, functionally independent set of invariants for a signature."""
 
@@ -70,6 +112,13 @@ class Basis:
     prime: int
     seed: int
     request: dict = field(default_factory=dict, compare=False)
+    strata: tuple[StratumRank, ...] = ()  # ranks on degenerate strata, when they were asked for
+    selection: str = "greedy: cheapest first, kept when the generic rank rises"
+
+    @property
+    def flexible(self) -> bool:
+        """Every stratum reported is at the maximum achievable with n_max factors."""
+        return bool(self.strata) and all(s.rank == s.max_rank for s in self.strata)
 
     @property
     def complete(self) -> bool:
@@ -122,6 +171,9 @@ class Basis:
 
     def report(self) -> str:
         text = f"{self.table()}\n\n{self.summary()}\n{self.proof()}"
+        if self.strata:
+            text += f"\nselection: {self.selection}\n\nranks on strata (exact mod {self.prime}):\n"
+            text += strata_table(self.strata, self.n_max)
         if self.float_rank != self.rank:
             text += (f"\nwarning: the float64 SVD rank ({self.float_rank}) differs from the exact rank ({self.rank}); "
                      "the exact rank is the certificate, the float one is ill-conditioned here")
@@ -148,6 +200,8 @@ class Basis:
             "seed": self.seed,
             "proof": self.proof(),
             "request": self.request,
+            "selection": self.selection,
+            "strata": [s.to_dict() for s in self.strata],
         }
 
     def to_json(self) -> str:
@@ -175,6 +229,8 @@ class Basis:
             prime=int(data["prime"]),
             seed=int(data["seed"]),
             request=dict(data.get("request", {})),
+            strata=tuple(StratumRank.from_dict(d) for d in data.get("strata", ())),
+            selection=str(data.get("selection", cls.selection)),
         )
 
     @classmethod

@@ -120,37 +120,45 @@ def gradient(graphs, x, signature: Signature) -> np.ndarray:
 # -- exact evaluation modulo a prime -------------------------------------------
 
 
-def _matmul_mod(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
-    """``a @ b mod p`` for int64 residues, reducing every :data:`_CHUNK` terms."""
-    k = a.shape[1]
-    out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
+def matmul_mod(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
+    """``a @ b mod p`` for int64 residues (2-d, or batched 3-d), reducing every :data:`_CHUNK` terms."""
+    k = a.shape[-1]
+    out = np.zeros(a.shape[:-1] + b.shape[-1:], dtype=np.int64)
     for start in range(0, k, _CHUNK):
-        out = (out + a[:, start : start + _CHUNK] @ b[start : start + _CHUNK]) % p
+        out = (out + a[..., start : start + _CHUNK] @ b[..., start : start + _CHUNK, :]) % p
     return out
 
 
 def _merge_mod(sa: str, a: np.ndarray, sb: str, b: np.ndarray, later: set, p: int):
-    """Contract two residue tensors over the indices they share that are not needed later."""
+    """Contract two batched residue tensors ``(P, 3, ..., 3)`` over shared indices not needed later."""
     shared = [c for c in sa if c in sb and c not in later]
     keep_a = [c for c in sa if c not in shared]
     keep_b = [c for c in sb if c not in shared]
-    a2 = np.einsum(f"{sa}->{''.join(keep_a + shared)}", a).reshape(3 ** len(keep_a), 3 ** len(shared))
-    b2 = np.einsum(f"{sb}->{''.join(shared + keep_b)}", b).reshape(3 ** len(shared), 3 ** len(keep_b))
-    res = _matmul_mod(a2, b2, p).reshape((3,) * (len(keep_a) + len(keep_b)))
+    n = a.shape[0]
+    a2 = np.einsum(f"...{sa}->...{''.join(keep_a + shared)}", a).reshape(n, 3 ** len(keep_a), 3 ** len(shared))
+    b2 = np.einsum(f"...{sb}->...{''.join(shared + keep_b)}", b).reshape(n, 3 ** len(shared), 3 ** len(keep_b))
+    res = matmul_mod(a2, b2, p).reshape((n,) + (3,) * (len(keep_a) + len(keep_b)))
     return "".join(keep_a + keep_b), res
 
 
-def contract_mod(inputs: list[str], output: str, operands: list[np.ndarray], p: int = PRIME) -> np.ndarray:
+def contract_mod(inputs: list[str], output: str, operands: list[np.ndarray], p: int = PRIME,
+                 batched: bool = False) -> np.ndarray:
     """Exact ``einsum(inputs -> output)`` of int64 residues modulo ``p``.
 
     Every index appears in exactly two places (inputs or output), as in a
-    contraction graph; pairs are merged in NumPy's optimised order.
+    contraction graph; pairs are merged in NumPy's optimised order.  With
+    ``batched=True`` every operand has a leading axis of points (constants such
+    as the Levi-Civita symbol are broadcast), and so has the result.
     """
-    shapes = tuple(op.shape for op in operands)
+    if not batched:
+        return contract_mod(inputs, output, [op[None] for op in operands], p, batched=True)[0]
+    n = max(op.shape[0] for op, sub in zip(operands, inputs) if op.ndim == len(sub) + 1)
+    operands = [op if op.ndim == len(sub) + 1 else np.broadcast_to(op, (n,) + op.shape)
+                for op, sub in zip(operands, inputs)]
     subs = ",".join(inputs) + "->" + output
     if len(operands) == 1:
-        return np.einsum(subs, operands[0]) % p
-    path = _path(subs, shapes)
+        return np.einsum(f"...{inputs[0]}->...{output}", operands[0]) % p
+    path = _path(subs, tuple(op.shape[1:] for op in operands))
     ops = list(zip(inputs, operands))
     for group in path[1:]:
         picked = [ops[i] for i in group]
@@ -162,38 +170,51 @@ def contract_mod(inputs: list[str], output: str, operands: list[np.ndarray], p: 
             sa, a = _merge_mod(sa, a, sb, b, later, p)
         ops.append((sa, a))
     (s_final, final), = ops
-    return np.einsum(f"{s_final}->{output}", final) % p
+    return np.einsum(f"...{s_final}->...{output}", final) % p
 
 
 def exact_tensors(x_int: np.ndarray, signature: Signature, p: int = PRIME) -> dict[str, np.ndarray]:
-    """Cartesian tensors of an integer row, as residues modulo ``p``."""
+    """Cartesian tensors of an integer row ``(D,)`` (or rows ``(P, D)``), as residues modulo ``p``."""
+    x_int = np.asarray(x_int, dtype=np.int64) % p
     out = {}
     for spec, sl in zip(signature.tensors, signature.slices().values()):
-        cmap = coefficient_map(spec.rank)
-        out[spec.name] = np.tensordot(cmap, np.asarray(x_int[sl], dtype=np.int64) % p, axes=([-1], [0])) % p
+        cmap = np.moveaxis(coefficient_map(spec.rank), -1, 0)
+        out[spec.name] = np.tensordot(x_int[..., sl], cmap, axes=([-1], [0])) % p
     return out
 
 
-def exact_value_and_gradient(graph: ContractionGraph, tensors: dict[str, np.ndarray], signature: Signature, p: int = PRIME):
-    """Value and gradient ``(D,)`` of one graph at an integer point, modulo ``p``, exactly."""
+def exact_values_and_gradients(graph: ContractionGraph, tensors: dict[str, np.ndarray], signature: Signature,
+                               p: int = PRIME) -> tuple[np.ndarray, np.ndarray]:
+    """Values ``(P,)`` and gradients ``(P, D)`` of one graph at ``P`` integer points, modulo ``p``.
+
+    ``tensors`` comes from :func:`exact_tensors` of rows ``(P, D)``: every
+    tensor has a leading axis of points.
+    """
     eps = LEVI_CIVITA % p
     ops = _node_tensors(graph, tensors, eps)
+    n_points = next(iter(tensors.values())).shape[0]
     slices = signature.slices()
-    grad = np.zeros(signature.dim, dtype=np.int64)
+    grad = np.zeros((n_points, signature.dim), dtype=np.int64)
     if graph.n_nodes == 1:
-        lab = graph.labels[0]
-        grad[slices[lab]] = 1
-        return int(ops[0]) % p, grad
-    value = int(contract_mod(list(graph.subscripts), "", ops, p))
+        grad[:, slices[graph.labels[0]]] = 1
+        return ops[0] % p, grad
+    values = contract_mod(list(graph.subscripts), "", ops, p, batched=True)
     for node, lab in enumerate(graph.labels):
         if lab == EPSILON:
             continue
         rank = signature.tensor(lab).rank
         others = [i for i in range(graph.n_nodes) if i != node]
-        env = contract_mod([graph.subscripts[i] for i in others], graph.subscripts[node], [ops[i] for i in others], p)
+        env = contract_mod([graph.subscripts[i] for i in others], graph.subscripts[node], [ops[i] for i in others],
+                           p, batched=True)
         cmap = coefficient_map(rank).reshape(-1, 2 * rank + 1) % p
-        grad[slices[lab]] = (grad[slices[lab]] + _matmul_mod(env.reshape(1, -1), cmap, p)[0]) % p
-    return value, grad
+        grad[:, slices[lab]] = (grad[:, slices[lab]] + matmul_mod(env.reshape(n_points, -1), cmap, p)) % p
+    return values, grad
+
+
+def exact_value_and_gradient(graph: ContractionGraph, tensors: dict[str, np.ndarray], signature: Signature, p: int = PRIME):
+    """Value and gradient ``(D,)`` of one graph at one integer point, modulo ``p``, exactly."""
+    values, grads = exact_values_and_gradients(graph, {k: v[None] for k, v in tensors.items()}, signature, p)
+    return int(values[0]), grads[0]
 
 
 def exact_value(graph: ContractionGraph, tensors: dict[str, np.ndarray], p: int = PRIME) -> int:
@@ -219,6 +240,7 @@ __all__ = [
     "exact_tensors",
     "exact_value",
     "exact_value_and_gradient",
+    "exact_values_and_gradients",
     "random_integer_point",
     "EPS_RANK",
 ]

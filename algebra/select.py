@@ -17,18 +17,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optinv.algebra.basis import Basis, SelectedInvariant
+from optinv.algebra.basis import Basis, SelectedInvariant, StratumRank, strata_table
 from optinv.algebra.enumerate import graphs_of_degree
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.evaluate import PRIME, exact_tensors, exact_value_and_gradient, gradient
 from optinv.algebra.graphs import ContractionGraph
 from optinv.algebra.rank import ModularEchelon, float_rank, orbit_bound, random_point
 from optinv.algebra.signature import Signature
+from optinv.algebra.strata import Stratum, stratum_report
 
 Progress = Callable[[str], None]
 
 
-def _float_rank_of(graphs, signature: Signature, seed: int) -> int:
+def float_rank_of(graphs, signature: Signature, seed: int) -> int:
+    """Float64 SVD rank of the graphs' row-normalised Jacobian at a random point: the cross-check."""
     if not graphs:
         return 0
     x = np.random.default_rng(seed + 7).normal(size=(1, signature.dim))
@@ -45,8 +47,16 @@ def select_basis(
     seed: int = 0,
     progress: Progress | None = None,
     request: dict | None = None,
+    strata: list[Stratum] | None = None,
 ) -> Basis:
-    """Select a minimal functionally independent set reaching the bound if ``n_max`` allows."""
+    """Select a minimal functionally independent set reaching the bound if ``n_max`` allows.
+
+    With ``strata`` (for example :func:`optinv.algebra.strata.catalogue`), the
+    basis also reports its rank on each stratum beside the maximum that any
+    candidate set with ``n_max`` factors reaches there; the selection itself
+    is the generic one (see :mod:`optinv.algebra.flexible` for bases that
+    reach every stratum's maximum).
+    """
     if not isinstance(n_max, int) or isinstance(n_max, bool) or n_max < 1:
         raise OptinvError(f"n_max: expected an integer >= 1, got {n_max!r}")
     bound = orbit_bound(signature, seed)
@@ -74,6 +84,7 @@ def select_basis(
         if progress:
             progress(f"degree {degree}: {len(graphs)} candidates, rank {echelon.rank} / bound {bound.bound}")
     graphs = [inv.graph for inv in kept]
+    ranks_on_strata = stratum_report(graphs, signature, n_max, strata, seed) if strata else ()
     return Basis(
         signature=signature,
         n_max=n_max,
@@ -83,10 +94,11 @@ def select_basis(
         examined=examined,
         rejected=tuple(rejected),
         exhausted=exhausted,
-        float_rank=_float_rank_of(graphs, signature, seed),
+        float_rank=float_rank_of(graphs, signature, seed),
         prime=PRIME,
         seed=seed,
         request=dict(request or {}),
+        strata=ranks_on_strata,
     )
 
 
@@ -109,10 +121,16 @@ class CheckReport:
     rank: int
     bound: int
     float_rank: int
+    strata: tuple[StratumRank, ...] = ()
+    n_max: int | None = None  # what the strata's maximum achievable ranks were taken over
 
     @property
     def complete(self) -> bool:
         return self.rank == self.bound
+
+    @property
+    def flexible(self) -> bool:
+        return bool(self.strata) and all(s.rank == s.max_rank for s in self.strata)
 
     @property
     def all_independent(self) -> bool:
@@ -136,6 +154,10 @@ class CheckReport:
             f"\n{len(self.entries)} given, {n_ind} independent; rank {self.rank} / bound {self.bound} ({status}); "
             f"float rank {self.float_rank}"
         )
+        if self.strata:
+            lines.append(f"\nranks on strata (exact mod {PRIME}; max = every candidate with at most "
+                         f"{self.n_max} factors):")
+            lines.append(strata_table(self.strata, self.n_max))
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -151,6 +173,8 @@ class CheckReport:
             "bound": self.bound,
             "complete": self.complete,
             "float_rank": self.float_rank,
+            "n_max": self.n_max,
+            "strata": [st.to_dict() for st in self.strata],
         }
 
 
@@ -170,8 +194,14 @@ def parse_einsum_list(lines, signature: Signature) -> list[tuple[str, Contractio
     return out
 
 
-def check_invariants(einsums, signature: Signature, seed: int = 0) -> CheckReport:
-    """Report which of the given invariants are independent, in order, and rank vs bound."""
+def check_invariants(einsums, signature: Signature, seed: int = 0, strata: list[Stratum] | None = None,
+                     n_max: int | None = None) -> CheckReport:
+    """Report which of the given invariants are independent, in order, and rank vs bound.
+
+    With ``strata``, also the list's rank on each stratum beside the maximum
+    reached by every candidate with at most ``n_max`` factors (default: the
+    largest degree in the list), so a user sees what the list misses.
+    """
     parsed = parse_einsum_list(einsums, signature)
     bound = orbit_bound(signature, seed)
     tensors = exact_tensors(random_point(signature, seed + 1), signature)
@@ -185,4 +215,9 @@ def check_invariants(einsums, signature: Signature, seed: int = 0) -> CheckRepor
         entries.append(CheckEntry(text, g, independent, echelon.rank, seen.get(g.key), vanishes))
         seen.setdefault(g.key, k)
     graphs = [g for _, g in parsed]
-    return CheckReport(signature, tuple(entries), echelon.rank, bound.bound, _float_rank_of(graphs, signature, seed))
+    ranks_on_strata: tuple = ()
+    if strata:
+        n_max = max(g.degree for g in graphs) if n_max is None else n_max
+        ranks_on_strata = stratum_report(graphs, signature, n_max, strata, seed)
+    return CheckReport(signature, tuple(entries), echelon.rank, bound.bound, float_rank_of(graphs, signature, seed),
+                       ranks_on_strata, n_max)

@@ -83,14 +83,64 @@ def add_signature_args(p: argparse.ArgumentParser, l_max_default=None) -> None:
                    help="O3 (default) or SO3 (adds pseudoscalars built with one Levi-Civita symbol)")
 
 
-def cmd_basis(args) -> int:
+def strata_from_args(args, sig: Signature):
+    """The strata named by ``--strata`` (default: the whole catalogue; ``none``: no strata report)."""
+    from optinv.algebra.strata import parse_strata_spec
+
+    spec = getattr(args, "strata", None)
+    if spec is not None and spec.strip().lower() == "none":
+        if getattr(args, "flexible", False):
+            raise OptinvError("--strata none: a flexible basis needs strata (give a list, or leave --strata out)")
+        return None
+    return parse_strata_spec(spec, sig)
+
+
+def search_seconds_type(text: str) -> float:
+    """argparse type for --search-seconds: a positive number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def add_strata_args(p: argparse.ArgumentParser, flexible: bool = True) -> None:
+    p.add_argument("--strata", metavar="SPEC|FILE",
+                   help="degenerate strata to report (and, with --flexible, to be complete on): a comma list of "
+                        "kinds (vanishing, alignment, point-group, all), environments (Td, Oh, D3h, C3v, C2v, D4h, "
+                        "Cinfv, Dinfh) and files of sample rows; 'none' skips the report (default: all)")
+    if flexible:
+        p.add_argument("--flexible", action="store_true",
+                       help="select a set that is complete generically AND reaches the maximum achievable rank on "
+                            "every stratum, with the fewest invariants, then the lowest cost")
+        p.add_argument("--search-seconds", type=search_seconds_type, default=20.0,
+                       help="time limit of the exhaustive part of the flexible search (default 20)")
+
+
+def select_from_args(args, sig: Signature, request: dict):
+    """The basis the arguments ask for: generic (with a strata report) or flexible."""
+    from optinv.algebra.flexible import select_flexible_basis
     from optinv.algebra.select import select_basis
 
+    strata = strata_from_args(args, sig)
+    progress = progress_printer(not getattr(args, "quiet", True))
+    if getattr(args, "flexible", False):
+        request["flexible"] = True
+        if getattr(args, "strata", None) is not None:
+            request["strata"] = args.strata
+        return select_flexible_basis(sig, args.n_max, strata, seed=args.seed, progress=progress, request=request,
+                                     time_limit=args.search_seconds)
+    return select_basis(sig, args.n_max, seed=args.seed, progress=progress, request=request, strata=strata)
+
+
+def cmd_basis(args) -> int:
     if args.l_max is None and args.tensors is None:
         args.l_max = 3
     sig, request = signature_from_args(args)
     request["n_max"] = args.n_max
-    basis = select_basis(sig, args.n_max, seed=args.seed, progress=progress_printer(not args.quiet), request=request)
+    basis = select_from_args(args, sig, request)
     print(basis.report())
     if args.json:
         Path(args.json).write_text(basis.to_json())
@@ -111,7 +161,9 @@ def cmd_check(args) -> int:
         if "->" in text:
             names += [n.strip() for n in text.split("->", 1)[1].split(",")[1:]]
     sig, _ = signature_from_args(args, names_hint=names)
-    report = check_invariants(lines, sig, seed=args.seed)
+    if args.n_max is not None and args.n_max < 1:
+        raise OptinvError(f"--n-max: expected an integer >= 1, got {args.n_max}")
+    report = check_invariants(lines, sig, seed=args.seed, strata=strata_from_args(args, sig), n_max=args.n_max)
     print(f"signature {sig.describe()}")
     print(report.report())
     if args.json:
@@ -133,6 +185,8 @@ def cmd_table(args) -> int:
     l_values = range(args.l_min, args.l_max + 1)
     n_values = range(args.n_min, args.n_max + 1)
     progress = progress_printer(not args.quiet)
+    if args.flexible:
+        return _flexible_table(args, l_values, n_values, progress)
     cells = {}
     for l in l_values:
         sig = Signature.from_l_max(l, args.group)
@@ -158,6 +212,54 @@ def cmd_table(args) -> int:
     return 0
 
 
+def _flexible_table(args, l_values, n_values, progress) -> int:
+    """One markdown table per l_max: each stratum's rank, generic / flexible / maximum, for every n_max."""
+    from optinv.algebra.flexible import select_flexible_basis
+    from optinv.algebra.select import select_basis
+    from optinv.algebra.strata import catalogue
+
+    blocks, data = [], []
+    for l in l_values:
+        sig = Signature.from_l_max(l, args.group)
+        strata = catalogue(sig)
+        cells = {}
+        for n in n_values:
+            generic = select_basis(sig, n, seed=args.seed, strata=strata)
+            flexible = select_flexible_basis(sig, n, strata, seed=args.seed, time_limit=args.search_seconds)
+            cells[n] = (generic, flexible)
+            data.append({"l_max": l, "n_max": n, "generic": generic.to_dict(), "flexible": flexible.to_dict()})
+            if progress:
+                progress(f"l_max={l} n_max={n}: generic {len(generic)} invariants, flexible {len(flexible)} "
+                         f"({flexible.selection})")
+        head = "| stratum | bound | " + " | ".join(f"n_max={n}: generic / flexible / max" for n in n_values) + " |"
+        lines = [f"l_max = {l} ({sig.describe()}); each cell: rank of the generic basis / of the flexible basis / "
+                 "maximum with n_max factors", "", head, "|---|---:|" + "---:|" * len(n_values)]
+        size_cells = [f"{len(g)} / {len(fl)} / -" for g, fl in (cells[n] for n in n_values)]
+        lines.append("| *invariants* | | " + " | ".join(size_cells) + " |")
+        for k, st in enumerate(cells[n_values[0]][0].strata):
+            row = []
+            for n in n_values:
+                g, fl = cells[n][0].strata[k], cells[n][1].strata[k]
+                mark = "" if g.rank == g.max_rank else "*"
+                row.append(f"{g.rank}{mark} / {fl.rank} / {fl.max_rank}")
+            lines.append(f"| {st.name} | {st.bound} | " + " | ".join(row) + " |")
+        blocks.append("\n".join(lines))
+    print("\n\n".join(blocks))
+    print("\n* the generic basis is below the maximum achievable on that stratum")
+    if args.json:
+        write_json(args.json, data)
+    return 0
+
+
+def write_json(target: str, data) -> None:
+    """Write JSON to a path, or to stdout for ``-``."""
+    text = json.dumps(data, indent=2) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        Path(target).write_text(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optinv", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the basis as JSON to this path")
     p.add_argument("--seed", type=seed_type, default=0, help="seed of the random points (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_strata_args(p)
     p.set_defaults(func=cmd_basis)
 
     p = sub.add_parser("check", help="check a given list of einsum strings (one per line)")
@@ -177,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed_type, default=0)
     p.add_argument("--strict", action="store_true",
                    help="exit 1 unless every entry is independent and the set reaches the bound")
+    add_strata_args(p, flexible=False)
+    p.add_argument("--n-max", type=int, default=None,
+                   help="the strata report's 'max' is over candidates with at most this many factors "
+                        "(default: the largest degree in the list)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("table", help="rank reached and bound for a range of l_max and n_max (markdown)")
@@ -188,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json")
     p.add_argument("--seed", type=seed_type, default=0)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--flexible", action="store_true",
+                   help="per-stratum tables instead: generic and flexible bases side by side with the maximum")
+    p.add_argument("--search-seconds", type=search_seconds_type, default=20.0,
+                   help="time limit of each flexible search (default 20)")
     p.set_defaults(func=cmd_table)
 
     _register_optional_commands(sub)

@@ -1,0 +1,303 @@
+"""Ranks on strata, and flexible selection: bases that stay complete where molecules live.
+
+Every candidate with at most ``n_max`` factors is evaluated, exactly mod p, at
+one random exact point of each stratum (:mod:`optinv.algebra.strata`); its
+gradient restricted to the stratum's slice is one row of that stratum's matrix.
+The rank of all rows is the *maximum achievable* on the stratum with ``n_max``
+factors (every candidate checked, as for generic maximality).
+
+A *flexible* basis reaches that maximum on every stratum at once, the generic
+one included.  Each stratum is a linear matroid on the candidates, so this asks
+for a smallest common spanning set of several matroids.  The greedy order
+of the generic search cannot do this (it keeps what raises the generic rank
+and is then stuck on the strata), so the search is:
+
+1. greedy cover: take the candidate that raises the rank on the most strata
+   (raising the generic rank counts most), cheapest on ties, until every
+   stratum is at its maximum; drop members that became redundant;
+2. exhaustive depth-first search (branch and bound) for every size from the
+   lower bound ``max_s r_s`` (no set is smaller than its largest rank) up to
+   the greedy size, then for the cheapest set of the smallest size;
+3. if the time limit stops step 2, single exchanges (a member for a cheaper
+   candidate) while every stratum stays at its maximum.
+
+The report says which guarantee holds: size proven minimal (at the lower bound,
+or by exhaustive search) or only best found; cost proven minimal for that size
+or only locally minimal.
+
+>>> from optinv.algebra.signature import Signature
+>>> b = select_flexible_basis(Signature.from_l_max(2), n_max=4)
+>>> len(b), b.complete, all(s.rank == s.max_rank for s in b.strata)
+(6, True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from optinv.algebra.basis import Basis, SelectedInvariant, StratumRank
+from optinv.algebra.enumerate import candidates
+from optinv.algebra.errors import OptinvError
+from optinv.algebra.evaluate import PRIME
+from optinv.algebra.linear_count import modular_matrix_rank
+from optinv.algebra.rank import orbit_bound
+from optinv.algebra.select import float_rank_of
+from optinv.algebra.signature import Signature
+from optinv.algebra.strata import StrataRows, Stratum, catalogue
+
+Progress = Callable[[str], None]
+
+
+# -- the search ----------------------------------------------------------------------------
+#
+# All strata at once: ``R`` has shape (strata, candidates, K), each stratum's
+# restricted rows padded with zero columns to a common width K, and holds every
+# candidate's rows reduced against the members chosen so far (per stratum).  A
+# candidate raises stratum s exactly when its reduced row there is nonzero.
+
+
+def _padded(matrices: list[np.ndarray]) -> np.ndarray:
+    width = max(M.shape[1] for M in matrices)
+    R = np.zeros((len(matrices), matrices[0].shape[0], width), dtype=np.int64)
+    for s, M in enumerate(matrices):
+        R[s, :, : M.shape[1]] = M
+    return R
+
+
+def _take(R: np.ndarray, c: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Choose candidate ``c``: its reduced rows become pivots; returns the new ``R`` and where it raised."""
+    row = R[:, c, :]
+    nz = row != 0
+    raised = nz.any(axis=1)
+    out = R.copy()
+    strata = np.flatnonzero(raised)
+    if strata.size == 0:
+        return out, raised
+    cols = nz[strata].argmax(axis=1)
+    inverses = np.array([pow(int(v), p - 2, p) for v in row[strata, cols]], dtype=np.int64)
+    pivots = row[strata] * inverses[:, None] % p  # (s', K), 1 at the pivot column
+    column = R[strata, :, cols]  # (s', C): every candidate's entry in the pivot column
+    out[strata] = (R[strata] - column[:, :, None] * pivots[:, None, :] % p) % p
+    return out, raised
+
+
+def _ranks(R0: np.ndarray, members, p: int) -> np.ndarray:
+    R = R0
+    ranks = np.zeros(R0.shape[0], dtype=np.int64)
+    for c in members:
+        R, raised = _take(R, c, p)
+        ranks += raised
+    return ranks
+
+
+def _greedy_cover(R0: np.ndarray, weights: np.ndarray, order: list[int], p: int) -> list[int]:
+    rank_in_order = {c: k for k, c in enumerate(order)}
+    R, chosen = R0, []
+    while True:
+        gain = weights @ (R != 0).any(axis=2)
+        if not gain.any():
+            return chosen
+        best = max(range(R.shape[1]), key=lambda c: (gain[c], -rank_in_order[c]))
+        chosen.append(best)
+        R, _ = _take(R, best, p)
+
+
+def _drop_redundant(chosen: list[int], R0, targets, costs, p) -> list[int]:
+    current = list(chosen)
+    for c in sorted(chosen, key=lambda c: -costs[c]):
+        trial = [m for m in current if m != c]
+        if (_ranks(R0, trial, p) == targets).all():
+            current = trial
+    return current
+
+
+def _cheapen(chosen: list[int], R0, targets, costs, p) -> list[int]:
+    """Single exchanges: a member for a cheaper candidate, while every target holds, until none helps."""
+    current = list(chosen)
+    improved = True
+    while improved:
+        improved = False
+        for m in sorted(current, key=lambda c: -costs[c]):
+            rest = [x for x in current if x != m]
+            for c in sorted(set(range(R0.shape[1])) - set(current), key=lambda c: costs[c]):
+                if costs[c] >= costs[m]:
+                    break
+                if (_ranks(R0, rest + [c], p) == targets).all():
+                    current, improved = rest + [c], True
+                    break
+            if improved:
+                break
+    return current
+
+
+class _Deadline(Exception):
+    pass
+
+
+def _exact(R0: np.ndarray, targets: np.ndarray, size: int, order: list[int], costs: list[int], p: int,
+           deadline: float, cost_bound: float) -> list[int] | None:
+    """Cheapest set of at most ``size`` candidates reaching every target, costing less than ``cost_bound``.
+
+    Depth-first over candidates in ``order`` (cheapest first), include before
+    exclude.  Pruning, each valid for every completion of a partial set:
+    a stratum still needing ``n`` rank needs ``n`` more members and ``n``
+    remaining candidates that raise it; a member that does not raise stratum
+    s uses one of its ``size - target_s`` spare places; a member that raises
+    nothing is never needed in a smallest set; the cheapest possible
+    completion must beat the best cost so far.  Raises :class:`_Deadline`
+    when time runs out.
+    """
+    n = len(order)
+    ordered_costs = np.array([costs[c] for c in order], dtype=np.int64)
+    best: list[list[int] | None] = [None]
+    bound = [cost_bound]
+    counter = [0]
+
+    def dfs(pos: int, R: np.ndarray, chosen: list[int], ranks: np.ndarray, spare: np.ndarray, cost: int):
+        counter[0] += 1
+        if counter[0] % 256 == 0 and time.perf_counter() > deadline:
+            raise _Deadline
+        need = targets - ranks
+        if not need.any():
+            if cost < bound[0]:
+                best[0], bound[0] = list(chosen), cost
+            return
+        slots = size - len(chosen)
+        most = int(need.max())
+        if most > slots or pos == n:
+            return
+        if cost + ordered_costs[pos : pos + most].sum() >= bound[0]:
+            return
+        rest = np.array(order[pos:])
+        raises = (R[:, rest, :] != 0).any(axis=2)
+        if (raises.sum(axis=1) < need).any():
+            return
+        c = order[pos]
+        if raises[:, 0].any():
+            new_spare = spare - ~raises[:, 0]
+            if (new_spare >= 0).all():
+                R_in, raised = _take(R, c, p)
+                dfs(pos + 1, R_in, chosen + [c], ranks + raised, new_spare, cost + costs[c])
+        dfs(pos + 1, R, chosen, ranks, spare, cost)
+
+    dfs(0, R0, [], np.zeros_like(targets), size - targets, 0)
+    return best[0]
+
+
+@dataclass(frozen=True)
+class FlexibleSearch:
+    """What the flexible search found, and what it proved about size and cost."""
+
+    members: tuple[int, ...]
+    lower_bound: int  # the largest maximum rank over the strata
+    size_proven: bool  # no smaller set reaches every maximum
+    cost_proven: bool  # no set of this size that does is cheaper
+    seconds: float
+
+    def describe(self) -> str:
+        size = len(self.members)
+        if self.size_proven and size == self.lower_bound:
+            how = f"{size} invariants, the lower bound (the largest maximum rank over the strata)"
+        elif self.size_proven:
+            how = f"{size} invariants, proven the fewest by exhaustive search (lower bound {self.lower_bound})"
+        else:
+            how = (f"{size} invariants, best found (lower bound {self.lower_bound}); the exhaustive search "
+                   "ran out of time, so a smaller set is not ruled out")
+        cost = ("lowest total cost for that size, proven by exhaustive search" if self.cost_proven
+                else "cost locally minimal under single exchanges")
+        return f"flexible: {how}; {cost} ({self.seconds:.1f} s)"
+
+
+def search_flexible(matrices: list[np.ndarray], targets: list[int], costs: list[int], degrees: list[int],
+                    generic_index: int = 0, p: int = PRIME, time_limit: float = 20.0) -> FlexibleSearch:
+    """Smallest, then cheapest, set of candidates (rows) reaching ``targets`` (ranks) on every matrix.
+
+    A greedy cover gives an upper bound; exhaustive depth-first search then
+    tries every smaller size from the lower bound up, and finally the cheapest
+    set of the size found, within ``time_limit`` seconds.
+    """
+    start = time.perf_counter()
+    deadline = start + time_limit
+    n = matrices[0].shape[0]
+    R0 = _padded(matrices) % p
+    goal = np.array(targets, dtype=np.int64)
+    order = sorted(range(n), key=lambda c: (costs[c], degrees[c], c))
+    weights = np.ones(len(matrices), dtype=np.int64)
+    weights[generic_index] = len(matrices) + 1  # the generic rank needs one member per unit: take those first
+    chosen = _drop_redundant(_greedy_cover(R0, weights, order, p), R0, goal, costs, p)
+    lower = int(goal.max())
+    size_proven = len(chosen) == lower
+    cost_proven = False
+    try:
+        for size in range(lower, len(chosen)):
+            found = _exact(R0, goal, size, order, costs, p, deadline, float("inf"))
+            if found is not None:
+                chosen, size_proven, cost_proven = found, True, True
+                break
+        else:
+            size_proven = True
+            cheaper = _exact(R0, goal, len(chosen), order, costs, p, deadline, sum(costs[c] for c in chosen))
+            chosen = cheaper if cheaper is not None else chosen
+            cost_proven = True
+    except _Deadline:
+        chosen = _cheapen(chosen, R0, goal, costs, p)
+    if not (_ranks(R0, chosen, p) == goal).all():
+        raise AssertionError("flexible search lost a stratum's rank")  # every path checks the targets
+    rank_in_order = {c: k for k, c in enumerate(sorted(range(n), key=lambda c: (degrees[c], costs[c], c)))}
+    members = tuple(sorted(chosen, key=lambda c: rank_in_order[c]))
+    return FlexibleSearch(members, lower, size_proven, cost_proven, time.perf_counter() - start)
+
+
+def select_flexible_basis(signature: Signature, n_max: int, strata: Sequence[Stratum] | None = None, seed: int = 0,
+                          progress: Progress | None = None, request: dict | None = None,
+                          time_limit: float = 20.0) -> Basis:
+    """A set complete at generic points that also reaches the maximum achievable rank on every stratum."""
+    if not isinstance(n_max, int) or isinstance(n_max, bool) or n_max < 1:
+        raise OptinvError(f"n_max: expected an integer >= 1, got {n_max!r}")
+    strata = catalogue(signature) if strata is None else list(strata)
+    if not strata or strata[0].kind != "generic":
+        raise OptinvError("strata: the first stratum must be the generic one (use strata.catalogue or parse_strata_spec)")
+    pool = list(candidates(signature, n_max))
+    if progress:
+        progress(f"{len(pool)} candidates with at most {n_max} factors, {len(strata)} strata")
+    sr = StrataRows(signature, strata, seed)
+    matrices = sr.rows(pool)
+    targets = [modular_matrix_rank(M, sr.p) for M in matrices]
+    if progress:
+        progress("maximum achievable rank per stratum: " + ", ".join(f"{s.name} {t}" for s, t in zip(strata, targets)))
+    found = search_flexible(matrices, targets, [g.cost for g in pool], [g.degree for g in pool], 0, sr.p,
+                            time_limit)
+    graphs = [pool[c] for c in found.members]
+    # certificates: the generic rank reached after each member, in the final order
+    generic = matrices[0]
+    kept = []
+    for k, c in enumerate(found.members):
+        kept.append(SelectedInvariant(pool[c], modular_matrix_rank(generic[list(found.members[: k + 1])], sr.p),
+                                      f"exact mod {sr.p}"))
+    bound = orbit_bound(signature, seed)
+    strata_ranks = []
+    for s, geo, M, t in zip(sr.strata, sr.geometries, matrices, targets):
+        strata_ranks.append(StratumRank(s.name, s.kind, s.description, geo.dim, geo.orbit_dim,
+                                        modular_matrix_rank(M[list(found.members)], sr.p), t))
+    if progress:
+        progress(found.describe())
+    return Basis(
+        signature=signature,
+        n_max=n_max,
+        invariants=tuple(kept),
+        bound=bound,
+        rank=modular_matrix_rank(generic[list(found.members)], sr.p),
+        examined=len(pool),
+        rejected=tuple(g.einsum for k, g in enumerate(pool) if k not in found.members),
+        exhausted=True,
+        float_rank=float_rank_of(graphs, signature, seed),
+        prime=sr.p,
+        seed=seed,
+        request=dict(request or {}),
+        strata=tuple(strata_ranks),
+        selection=found.describe(),
+    )
