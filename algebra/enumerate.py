@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from functools import lru_cache
 
 import numpy as np
 
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.evaluate import PRIME, exact_tensors, exact_value, random_integer_point
-from optinv.algebra.graphs import EPS_RANK, ContractionGraph, _connected
+from optinv.algebra.graphs import EPS_RANK, ContractionGraph, is_connected
 from optinv.algebra.signature import EPSILON, Signature
 
 
@@ -86,20 +87,69 @@ def _multigraphs(ranks: list[int], labels: list[str]) -> Iterator[list[list[int]
     yield from fill(0)
 
 
+def needs_pseudoscalar_products(signature: Signature) -> bool:
+    """Whether products of two pseudoscalars can carry O(3)-invariant information the connected graphs miss.
+
+    By the first fundamental theorem for O(3), every invariant polynomial is a
+    linear combination of contractions with delta and at most one epsilon, of
+    total parity +1, connected or not.  A disconnected one is a product of
+    connected ones; a factor of parity +1 is an invariant itself, so only the
+    factors of parity -1 (pseudoscalars) are new, and products of four or more
+    are products of pairs.  Pseudoscalars exist under O(3) only with axial
+    tensors (polar tensors alone give parity +1 to every eps-free graph, and
+    their eps graphs are then polynomials in eps-free ones); under SO(3) every
+    pseudoscalar is itself a candidate.
+    """
+    return signature.group == "O3" and any(t.axial for t in signature.tensors)
+
+
+@lru_cache(maxsize=64)
+def _pseudoscalars(signature: Signature, degree: int) -> tuple[ContractionGraph, ...]:
+    """Connected graphs of parity -1 under the signature's O(3): the factors of pseudoscalar products."""
+    lifted = Signature(signature.tensors, "SO3", signature.convention, aliases=signature.aliases)
+    return tuple(g for g in graphs_of_degree(lifted, degree) if g.parity(signature) == -1)
+
+
+def _pseudoscalar_products(signature: Signature, degree: int) -> list[ContractionGraph]:
+    """Products ``p1 * p2`` of two connected pseudoscalars with ``degree`` factors in all (an O(3) invariant)."""
+    out = []
+    for d1 in range(1, degree // 2 + 1):
+        first, second = _pseudoscalars(signature, d1), _pseudoscalars(signature, degree - d1)
+        for i, g1 in enumerate(first):
+            for g2 in second[i:] if d1 == degree - d1 else second:
+                labels = list(g1.labels) + list(g2.labels)
+                n1, n = g1.n_nodes, g1.n_nodes + g2.n_nodes
+                mult = [[0] * n for _ in range(n)]
+                for a, b, m in g1.edges:
+                    mult[a][b] = mult[b][a] = m
+                for a, b, m in g2.edges:
+                    mult[n1 + a][n1 + b] = mult[n1 + b][n1 + a] = m
+                out.append(ContractionGraph.canonical(labels, mult, signature))
+    return out
+
+
 def graphs_of_degree(signature: Signature, degree: int) -> list[ContractionGraph]:
-    """Every distinct, not identically zero, connected candidate with ``degree`` tensor factors."""
+    """Every distinct, not identically zero candidate with ``degree`` tensor factors.
+
+    Connected graphs, plus (see :func:`needs_pseudoscalar_products`) products
+    of two pseudoscalars under O(3) with axial tensors.
+    """
     found: dict[str, ContractionGraph] = {}
     eps_options = (False, True) if signature.allows_epsilon else (False,)
     for with_eps in eps_options:
         for labels, ranks in _label_multisets(signature, degree, with_eps):
             for mult in _multigraphs(ranks, labels):
-                if not _connected(mult):
+                if not is_connected(mult):
                     continue
                 g = ContractionGraph.canonical(labels, mult, signature)
                 found.setdefault(g.key, g)
     graphs = sorted(found.values(), key=lambda g: (g.cost, g.key))
     if any(g.has_epsilon for g in graphs):
         graphs = _drop_vanishing_and_coinciding(graphs, signature)
+    if needs_pseudoscalar_products(signature) and degree >= 2:
+        # the factors are distinct nonzero pseudoscalars, so distinct pairs give distinct products
+        products = {g.key: g for g in _pseudoscalar_products(signature, degree)}
+        graphs = sorted(graphs + list(products.values()), key=lambda g: (g.cost, g.key))
     return graphs
 
 

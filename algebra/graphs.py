@@ -28,6 +28,8 @@ from optinv.algebra.signature import EPSILON, Signature
 # Index letters for edges: i, j, k, ... first, as in the usual notation.
 INDEX_LETTERS = "ijklmnopqrstuvwxyzabcdefgh" + string.ascii_uppercase
 EPS_RANK = 3
+# Two Levi-Civita symbols: (a x w).(b x w) and products of two eps pseudoscalars are O(3) invariants.
+MAX_EPSILONS = 2
 
 
 def _label_order(signature: Signature) -> dict[str, int]:
@@ -38,7 +40,7 @@ def _label_order(signature: Signature) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class ContractionGraph:
-    """A connected contraction multigraph in canonical form.
+    """A contraction multigraph in canonical form: connected, or a product of pseudoscalars (O(3), axial).
 
     ``labels`` are the node labels (tensor names or ``eps``), sorted by signature
     order; ``edges`` the sorted tuple of ``(i, j, multiplicity)`` with ``i < j``.
@@ -124,9 +126,11 @@ class ContractionGraph:
                 f"einsum string {text!r}: a pseudoscalar (changes sign under reflections), which is not invariant"
                 " under O(3); use group SO3"
             )
-        if sum(1 for lab in labels if lab == EPSILON) > 1:
-            raise OptinvError(f"einsum string {text!r}: at most one {EPSILON!r} factor is supported")
-        if not _connected(mult):
+        if sum(1 for lab in labels if lab == EPSILON) > MAX_EPSILONS:
+            raise OptinvError(f"einsum string {text!r}: at most {MAX_EPSILONS} {EPSILON!r} factors are supported")
+        parts = components(mult)
+        if len(parts) > 1 and all(_parity([labels[i] for i in part], signature) == 1 or signature.group != "O3"
+                                  for part in parts):
             raise OptinvError(f"einsum string {text!r}: disconnected (a product of smaller invariants)")
         graph = cls.canonical(labels, mult, signature)
         if graph.has_epsilon and _orientation(subs, labels, graph, signature) == -1:
@@ -221,18 +225,29 @@ def _orientation(subs, labels, graph: "ContractionGraph", signature: Signature) 
     return 1  # identically zero: the orientation does not matter
 
 
-def _connected(mult) -> bool:
+def components(mult) -> list[list[int]]:
+    """Connected components of a multigraph (node lists, in order of their first node)."""
     n = len(mult)
-    if n == 0:
-        return False
-    seen, stack = {0}, [0]
-    while stack:
-        a = stack.pop()
-        for b in range(n):
-            if mult[a][b] and b not in seen:
-                seen.add(b)
-                stack.append(b)
-    return len(seen) == n
+    seen: set[int] = set()
+    parts = []
+    for start in range(n):
+        if start in seen:
+            continue
+        part, stack = [], [start]
+        seen.add(start)
+        while stack:
+            a = stack.pop()
+            part.append(a)
+            for b in range(n):
+                if mult[a][b] and b not in seen:
+                    seen.add(b)
+                    stack.append(b)
+        parts.append(sorted(part))
+    return parts
+
+
+def is_connected(mult) -> bool:
+    return len(mult) > 0 and len(components(mult)) == 1
 
 
 def _refine_colours(labels, mult, order) -> list[int]:

@@ -60,11 +60,15 @@ MAX_USER_ROWS = 200  # each row is its own stratum: keep tables and certificates
 
 @dataclass(frozen=True, eq=False)
 class Stratum:
-    """A family of degenerate inputs: the rotations of a linear slice, or one fixed exact point.
+    """A family of degenerate inputs, in one of three forms.
 
-    ``slice_basis`` is an integer matrix ``(k, D)`` whose rows span the slice
-    ``L``; ``point`` (user strata) is an exact point, a tuple of Fractions,
-    whose tangent space is taken to be the whole space.
+    * ``slice_basis``: an integer matrix ``(k, D)`` whose rows span a linear
+      slice ``L``; the stratum is ``G . L`` (tensors vanishing, alignments);
+    * ``family``: the neighbour sums of a symmetric configuration
+      (:class:`ConfigurationFamily`), with per-tensor weights and the
+      displacements that keep its symmetry;
+    * ``point``: one fixed exact point (a tuple of Fractions, user rows) with
+      the whole space as tangent.
     """
 
     name: str
@@ -72,12 +76,10 @@ class Stratum:
     description: str
     slice_basis: np.ndarray | None = None
     point: tuple[Fraction, ...] | None = None
+    family: "ConfigurationFamily | None" = None
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "kind": self.kind, "description": self.description}
-        if self.slice_basis is not None:
-            out["slice_dim"] = int(self.slice_basis.shape[0])
-        return out
+        return {"name": self.name, "kind": self.kind, "description": self.description}
 
 
 @dataclass(frozen=True)
@@ -101,33 +103,32 @@ def _fraction_mod(value: Fraction, p: int) -> int:
     return value.numerator % p * pow(value.denominator % p, p - 2, p) % p
 
 
-def stratum_point(stratum: Stratum, signature: Signature, rng: np.random.Generator, p: int = PRIME) -> np.ndarray:
-    """An exact point of the stratum as residues mod ``p``: random in the slice, or the fixed point."""
+def point_and_tangent(stratum: Stratum, signature: Signature, rng: np.random.Generator,
+                      p: int = PRIME) -> tuple[np.ndarray, np.ndarray]:
+    """An exact point of the stratum and a spanning set ``(k, D)`` of its tangent space there, mod ``p``.
+
+    Orbit directions may be missing from the tangent rows: invariants are
+    blind to them, and :func:`geometry` adds them.
+    """
     if stratum.point is not None:
-        return np.array([_fraction_mod(v, p) for v in stratum.point], dtype=np.int64)
+        x = np.array([_fraction_mod(v, p) for v in stratum.point], dtype=np.int64)
+        return x, np.eye(signature.dim, dtype=np.int64)
+    if stratum.family is not None:
+        return stratum.family.point_and_tangent(rng.integers(1, p, size=len(signature.tensors)), p)
     coeffs = rng.integers(1, p, size=stratum.slice_basis.shape[0], dtype=np.int64)
-    # coefficients < 2**24 times small integer entries: reduce term by term to stay in int64
     x = np.zeros(signature.dim, dtype=np.int64)
-    for c, row in zip(coeffs, stratum.slice_basis):
-        x = (x + c * (row % p)) % p
-    return x
+    for c, row in zip(coeffs, stratum.slice_basis % p):  # term by term: residues times residues fit int64
+        x = (x + c * row) % p
+    return x, stratum.slice_basis % p
 
 
-def restriction(stratum: Stratum, signature: Signature, p: int = PRIME) -> np.ndarray:
-    """Matrix ``R`` ``(k, D)`` mod ``p``: the rank of invariants on the stratum is that of ``J @ R.T``."""
-    if stratum.point is not None:
-        return np.eye(signature.dim, dtype=np.int64)
-    return stratum.slice_basis % p
-
-
-def geometry(stratum: Stratum, signature: Signature, x: np.ndarray | None = None, seed: int = 0,
-             p: int = PRIME) -> StratumGeometry:
-    """Dimension and orbit dimension of the stratum at ``x`` (a random exact point by default)."""
-    if x is None:
-        x = stratum_point(stratum, signature, np.random.default_rng(seed), p)
-    tangents = orbit_tangents(np.asarray(x, dtype=np.int64), signature) % p
-    orbit_dim = modular_matrix_rank(tangents, p)
-    dim = modular_matrix_rank(np.vstack([restriction(stratum, signature, p), tangents]), p)
+def geometry(stratum: Stratum, signature: Signature, seed: int = 0, p: int = PRIME,
+             at: tuple[np.ndarray, np.ndarray] | None = None) -> StratumGeometry:
+    """Dimension and orbit dimension of the stratum at a random exact point (or at ``at = (x, tangent)``)."""
+    x, tangent = point_and_tangent(stratum, signature, np.random.default_rng(seed), p) if at is None else at
+    orbit = orbit_tangents(np.asarray(x, dtype=np.int64), signature) % p
+    orbit_dim = modular_matrix_rank(orbit, p)
+    dim = modular_matrix_rank(np.vstack([tangent % p, orbit]), p)
     return StratumGeometry(dim, orbit_dim)
 
 
@@ -275,47 +276,138 @@ ENVIRONMENTS = (
                 ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))),
     Environment("D3h", "BF3", (_C3_111, _half_turn_about((2, -1, -1)), _reflection_through((1, 1, 1))), (),
                 ((2, -1, -1), (-1, 2, -1), (-1, -1, 2))),
-    Environment("C3v", "NH3", (_C3_111, _SIGMA_XY_SWAP), (), ((3, 0, 0), (0, 3, 0), (0, 0, 3))),
-    Environment("C2v", "H2O", (_C2Z, _SIGMA_XZ), (), ((1, 0, 1), (-1, 0, 1))),
+    Environment("C3v", "NH3", (_C3_111, _SIGMA_XY_SWAP), (), ((3, 1, 1), (1, 3, 1), (1, 1, 3))),
+    Environment("C2v", "H2O", (_C2Z, _SIGMA_XZ), (), ((3, 0, 2), (-3, 0, 2))),
     Environment("D4h", "XeF4", (_C4Z, _C2X, _INVERSION), (), ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0))),
     Environment("Cinfv", "HCl", (_SIGMA_XZ,), ((0, 0, 1),), ((0, 0, 1),)),
     Environment("Dinfh", "CO2", (_C2X, _INVERSION), ((0, 0, 1),), ((0, 0, 1), (0, 0, -1))),
 )
 
 
+def _detracer(l: int) -> sp.Matrix:
+    """Exact map from a flattened rank-``l`` tensor to the coefficients of its symmetric traceless part.
+
+    The orthogonal projection onto the image of the coefficient map ``C``:
+    ``c = (C^T C)^{-1} C^T vec(T)``.
+    """
+    C = sp.Matrix(coefficient_map(l).reshape(-1, 2 * l + 1).tolist())
+    return (C.T * C).inv() * C.T
+
+
+def _power(r, l: int, direction=None) -> sp.Matrix:
+    """``vec(r^{(x)l})``, or its derivative along ``direction``, exactly."""
+    r = [sp.Rational(v) for v in r]
+    entries = []
+    for idx in itertools.product(range(3), repeat=l):
+        if direction is None:
+            entries.append(sp.prod([r[i] for i in idx]) if l else sp.Integer(1))
+        else:
+            entries.append(sum((sp.Rational(direction[idx[k]]) * sp.prod([r[i] for m, i in enumerate(idx) if m != k])
+                                for k in range(l)), sp.Integer(0)))
+    return sp.Matrix(entries)
+
+
+@dataclass(frozen=True, eq=False)
+class ConfigurationFamily:
+    """Neighbour sums ``sum_j w_l r_j^{(x)l}`` (traceless part) of a symmetric configuration, exactly.
+
+    The weights ``w_l`` (one per tensor) stand for the radial functions; the
+    displacements are those that keep the point group.  ``base[t]`` is the
+    tensor ``t``'s coefficients at unit weight, ``moves[t][k]`` their
+    derivative along displacement ``k``; both are exact rationals.
+    """
+
+    signature: Signature
+    base: tuple[tuple[Fraction, ...], ...]
+    moves: tuple[tuple[tuple[Fraction, ...], ...], ...]
+
+    @classmethod
+    def of(cls, env: "Environment", signature: Signature) -> "ConfigurationFamily":
+        displacements = symmetric_displacements(env)
+        base, moves = [], []
+        for spec in signature.tensors:
+            P = _detracer(spec.rank)
+            base.append(_fractions(P * sum((_power(r, spec.rank) for r in env.neighbours), sp.zeros(3 ** spec.rank, 1))))
+            per_move = []
+            for d in displacements:
+                total = sp.zeros(3 ** spec.rank, 1)
+                for j, r in enumerate(env.neighbours):
+                    total += _power(r, spec.rank, d[3 * j : 3 * j + 3])
+                per_move.append(_fractions(P * total))
+            moves.append(tuple(per_move))
+        return cls(signature, tuple(base), tuple(moves))
+
+    def row(self, weights) -> tuple[Fraction, ...]:
+        """The exact row at the given weights (one per tensor)."""
+        return tuple(Fraction(w) * v for w, b in zip(weights, self.base) for v in b)
+
+    def point_and_tangent(self, weights, p: int = PRIME) -> tuple[np.ndarray, np.ndarray]:
+        sig = self.signature
+        weights = [int(w) % p for w in weights]
+        offsets = sig.offsets()
+        x = np.zeros(sig.dim, dtype=np.int64)
+        rows = []
+        for t, (w, b) in enumerate(zip(weights, self.base)):
+            block = np.array([_fraction_mod(v, p) for v in b], dtype=np.int64)
+            x[offsets[t] : offsets[t] + len(b)] = w * block % p
+            row = np.zeros(sig.dim, dtype=np.int64)  # d/dw_t
+            row[offsets[t] : offsets[t] + len(b)] = block
+            rows.append(row)
+        for k in range(len(self.moves[0]) if self.moves else 0):  # d/d(displacement k), all tensors at once
+            row = np.zeros(sig.dim, dtype=np.int64)
+            for t, w in enumerate(weights):
+                move = self.moves[t][k]
+                row[offsets[t] : offsets[t] + len(move)] = [w * _fraction_mod(v, p) % p for v in move]
+            rows.append(row)
+        return x, np.array(rows, dtype=np.int64).reshape(-1, sig.dim)
+
+
+def _fractions(m: sp.Matrix) -> tuple[Fraction, ...]:
+    return tuple(Fraction(int(sp.Rational(v).p), int(sp.Rational(v).q)) for v in m)
+
+
+def _permutation_of(g, neighbours) -> list[int]:
+    images = [tuple(sum(g[i][k] * r[k] for k in range(3)) for i in range(3)) for r in neighbours]
+    exact = [tuple(Fraction(v) for v in r) for r in neighbours]
+    try:
+        return [exact.index(tuple(Fraction(v) for v in im)) for im in images]
+    except ValueError:
+        raise OptinvError("environment: a generator does not map the neighbours onto themselves") from None
+
+
+def symmetric_displacements(env: "Environment") -> list[list[Fraction]]:
+    """Exact basis of the neighbour displacements that keep the point group (flattened ``3n`` vectors)."""
+    n = len(env.neighbours)
+    conditions = []
+    for g in env.finite:
+        perm = _permutation_of(g, env.neighbours)
+        G = sp.Matrix(3, 3, lambda i, j: sp.Rational(g[i][j].numerator, g[i][j].denominator))
+        P = sp.zeros(3 * n, 3 * n)
+        for j, pj in enumerate(perm):
+            P[3 * pj : 3 * pj + 3, 3 * j : 3 * j + 3] = G
+        conditions.append(P - sp.eye(3 * n))
+    for axis in env.continuous:
+        J = sp.Matrix(sum(int(a) * GENERATORS[k] for k, a in enumerate(axis)).tolist())
+        conditions.append(sp.diag(*([J] * n)))
+    null = sp.Matrix.vstack(*conditions).nullspace() if conditions else [sp.eye(3 * n)[:, k] for k in range(3 * n)]
+    return [list(_fractions(v)) for v in null]
+
+
 def environment_strata(signature: Signature) -> list[Stratum]:
-    """Tensors of configurations with point-group symmetry: the slice fixed by the group, rotated."""
-    out = []
-    names = set(signature.names)
-    for env in ENVIRONMENTS:
-        basis = fixed_slice(signature, names, env.finite, env.continuous)
-        out.append(Stratum(env.name, "point-group",
-                           f"neighbour sums of a {env.name}-symmetric environment ({env.example}): "
-                           "the coefficients fixed by the point group", basis))
-    return out
+    """Neighbour sums of configurations with point-group symmetry, their own stratum found from its tangent space."""
+    return [Stratum(env.name, "point-group",
+                    f"neighbour sums of a {env.name}-symmetric environment ({env.example}) with its symmetric "
+                    "deformations and radial weights", family=ConfigurationFamily.of(env, signature))
+            for env in ENVIRONMENTS]
 
 
 def neighbour_sum_row(signature: Signature, positions, weights=None) -> tuple[Fraction, ...]:
-    """Exact row of ``sum_j w_lj (r_j)^{(x)l}`` projected to symmetric traceless tensors.
-
-    One weight per (tensor, neighbour) (default 1).  The projection is the
-    orthogonal one onto the image of the coefficient map, so it is exact
-    rational arithmetic; this is the neighbour-sum construction of
-    BACKGROUND.md with the radial factor absorbed into the weights.
-    """
+    """Exact row of ``sum_j w_t r_j^{(x)l}`` projected to symmetric traceless tensors (one weight per tensor)."""
     row: list[Fraction] = []
-    for t_index, spec in enumerate(signature.tensors):
-        l = spec.rank
-        C = sp.Matrix(coefficient_map(l).reshape(-1, 2 * l + 1).tolist())
-        total = sp.zeros(3 ** l, 1)
-        for j, r in enumerate(positions):
-            w = 1 if weights is None else weights[t_index][j]
-            outer = np.array(1, dtype=object)
-            for _ in range(l):
-                outer = np.multiply.outer(outer, np.array([sp.Integer(v) for v in r], dtype=object))
-            total += w * sp.Matrix(np.asarray(outer, dtype=object).reshape(-1).tolist())
-        coeffs = (C.T * C).LUsolve(C.T * total)
-        row += [Fraction(int(sp.fraction(c)[0]), int(sp.fraction(c)[1])) for c in coeffs]
+    for t, spec in enumerate(signature.tensors):
+        total = sum((_power(r, spec.rank) for r in positions), sp.zeros(3 ** spec.rank, 1))
+        w = 1 if weights is None else weights[t]
+        row += [Fraction(w) * v for v in _fractions(_detracer(spec.rank) * total)]
     return tuple(row)
 
 
@@ -344,37 +436,44 @@ def generic_stratum(signature: Signature) -> Stratum:
                    np.eye(signature.dim, dtype=np.int64))
 
 
+def _span_key(stratum: Stratum, signature: Signature) -> np.ndarray:
+    x, tangent = point_and_tangent(stratum, signature, np.random.default_rng(0))
+    return np.vstack([tangent, x[None]])
+
+
 def _same_span(a: np.ndarray, b: np.ndarray) -> bool:
     ra = modular_matrix_rank(a)
     return ra == modular_matrix_rank(b) == modular_matrix_rank(np.vstack([a, b]))
 
 
 def catalogue(signature: Signature, kinds=("vanishing", "alignment", "point-group")) -> list[Stratum]:
-    """The degenerate strata of a signature (generic first), each slice listed once.
+    """The degenerate strata of a signature (generic first), each listed once.
 
-    Strata with the same slice (for example Td and Oh when only scalars
-    survive) are merged under one name, ``"Td = Oh"``.
+    Strata that are the same family of points (for example Td and Oh when
+    only scalars survive) are merged under one name, ``"Td = Oh"``; so are
+    strata that coincide with the generic one (dropped).
     """
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise OptinvError(f"strata kinds: unknown {unknown}; expected some of {', '.join(KINDS[1:4])}")
     found = [generic_stratum(signature)]
+    keys = [_span_key(found[0], signature)]
     makers = {"vanishing": vanishing_strata, "alignment": alignment_strata, "point-group": environment_strata}
     for kind in ("vanishing", "alignment", "point-group"):
         if kind not in kinds:
             continue
         for s in makers[kind](signature):
-            if s.slice_basis.shape[0] == 0:
+            key = _span_key(s, signature)
+            if not key.any():
                 continue  # nothing survives: every invariant but the constant vanishes there
-            twin = next((i for i, t in enumerate(found) if t.slice_basis is not None
-                         and t.slice_basis.shape == s.slice_basis.shape and _same_span(t.slice_basis, s.slice_basis)),
-                        None)
+            twin = next((i for i, k in enumerate(keys) if _same_span(k, key)), None)
             if twin is None:
                 found.append(s)
+                keys.append(key)
             elif found[twin].kind != "generic":
                 t = found[twin]
                 found[twin] = Stratum(f"{t.name} = {s.name}", t.kind, f"{t.description}; also {s.description}",
-                                      t.slice_basis)
+                                      t.slice_basis, t.point, t.family)
     return found
 
 
@@ -488,9 +587,10 @@ class StrataRows:
         self.strata = list(strata)
         self.p = p
         rng = np.random.default_rng(seed + 101)
-        self.points = np.array([stratum_point(s, signature, rng, p) for s in self.strata], dtype=np.int64)
-        self.restrictions = [restriction(s, signature, p) for s in self.strata]
-        self.geometries = [geometry(s, signature, x, p=p) for s, x in zip(self.strata, self.points)]
+        at = [point_and_tangent(s, signature, rng, p) for s in self.strata]
+        self.points = np.array([x for x, _ in at], dtype=np.int64)
+        self.restrictions = [tangent for _, tangent in at]
+        self.geometries = [geometry(s, signature, p=p, at=pt) for s, pt in zip(self.strata, at)]
         self._tensors = exact_tensors(self.points, signature, p)
 
     def rows(self, graphs: Sequence[ContractionGraph]) -> list[np.ndarray]:
