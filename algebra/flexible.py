@@ -18,7 +18,7 @@ and is then stuck on the strata), so the search is:
 2. exhaustive depth-first search (branch and bound) for every size from the
    lower bound ``max_s r_s`` (no set is smaller than its largest rank) up to
    the greedy size, then for the cheapest set of the smallest size;
-3. if the time limit stops step 2, single exchanges (a member for a cheaper
+3. if step 2 spends its node budget, single exchanges (a member for a cheaper
    candidate) while every stratum stays at its maximum.
 
 The report says which guarantee holds: size proven minimal (at the lower bound,
@@ -134,12 +134,12 @@ def _cheapen(chosen: list[int], R0, targets, costs, p) -> list[int]:
     return current
 
 
-class _Deadline(Exception):
+class _BudgetSpent(Exception):
     pass
 
 
 def _exact(R0: np.ndarray, targets: np.ndarray, size: int, order: list[int], costs: list[int], p: int,
-           deadline: float, cost_bound: float) -> list[int] | None:
+           budget: list[int], cost_bound: float) -> list[int] | None:
     """Cheapest set of at most ``size`` candidates reaching every target, costing less than ``cost_bound``.
 
     Depth-first over candidates in ``order`` (cheapest first), include before
@@ -148,19 +148,19 @@ def _exact(R0: np.ndarray, targets: np.ndarray, size: int, order: list[int], cos
     remaining candidates that raise it; a member that does not raise stratum
     s uses one of its ``size - target_s`` spare places; a member that raises
     nothing is never needed in a smallest set; the cheapest possible
-    completion must beat the best cost so far.  Raises :class:`_Deadline`
-    when time runs out.
+    completion must beat the best cost so far.  Each node visited spends one
+    unit of ``budget[0]``; :class:`_BudgetSpent` is raised when it runs out (a
+    node budget, not a clock, so results do not depend on the machine).
     """
     n = len(order)
     ordered_costs = np.array([costs[c] for c in order], dtype=np.int64)
     best: list[list[int] | None] = [None]
     bound = [cost_bound]
-    counter = [0]
 
     def dfs(pos: int, R: np.ndarray, chosen: list[int], ranks: np.ndarray, spare: np.ndarray, cost: int):
-        counter[0] += 1
-        if counter[0] % 256 == 0 and time.perf_counter() > deadline:
-            raise _Deadline
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _BudgetSpent
         need = targets - ranks
         if not need.any():
             if cost < bound[0]:
@@ -196,6 +196,7 @@ class FlexibleSearch:
     lower_bound: int  # the largest maximum rank over the strata
     size_proven: bool  # no smaller set reaches every maximum
     cost_proven: bool  # no set of this size that does is cheaper
+    nodes: int  # search nodes visited
     seconds: float
 
     def describe(self) -> str:
@@ -206,22 +207,25 @@ class FlexibleSearch:
             how = f"{size} invariants, proven the fewest by exhaustive search (lower bound {self.lower_bound})"
         else:
             how = (f"{size} invariants, best found (lower bound {self.lower_bound}); the exhaustive search "
-                   "ran out of time, so a smaller set is not ruled out")
+                   f"spent its budget of {self.nodes} nodes, so a smaller set is not ruled out")
         cost = ("lowest total cost for that size, proven by exhaustive search" if self.cost_proven
                 else "cost locally minimal under single exchanges")
-        return f"flexible: {how}; {cost} ({self.seconds:.1f} s)"
+        return f"flexible: {how}; {cost}"
+
+
+DEFAULT_NODES = 50_000
 
 
 def search_flexible(matrices: list[np.ndarray], targets: list[int], costs: list[int], degrees: list[int],
-                    generic_index: int = 0, p: int = PRIME, time_limit: float = 20.0) -> FlexibleSearch:
+                    generic_index: int = 0, p: int = PRIME, max_nodes: int = DEFAULT_NODES) -> FlexibleSearch:
     """Smallest, then cheapest, set of candidates (rows) reaching ``targets`` (ranks) on every matrix.
 
     A greedy cover gives an upper bound; exhaustive depth-first search then
     tries every smaller size from the lower bound up, and finally the cheapest
-    set of the size found, within ``time_limit`` seconds.
+    set of the size found, visiting at most ``max_nodes`` search nodes.
     """
     start = time.perf_counter()
-    deadline = start + time_limit
+    budget = [int(max_nodes)]
     n = matrices[0].shape[0]
     R0 = _padded(matrices) % p
     goal = np.array(targets, dtype=np.int64)
@@ -234,27 +238,28 @@ def search_flexible(matrices: list[np.ndarray], targets: list[int], costs: list[
     cost_proven = False
     try:
         for size in range(lower, len(chosen)):
-            found = _exact(R0, goal, size, order, costs, p, deadline, float("inf"))
+            found = _exact(R0, goal, size, order, costs, p, budget, float("inf"))
             if found is not None:
                 chosen, size_proven, cost_proven = found, True, True
                 break
         else:
             size_proven = True
-            cheaper = _exact(R0, goal, len(chosen), order, costs, p, deadline, sum(costs[c] for c in chosen))
+            cheaper = _exact(R0, goal, len(chosen), order, costs, p, budget, sum(costs[c] for c in chosen))
             chosen = cheaper if cheaper is not None else chosen
             cost_proven = True
-    except _Deadline:
+    except _BudgetSpent:
         chosen = _cheapen(chosen, R0, goal, costs, p)
     if not (_ranks(R0, chosen, p) == goal).all():
         raise AssertionError("flexible search lost a stratum's rank")  # every path checks the targets
     rank_in_order = {c: k for k, c in enumerate(sorted(range(n), key=lambda c: (degrees[c], costs[c], c)))}
     members = tuple(sorted(chosen, key=lambda c: rank_in_order[c]))
-    return FlexibleSearch(members, lower, size_proven, cost_proven, time.perf_counter() - start)
+    return FlexibleSearch(members, lower, size_proven, cost_proven, int(max_nodes) - max(budget[0], 0),
+                          time.perf_counter() - start)
 
 
 def select_flexible_basis(signature: Signature, n_max: int, strata: Sequence[Stratum] | None = None, seed: int = 0,
                           progress: Progress | None = None, request: dict | None = None,
-                          time_limit: float = 20.0) -> Basis:
+                          max_nodes: int = DEFAULT_NODES) -> Basis:
     """A set complete at generic points that also reaches the maximum achievable rank on every stratum."""
     if not isinstance(n_max, int) or isinstance(n_max, bool) or n_max < 1:
         raise OptinvError(f"n_max: expected an integer >= 1, got {n_max!r}")
@@ -270,7 +275,7 @@ def select_flexible_basis(signature: Signature, n_max: int, strata: Sequence[Str
     if progress:
         progress("maximum achievable rank per stratum: " + ", ".join(f"{s.name} {t}" for s, t in zip(strata, targets)))
     found = search_flexible(matrices, targets, [g.cost for g in pool], [g.degree for g in pool], 0, sr.p,
-                            time_limit)
+                            max_nodes)
     graphs = [pool[c] for c in found.members]
     # certificates: the generic rank reached after each member, in the final order
     generic = matrices[0]
@@ -284,7 +289,7 @@ def select_flexible_basis(signature: Signature, n_max: int, strata: Sequence[Str
         strata_ranks.append(StratumRank(s.name, s.kind, s.description, geo.dim, geo.orbit_dim,
                                         modular_matrix_rank(M[list(found.members)], sr.p), t))
     if progress:
-        progress(found.describe())
+        progress(f"{found.describe()} ({found.nodes} nodes, {found.seconds:.1f} s)")
     return Basis(
         signature=signature,
         n_max=n_max,

@@ -22,7 +22,9 @@ import optinv
 from optinv.algebra.basis import Basis
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.graphs import ContractionGraph
+from optinv.algebra.flexible import DEFAULT_NODES, select_flexible_basis
 from optinv.algebra.select import parse_einsum_list, select_basis
+from optinv.algebra.strata import parse_strata_spec
 from optinv.algebra.signature import Signature
 from optinv.codegen.emit import render_module
 
@@ -48,8 +50,17 @@ def render_request(request: dict) -> tuple[list[ContractionGraph], Signature]:
     sig = request_signature(request)
     if "invariants" in request:
         return _graphs_of(request["invariants"], sig)
-    basis = select_basis(sig, int(request["n_max"]), seed=int(request.get("seed", 0)))
-    return _graphs_of(basis, None)
+    return _graphs_of(basis_of_request(request, sig), None)
+
+
+def basis_of_request(request: dict, sig: Signature) -> Basis:
+    """The basis a search request selects: generic, or flexible (``"flexible": true``, optional strata spec)."""
+    seed = int(request.get("seed", 0))
+    if request.get("flexible"):
+        strata = parse_strata_spec(request.get("strata"), sig)
+        return select_flexible_basis(sig, int(request["n_max"]), strata, seed=seed,
+                                     max_nodes=int(request.get("search_nodes", DEFAULT_NODES)))
+    return select_basis(sig, int(request["n_max"]), seed=seed)
 
 
 def signature_request(sig: Signature) -> dict:

@@ -34,6 +34,8 @@ def committed_modules() -> dict[str, dict]:
         for n_max in range(2, 5):
             modules[f"hop_l{l_max}_n{n_max}"] = {"group": "O3", "l_max": l_max, "n_max": n_max}
     modules["hippynn_default"] = {"group": "O3", "l_max": 3, "invariants": list(HIPPYNN_INVARIANTS)}
+    for l_max in (3, 4):  # stratum-aware bases: complete generically and at the maximum on every stratum
+        modules[f"flex_l{l_max}_n4"] = {"group": "O3", "l_max": l_max, "n_max": 4, "flexible": True}
     return modules
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from optinv.algebra.basis import Basis
 from optinv.algebra.errors import OptinvError
+from optinv.algebra.flexible import DEFAULT_NODES
 
 
 def cmd_compile(args) -> int:
-    from optinv.cli import read_text_lines, signature_from_args
+    from optinv.cli import read_text_lines, signature_from_args, strata_from_args
     from optinv.codegen.build import signature_request
     from optinv.codegen.build import compile_request, load_module
     from optinv.algebra.select import parse_einsum_list
@@ -21,6 +22,8 @@ def cmd_compile(args) -> int:
     sources = [bool(args.basis), bool(args.invariants), args.n_max is not None]
     if sum(sources) != 1:
         raise OptinvError("give exactly one of --n-max (search a basis), --basis FILE or --invariants FILE")
+    if args.flexible and args.n_max is None:
+        raise OptinvError("--flexible: goes with --n-max (a search), not with --basis or --invariants")
     if args.basis:
         path = Path(args.basis)
         if not path.is_file():
@@ -48,6 +51,13 @@ def cmd_compile(args) -> int:
             raise OptinvError("give --l-max or --tensors with --n-max")
         sig, request = signature_from_args(args)
         request = request | {"n_max": args.n_max}
+        if args.flexible:
+            strata_from_args(args, sig)  # validate the spec before any work
+            request["flexible"] = True
+            if args.strata is not None:
+                request["strata"] = args.strata
+            if args.search_nodes != DEFAULT_NODES:
+                request["search_nodes"] = args.search_nodes
     package = compile_request(request, args.name, args.out)
     meta = json.loads((package / "metadata.json").read_text())
     print(f"wrote {package}: {meta['K']} invariants of {sig.describe()}")
@@ -71,7 +81,7 @@ def cmd_generate(args) -> int:
 
 
 def register(sub) -> None:
-    from optinv.cli import add_signature_args
+    from optinv.cli import add_signature_args, add_strata_args
 
     p = sub.add_parser("compile", help="generate a kernel module (C, CUDA, Python) for a basis")
     add_signature_args(p)
@@ -81,6 +91,7 @@ def register(sub) -> None:
     p.add_argument("--name", required=True, help="Python package name of the generated module")
     p.add_argument("--out", default=".", help="directory to write the package into (default: .)")
     p.add_argument("--build", action="store_true", help="compile the C library now and report where")
+    add_strata_args(p)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("generate", help="regenerate every module committed under generated/")

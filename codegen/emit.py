@@ -22,6 +22,7 @@ from optinv.algebra.evaluate import PRIME
 from optinv.algebra.graphs import ContractionGraph
 from optinv.algebra.select import check_invariants
 from optinv.algebra.signature import Signature
+from optinv.algebra.strata import parse_strata_spec
 from optinv.codegen.plan import plan_forward
 from optinv.codegen.printer import print_c
 from optinv.codegen.program import Program, forward_mode, reverse_mode
@@ -104,13 +105,19 @@ def render_module(
         raise OptinvError(f"name: expected a Python identifier that is not a keyword, got {name!r}")
     if not graphs:
         raise OptinvError("invariants: expected at least one invariant to compile")
-    check = check_invariants([g.einsum for g in graphs], signature)
+    # ranks on the degenerate strata, beside the best any set with as many factors does there
+    n_max = int(request.get("n_max", max(g.degree for g in graphs)))
+    check = check_invariants([g.einsum for g in graphs], signature,
+                             strata=parse_strata_spec(request.get("strata"), signature), n_max=n_max)
     basis_info = {
         "rank": check.rank,
         "bound": check.bound,
         "complete": check.complete,
         "independent": [e.independent for e in check.entries],
         "certificate": f"exact Jacobian rank mod {PRIME} at a random integer point",
+        "flexible": check.flexible,
+        "strata_n_max": n_max,
+        "strata": [st.to_dict() for st in check.strata],
     }
     programs = plan_kernels(graphs, signature)
     D, K = signature.dim, len(graphs)

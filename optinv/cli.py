@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from optinv.algebra.errors import OptinvError
+from optinv.algebra.flexible import DEFAULT_NODES
 from optinv.algebra.signature import _WORD_NAMES, EPSILON, Signature, default_name
 
 
@@ -92,17 +93,26 @@ def strata_from_args(args, sig: Signature):
         if getattr(args, "flexible", False):
             raise OptinvError("--strata none: a flexible basis needs strata (give a list, or leave --strata out)")
         return None
+    n_max = getattr(args, "n_max", None)
+    if spec is None and not getattr(args, "flexible", False) and n_max is not None and n_max > DEFAULT_STRATA_N_MAX:
+        # the report's maximum needs every candidate with n_max factors: costly beyond this
+        print(f"(no strata report by default for n_max > {DEFAULT_STRATA_N_MAX}: it enumerates every candidate; "
+              "pass --strata all to ask for it)", file=sys.stderr)
+        return None
     return parse_strata_spec(spec, sig)
 
 
-def search_seconds_type(text: str) -> float:
-    """argparse type for --search-seconds: a positive number."""
+DEFAULT_STRATA_N_MAX = 5
+
+
+def search_nodes_type(text: str) -> int:
+    """argparse type for --search-nodes: an integer >= 0."""
     try:
-        value = float(text)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 
@@ -115,8 +125,9 @@ def add_strata_args(p: argparse.ArgumentParser, flexible: bool = True) -> None:
         p.add_argument("--flexible", action="store_true",
                        help="select a set that is complete generically AND reaches the maximum achievable rank on "
                             "every stratum, with the fewest invariants, then the lowest cost")
-        p.add_argument("--search-seconds", type=search_seconds_type, default=20.0,
-                       help="time limit of the exhaustive part of the flexible search (default 20)")
+        p.add_argument("--search-nodes", type=search_nodes_type, default=DEFAULT_NODES,
+                       help="budget of the exhaustive part of the flexible search, in search nodes (a budget, not a "
+                            f"clock, so results are reproducible; default {DEFAULT_NODES})")
 
 
 def select_from_args(args, sig: Signature, request: dict):
@@ -130,8 +141,10 @@ def select_from_args(args, sig: Signature, request: dict):
         request["flexible"] = True
         if getattr(args, "strata", None) is not None:
             request["strata"] = args.strata
+        if args.search_nodes != DEFAULT_NODES:
+            request["search_nodes"] = args.search_nodes
         return select_flexible_basis(sig, args.n_max, strata, seed=args.seed, progress=progress, request=request,
-                                     time_limit=args.search_seconds)
+                                     max_nodes=args.search_nodes)
     return select_basis(sig, args.n_max, seed=args.seed, progress=progress, request=request, strata=strata)
 
 
@@ -225,7 +238,7 @@ def _flexible_table(args, l_values, n_values, progress) -> int:
         cells = {}
         for n in n_values:
             generic = select_basis(sig, n, seed=args.seed, strata=strata)
-            flexible = select_flexible_basis(sig, n, strata, seed=args.seed, time_limit=args.search_seconds)
+            flexible = select_flexible_basis(sig, n, strata, seed=args.seed, max_nodes=args.search_nodes)
             cells[n] = (generic, flexible)
             data.append({"l_max": l, "n_max": n, "generic": generic.to_dict(), "flexible": flexible.to_dict()})
             if progress:
@@ -297,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--flexible", action="store_true",
                    help="per-stratum tables instead: generic and flexible bases side by side with the maximum")
-    p.add_argument("--search-seconds", type=search_seconds_type, default=20.0,
-                   help="time limit of each flexible search (default 20)")
+    p.add_argument("--search-nodes", type=search_nodes_type, default=DEFAULT_NODES,
+                   help=f"node budget of each flexible search (default {DEFAULT_NODES})")
     p.set_defaults(func=cmd_table)
 
     _register_optional_commands(sub)
