@@ -19,7 +19,7 @@ import numpy as np
 
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.evaluate import PRIME, exact_tensors, exact_value, random_integer_point
-from optinv.algebra.graphs import EPS_RANK, ContractionGraph, _connected
+from optinv.algebra.graphs import EPS_RANK, ContractionGraph, is_connected
 from optinv.algebra.signature import EPSILON, Signature
 
 
@@ -93,7 +93,7 @@ def graphs_of_degree(signature: Signature, degree: int) -> list[ContractionGraph
     for with_eps in eps_options:
         for labels, ranks in _label_multisets(signature, degree, with_eps):
             for mult in _multigraphs(ranks, labels):
-                if not _connected(mult):
+                if not is_connected(mult):
                     continue
                 g = ContractionGraph.canonical(labels, mult, signature)
                 found.setdefault(g.key, g)

@@ -18,17 +18,15 @@ array([[9.]])
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from optinv.algebra.cartesian import LEVI_CIVITA, coefficient_map
+from optinv.algebra.contraction_order import einsum_path
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.graphs import EPS_RANK, ContractionGraph
+from optinv.algebra.modular import PRIME, contract_mod, exact_tensors, matmul_mod, random_integer_point
 from optinv.algebra.signature import EPSILON, Signature
 
-PRIME = 16777213  # largest prime below 2**24: a product of two residues fits 48 bits
-_CHUNK = 1 << 14  # terms summed before reducing: 2**48 * 2**14 < 2**63
 
 
 def check_rows(x, signature: Signature, name: str = "x") -> np.ndarray:
@@ -53,13 +51,6 @@ def _split(x: np.ndarray, signature: Signature) -> dict[str, np.ndarray]:
     return out
 
 
-@lru_cache(maxsize=4096)
-def _path(subscripts: str, shapes: tuple[tuple[int, ...], ...]):
-    dummies = [np.empty(s) for s in shapes]
-    strategy = "optimal" if len(shapes) <= 6 else "greedy"
-    return np.einsum_path(subscripts, *dummies, optimize=strategy)[0]  # ['einsum_path', (i, j), ...]
-
-
 def _einsum(subscripts: str, operands) -> np.ndarray:
     # The path does not depend on the batch size; cache it for a representative one.
     inputs = subscripts.split("->")[0].split(",")
@@ -67,7 +58,7 @@ def _einsum(subscripts: str, operands) -> np.ndarray:
         ((min(op.shape[0], 64),) + op.shape[1:]) if sub.startswith("...") else op.shape
         for sub, op in zip(inputs, operands)
     )
-    path = _path(subscripts, shapes)
+    path = einsum_path(subscripts, shapes)
     return np.einsum(subscripts, *operands, optimize=path)
 
 
@@ -120,60 +111,6 @@ def gradient(graphs, x, signature: Signature) -> np.ndarray:
 # -- exact evaluation modulo a prime -------------------------------------------
 
 
-def _matmul_mod(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
-    """``a @ b mod p`` for int64 residues, reducing every :data:`_CHUNK` terms."""
-    k = a.shape[1]
-    out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
-    for start in range(0, k, _CHUNK):
-        out = (out + a[:, start : start + _CHUNK] @ b[start : start + _CHUNK]) % p
-    return out
-
-
-def _merge_mod(sa: str, a: np.ndarray, sb: str, b: np.ndarray, later: set, p: int):
-    """Contract two residue tensors over the indices they share that are not needed later."""
-    shared = [c for c in sa if c in sb and c not in later]
-    keep_a = [c for c in sa if c not in shared]
-    keep_b = [c for c in sb if c not in shared]
-    a2 = np.einsum(f"{sa}->{''.join(keep_a + shared)}", a).reshape(3 ** len(keep_a), 3 ** len(shared))
-    b2 = np.einsum(f"{sb}->{''.join(shared + keep_b)}", b).reshape(3 ** len(shared), 3 ** len(keep_b))
-    res = _matmul_mod(a2, b2, p).reshape((3,) * (len(keep_a) + len(keep_b)))
-    return "".join(keep_a + keep_b), res
-
-
-def contract_mod(inputs: list[str], output: str, operands: list[np.ndarray], p: int = PRIME) -> np.ndarray:
-    """Exact ``einsum(inputs -> output)`` of int64 residues modulo ``p``.
-
-    Every index appears in exactly two places (inputs or output), as in a
-    contraction graph; pairs are merged in NumPy's optimised order.
-    """
-    shapes = tuple(op.shape for op in operands)
-    subs = ",".join(inputs) + "->" + output
-    if len(operands) == 1:
-        return np.einsum(subs, operands[0]) % p
-    path = _path(subs, shapes)
-    ops = list(zip(inputs, operands))
-    for group in path[1:]:
-        picked = [ops[i] for i in group]
-        for i in sorted(group, reverse=True):
-            ops.pop(i)
-        (sa, a) = picked[0]
-        for n_merged, (sb, b) in enumerate(picked[1:], start=2):
-            later = set(output).union(*(s for s, _ in ops), *(s for s, _ in picked[n_merged:]))
-            sa, a = _merge_mod(sa, a, sb, b, later, p)
-        ops.append((sa, a))
-    (s_final, final), = ops
-    return np.einsum(f"{s_final}->{output}", final) % p
-
-
-def exact_tensors(x_int: np.ndarray, signature: Signature, p: int = PRIME) -> dict[str, np.ndarray]:
-    """Cartesian tensors of an integer row, as residues modulo ``p``."""
-    out = {}
-    for spec, sl in zip(signature.tensors, signature.slices().values()):
-        cmap = coefficient_map(spec.rank)
-        out[spec.name] = np.tensordot(cmap, np.asarray(x_int[sl], dtype=np.int64) % p, axes=([-1], [0])) % p
-    return out
-
-
 def exact_value_and_gradient(graph: ContractionGraph, tensors: dict[str, np.ndarray], signature: Signature, p: int = PRIME):
     """Value and gradient ``(D,)`` of one graph at an integer point, modulo ``p``, exactly."""
     eps = LEVI_CIVITA % p
@@ -192,7 +129,7 @@ def exact_value_and_gradient(graph: ContractionGraph, tensors: dict[str, np.ndar
         others = [i for i in range(graph.n_nodes) if i != node]
         env = contract_mod([graph.subscripts[i] for i in others], graph.subscripts[node], [ops[i] for i in others], p)
         cmap = coefficient_map(rank).reshape(-1, 2 * rank + 1) % p
-        grad[slices[lab]] = (grad[slices[lab]] + _matmul_mod(env.reshape(1, -1), cmap, p)[0]) % p
+        grad[slices[lab]] = (grad[slices[lab]] + matmul_mod(env.reshape(1, -1), cmap, p)[0]) % p
     return value, grad
 
 
@@ -203,11 +140,6 @@ def exact_value(graph: ContractionGraph, tensors: dict[str, np.ndarray], p: int 
     if graph.n_nodes == 1:
         return int(ops[0]) % p
     return int(contract_mod(list(graph.subscripts), "", ops, p))
-
-
-def random_integer_point(signature: Signature, rng: np.random.Generator, p: int = PRIME) -> np.ndarray:
-    """A uniformly random point of ``(Z/p)^D`` (generic with probability ~1 - deg/p)."""
-    return rng.integers(0, p, size=signature.dim, dtype=np.int64)
 
 
 __all__ = [

@@ -22,7 +22,7 @@ from optinv.algebra.errors import OptinvError
 # Names used by the --l-max shorthand, as in HIP-HOP-NN (s, v, q, t), then lN.
 _SHORT_NAMES = ["s", "v", "q", "t"]
 # hippynn's own names for the same tensors; accepted as aliases in einsum strings.
-_WORD_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"]
+WORD_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"]
 EPSILON = "eps"  # reserved name of the Levi-Civita symbol in einsum strings
 GROUPS = ("O3", "SO3")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -109,7 +109,7 @@ class Signature:
         if l_max > MAX_RANK:
             raise OptinvError(f"l_max: at most {MAX_RANK} is supported, got {l_max}")
         tensors = tuple(TensorSpec(default_name(l), l) for l in range(l_max + 1))
-        aliases = tuple((_WORD_NAMES[l], default_name(l)) for l in range(min(l_max + 1, len(_WORD_NAMES))))
+        aliases = tuple((WORD_NAMES[l], default_name(l)) for l in range(min(l_max + 1, len(WORD_NAMES))))
         return cls(tensors, group, aliases=aliases)
 
     @classmethod

@@ -28,12 +28,14 @@ HIPPYNN_INVARIANTS = [
 
 
 def committed_modules() -> dict[str, dict]:
-    """Name -> request of every module in ``generated/``."""
+    """Name -> request of every module in ``generated/`` (they import optinv's runtime, not a copy)."""
     modules = {}
     for l_max in range(1, 5):
         for n_max in range(2, 5):
-            modules[f"hop_l{l_max}_n{n_max}"] = {"group": "O3", "l_max": l_max, "n_max": n_max}
-    modules["hippynn_default"] = {"group": "O3", "l_max": 3, "invariants": list(HIPPYNN_INVARIANTS)}
+            modules[f"hop_l{l_max}_n{n_max}"] = {"group": "O3", "l_max": l_max, "n_max": n_max,
+                                                  "bundle_runtime": False}
+    modules["hippynn_default"] = {"group": "O3", "l_max": 3, "invariants": list(HIPPYNN_INVARIANTS),
+                                  "bundle_runtime": False}
     return modules
 
 

@@ -1,5 +1,10 @@
 """Compiling a request into a generated package on disk, and importing it.
 
+:func:`compile_request` is the one path: a :class:`~optinv.codegen.request.Request`
+(or its recorded dict) -> :func:`~optinv.codegen.plan.make_plan` ->
+:func:`~optinv.codegen.render.render_module` -> files.  :func:`compile_module`
+is the API shortcut from a Basis or a list of einsum strings.
+
 >>> import tempfile
 >>> from optinv.algebra.signature import Signature
 >>> out = tempfile.mkdtemp()
@@ -15,53 +20,23 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
-import optinv
 from optinv.algebra.basis import Basis
 from optinv.algebra.errors import OptinvError
-from optinv.algebra.graphs import ContractionGraph
-from optinv.algebra.select import parse_einsum_list, select_basis
-from optinv.algebra.signature import Signature
-from optinv.codegen.emit import render_module
-
-
-def _graphs_of(source, signature: Signature | None) -> tuple[list[ContractionGraph], Signature]:
-    if isinstance(source, Basis):
-        return source.graphs, source.signature
-    if signature is None:
-        raise OptinvError("signature: required when compiling a list of einsum strings")
-    parsed = parse_einsum_list(list(source), signature)
-    return [g for _, g in parsed], signature
-
-
-def request_signature(request: dict) -> Signature:
-    group = request.get("group", "O3")
-    if "tensors" in request:
-        return Signature.parse(request["tensors"], group)
-    return Signature.from_l_max(int(request.get("l_max", 3)), group)
-
-
-def render_request(request: dict) -> tuple[list[ContractionGraph], Signature]:
-    """Turn a recorded request (as in a module's metadata) back into graphs and a signature."""
-    sig = request_signature(request)
-    if "invariants" in request:
-        return _graphs_of(request["invariants"], sig)
-    basis = select_basis(sig, int(request["n_max"]), seed=int(request.get("seed", 0)))
-    return _graphs_of(basis, None)
-
-
-def signature_request(sig: Signature) -> dict:
-    """The request fields that rebuild ``sig`` exactly (the l_max shorthand keeps its aliases)."""
-    l_max = max(t.rank for t in sig.tensors)
-    if sig == Signature.from_l_max(l_max, sig.group) and sig.aliases:
-        return {"l_max": l_max, "group": sig.group}
-    tensors = ",".join(f"{t.name}:{t.rank}" + (":axial" if t.axial else "") for t in sig.tensors)
-    return {"tensors": tensors, "group": sig.group}
+from optinv.algebra.select import parse_einsum_list
+from optinv.algebra.signature import Signature, normalise_group
+from optinv.codegen.catalog import committed_modules
+from optinv.codegen.plan import make_plan
+from optinv.codegen.render import render_module
+from optinv.codegen.request import Request
+from optinv.version import __version__
 
 
 def write_files(files: dict[str, str], package_dir: Path) -> Path:
+    """Write ``files`` into ``package_dir`` (unchanged files are not touched)."""
     package_dir.mkdir(parents=True, exist_ok=True)
     for fname, text in files.items():
         target = package_dir / fname
@@ -70,19 +45,34 @@ def write_files(files: dict[str, str], package_dir: Path) -> Path:
     return package_dir
 
 
-def compile_module(source, signature: Signature | None, name: str, out_dir, request: dict | None = None) -> Path:
-    """Generate package ``out_dir/name`` from a :class:`Basis` or a list of einsum strings (kept in order)."""
-    graphs, sig = _graphs_of(source, signature)
-    if request is None:
-        request = signature_request(sig) | {"invariants": [g.einsum for g in graphs]}
-    files = render_module(name, graphs, sig, request)
+def compile_request(request: Request | dict, name: str, out_dir, basis: Basis | None = None) -> Path:
+    """Generate package ``out_dir/name`` for ``request`` (a :class:`Request` or its recorded dict).
+
+    ``basis``: a Basis already selected for this request (it is used, not selected again).
+    """
+    if not isinstance(request, Request):
+        request = Request.from_dict(request)
+    files = render_module(make_plan(request, basis), name)
     return write_files(files, Path(out_dir) / name)
 
 
-def compile_request(request: dict, name: str, out_dir) -> Path:
-    """Generate a package from a request dict (``l_max``/``tensors``, ``group``, ``n_max`` or ``invariants``)."""
-    graphs, sig = render_request(request)
-    return write_files(render_module(name, graphs, sig, request), Path(out_dir) / name)
+def compile_module(source, signature: Signature | None, name: str, out_dir, targets=None) -> Path:
+    """Generate package ``out_dir/name`` from a :class:`Basis` or a list of einsum strings (kept in order).
+
+    ``targets``: names in the target registry (default: C and CUDA).  The
+    package is self-contained: its runtime is copied in.
+    """
+    extra = {} if targets is None else {"targets": tuple(targets)}
+    if isinstance(source, Basis):
+        request = Request.for_signature(source.signature, invariants=tuple(source.einsums), **extra)
+        return compile_request(request, name, out_dir, basis=source)
+    if signature is None:
+        raise OptinvError("signature: required when compiling a list of einsum strings")
+    if isinstance(source, str):
+        raise OptinvError("invariants: expected a list of einsum strings, got one string")
+    parsed = parse_einsum_list(list(source), signature)
+    request = Request.for_signature(signature, invariants=tuple(g.einsum for _, g in parsed), **extra)
+    return compile_request(request, name, out_dir)
 
 
 def load_module(path):
@@ -104,6 +94,14 @@ def load_module(path):
     return module
 
 
+def module_cache_dir() -> Path:
+    """Where :func:`hop_module` compiles modules: ``$OPTINV_CACHE_DIR`` or the per-user cache."""
+    env = os.environ.get("OPTINV_CACHE_DIR")
+    if env:
+        return Path(env) / "modules"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "optinv" / "modules"
+
+
 def hop_module(l_max: int, n_max: int, group: str = "O3", out_dir=None):
     """The generated module for HIP-HOP-NN tensors of ranks 0..l_max and up to n_max factors.
 
@@ -112,26 +110,18 @@ def hop_module(l_max: int, n_max: int, group: str = "O3", out_dir=None):
     per-user cache, ``$OPTINV_CACHE_DIR`` or ``~/.cache/optinv``) and loaded, so
     ``hop_module(6, 5).HopInvariantLayer()`` works for any l_max and n_max.
     """
-    from optinv.algebra.signature import normalise_group
-    from optinv.codegen.catalog import committed_modules
-
     group = normalise_group(group)
     name = f"hop_l{l_max}_n{n_max}" + ("" if group == "O3" else "_so3")
     if name in committed_modules():
         return importlib.import_module(f"optinv.generated.{name}")
-    if out_dir is None:
-        import os
-
-        env = os.environ.get("OPTINV_CACHE_DIR")
-        out_dir = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "optinv"
-        out_dir = Path(out_dir) / "modules"
-    request = {"group": group, "l_max": l_max, "n_max": n_max}
-    package = Path(out_dir) / name
+    out_dir = module_cache_dir() if out_dir is None else Path(out_dir)
+    request = Request(group=group, l_max=l_max, n_max=n_max)
+    package = out_dir / name
     meta = package / "metadata.json"
     stale = not meta.is_file()
     if not stale:
         recorded = json.loads(meta.read_text())
-        stale = recorded.get("request") != request or recorded.get("optinv_version") != optinv.__version__
+        stale = recorded.get("request") != request.to_dict() or recorded.get("optinv_version") != __version__
     if stale:  # missing, made for another request, or by another optinv version
         compile_request(request, name, out_dir)
     return load_module(package)

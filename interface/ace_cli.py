@@ -41,7 +41,7 @@ def table_markdown(table, command: str) -> str:
 
 def cmd_ace(args) -> int:
     from optinv.algebra.ace import ace_report, ace_table
-    from optinv.cli import progress_printer
+    from optinv.cli_args import progress_printer
 
     progress = progress_printer(not args.quiet)
     if args.table:
@@ -93,7 +93,7 @@ def cmd_ace(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``ace`` to ``optinv``'s subcommands."""
-    from optinv.cli import seed_type
+    from optinv.cli_args import seed_type
 
     p = subparsers.add_parser(
         "ace",

@@ -292,14 +292,7 @@ def reflection_signs(einsums, signature: Signature) -> np.ndarray:
     >>> reflection_signs(["i,i->,v,v", "i,j,k,ijk->,a,b,v,eps"], Signature.parse("a:1,b:1,v:1", "SO3"))
     array([ 1, -1])
     """
-    out = []
-    for g in as_graphs(einsums, signature):
-        sign = 1
-        for lab in g.labels:
-            if lab != EPSILON:
-                sign *= signature.tensor(lab).parity
-        out.append(sign)
-    return np.array(out, dtype=np.int64)
+    return np.array([g.parity(signature) for g in as_graphs(einsums, signature)], dtype=np.int64)
 
 
 def magnitude_bound(einsums, signature: Signature, x) -> np.ndarray:

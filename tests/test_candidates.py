@@ -10,19 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import optinv.testing as ot
-from optinv.algebra import enumerate as enum_mod
+from optinv.algebra import candidates as enum_mod
 from optinv.algebra import select as select_mod
 from optinv.algebra.cartesian import LEVI_CIVITA, quaternion_matrix, tensor_from_coefficients, transform_rows
-from optinv.algebra.enumerate import candidates, graphs_of_degree
+from optinv.algebra.candidates import candidates, graphs_of_degree
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.evaluate import evaluate
 from optinv.algebra.graphs import INDEX_LETTERS
 from optinv.algebra.select import select_basis
 from optinv.algebra.signature import EPSILON, Signature
-
-
-def scaled(n: int) -> int:
-    return max(1, n * settings.default.max_examples // 25)
+from budget import scaled
 
 
 # -- an independent brute force: every labelled multigraph, grouped with networkx ---------------------

@@ -10,14 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optinv.algebra.enumerate import graphs_of_degree
+from optinv.algebra.candidates import graphs_of_degree
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.graphs import ContractionGraph, best_contraction_cost, canonical_order
 from optinv.algebra.signature import EPSILON, Signature
-
-
-def scaled(n: int) -> int:
-    return max(1, n * settings.default.max_examples // 25)
+from budget import scaled
 
 
 SMALL_SIGNATURES = [
