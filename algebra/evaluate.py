@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optinv.algebra.cartesian import LEVI_CIVITA, coefficient_map
+from optinv.algebra.cartesian import LEVI_CIVITA, coefficient_map, tensors_of_rows
 from optinv.algebra.contraction_order import einsum_path
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.graphs import EPS_RANK, ContractionGraph
@@ -39,19 +39,13 @@ def check_rows(x, signature: Signature, name: str = "x") -> np.ndarray:
     return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
 
 
-def _node_tensors(graph: ContractionGraph, tensors: dict[str, np.ndarray], eps):
+def node_operands(graph: ContractionGraph, tensors: dict[str, np.ndarray], eps):
+    """The operand of each node of ``graph``: its input tensor, or ``eps`` for a Levi-Civita node."""
     return [eps if lab == EPSILON else tensors[lab] for lab in graph.labels]
 
 
-def _split(x: np.ndarray, signature: Signature) -> dict[str, np.ndarray]:
-    out = {}
-    for spec, sl in zip(signature.tensors, signature.slices().values()):
-        cmap = coefficient_map(spec.rank).astype(x.dtype)
-        out[spec.name] = np.tensordot(x[:, sl], np.moveaxis(cmap, -1, 0), axes=([1], [0]))
-    return out
-
-
-def _einsum(subscripts: str, operands) -> np.ndarray:
+def batched_einsum(subscripts: str, operands) -> np.ndarray:
+    """``np.einsum`` over a batch of rows (``...``), with the contraction path cached per shape."""
     # The path does not depend on the batch size; cache it for a representative one.
     inputs = subscripts.split("->")[0].split(",")
     shapes = tuple(
@@ -62,7 +56,8 @@ def _einsum(subscripts: str, operands) -> np.ndarray:
     return np.einsum(subscripts, *operands, optimize=path)
 
 
-def _batched_subscripts(graph: ContractionGraph, skip: int | None = None) -> str:
+def batched_subscripts(graph: ContractionGraph, skip: int | None = None) -> str:
+    """Einsum subscripts of ``graph`` over a batch of rows; ``skip``: leave that node out (its environment)."""
     parts = []
     for node, (lab, sub) in enumerate(zip(graph.labels, graph.subscripts)):
         if node == skip:
@@ -75,26 +70,26 @@ def _batched_subscripts(graph: ContractionGraph, skip: int | None = None) -> str
 def evaluate(graphs, x, signature: Signature) -> np.ndarray:
     """Values ``(N, K)`` of the graphs on rows ``x`` ``(N, D)``, float reference."""
     x = check_rows(x, signature)
-    tensors = _split(x, signature)
+    tensors = tensors_of_rows(x, signature)
     eps = LEVI_CIVITA.astype(x.dtype)
     out = np.empty((x.shape[0], len(graphs)), dtype=x.dtype)
     for k, g in enumerate(graphs):
         if g.n_nodes == 1:
             out[:, k] = tensors[g.labels[0]]
             continue
-        out[:, k] = _einsum(_batched_subscripts(g), _node_tensors(g, tensors, eps))
+        out[:, k] = batched_einsum(batched_subscripts(g), node_operands(g, tensors, eps))
     return out
 
 
 def gradient(graphs, x, signature: Signature) -> np.ndarray:
     """Jacobian ``(N, K, D)`` of the graphs with respect to the coefficients, float reference."""
     x = check_rows(x, signature)
-    tensors = _split(x, signature)
+    tensors = tensors_of_rows(x, signature)
     eps = LEVI_CIVITA.astype(x.dtype)
     slices = signature.slices()
     jac = np.zeros((x.shape[0], len(graphs), signature.dim), dtype=x.dtype)
     for k, g in enumerate(graphs):
-        ops = _node_tensors(g, tensors, eps)
+        ops = node_operands(g, tensors, eps)
         for node, lab in enumerate(g.labels):
             if lab == EPSILON:
                 continue
@@ -102,7 +97,7 @@ def gradient(graphs, x, signature: Signature) -> np.ndarray:
             if g.n_nodes == 1:
                 jac[:, k, slices[lab]] += 1.0
                 continue
-            env = _einsum(_batched_subscripts(g, skip=node), [o for i, o in enumerate(ops) if i != node])
+            env = batched_einsum(batched_subscripts(g, skip=node), [o for i, o in enumerate(ops) if i != node])
             cmap = coefficient_map(rank).astype(x.dtype).reshape(-1, 2 * rank + 1)
             jac[:, k, slices[lab]] += env.reshape(x.shape[0], -1) @ cmap
     return jac
@@ -114,7 +109,7 @@ def gradient(graphs, x, signature: Signature) -> np.ndarray:
 def exact_value_and_gradient(graph: ContractionGraph, tensors: dict[str, np.ndarray], signature: Signature, p: int = PRIME):
     """Value and gradient ``(D,)`` of one graph at an integer point, modulo ``p``, exactly."""
     eps = LEVI_CIVITA % p
-    ops = _node_tensors(graph, tensors, eps)
+    ops = node_operands(graph, tensors, eps)
     slices = signature.slices()
     grad = np.zeros(signature.dim, dtype=np.int64)
     if graph.n_nodes == 1:
@@ -136,7 +131,7 @@ def exact_value_and_gradient(graph: ContractionGraph, tensors: dict[str, np.ndar
 def exact_value(graph: ContractionGraph, tensors: dict[str, np.ndarray], p: int = PRIME) -> int:
     """Value of one graph at an integer point, modulo ``p``."""
     eps = LEVI_CIVITA % p
-    ops = _node_tensors(graph, tensors, eps)
+    ops = node_operands(graph, tensors, eps)
     if graph.n_nodes == 1:
         return int(ops[0]) % p
     return int(contract_mod(list(graph.subscripts), "", ops, p))

@@ -124,7 +124,7 @@ class ContractionGraph:
             mult[b][a] += 1
         if n == 0:
             raise OptinvError(f"einsum string {text!r}: no factors")
-        if signature.group == "O3" and _parity(labels, signature) == -1:
+        if not signature.group.keeps(_parity(labels, signature)):
             raise OptinvError(
                 f"einsum string {text!r}: a pseudoscalar (changes sign under reflections), which is not invariant"
                 " under O(3); use group SO3"

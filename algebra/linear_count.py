@@ -34,6 +34,7 @@ from optinv.algebra.cartesian import LEVI_CIVITA
 from optinv.algebra.candidates import graphs_of_degree
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.graphs import ContractionGraph
+from optinv.algebra.group import SO3
 from optinv.algebra.modular import PRIME, contract_mod, exact_tensors, modular_rank
 from optinv.algebra.signature import EPSILON, Signature, normalise_group
 
@@ -72,7 +73,7 @@ def values_mod(graphs, points: np.ndarray, signature: Signature, p: int = PRIME)
 
 def _lifted(signature: Signature) -> Signature:
     """The same tensors under SO(3): every connected graph, pseudoscalars included."""
-    return Signature(signature.tensors, "SO3", signature.convention, aliases=signature.aliases)
+    return Signature(signature.tensors, SO3, signature.convention, aliases=signature.aliases)
 
 
 def product_terms(degrees: list[int], nu: int):
@@ -150,7 +151,7 @@ def product_span_dimensions(signature: Signature, nu_max: int, group: str | None
     for nu in range(1, nu_max + 1):
         keep = []
         for t in product_terms(degrees, nu):
-            if group == "O3" and np.prod([parities[i] for i in t]) != 1:
+            if not group.keeps(int(np.prod([parities[i] for i in t]))):
                 continue
             keep.append(t)
         terms.append(keep)

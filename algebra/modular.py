@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optinv.algebra.cartesian import coefficient_map
+from optinv.algebra.cartesian import tensors_of_rows
 from optinv.algebra.contraction_order import einsum_path
 from optinv.algebra.signature import Signature
 
@@ -95,12 +95,9 @@ def contract_mod(inputs: list[str], output: str, operands: list[np.ndarray], p: 
 
 def exact_tensors(x_int: np.ndarray, signature: Signature, p: int = PRIME) -> dict[str, np.ndarray]:
     """Cartesian tensors of an integer row ``(D,)``, or rows ``(K, D)`` (leading axis kept), mod ``p``."""
-    x_int = np.asarray(x_int, dtype=np.int64) % p
-    out = {}
-    for spec, sl in zip(signature.tensors, signature.slices().values()):
-        cmap = coefficient_map(spec.rank)  # entries 0, +-1: at most 2l+1 terms per entry
-        out[spec.name] = np.tensordot(x_int[..., sl], np.moveaxis(cmap, -1, 0), axes=([-1], [0])) % p
-    return out
+    # C has entries 0, +-1: at most 2l+1 residues per entry, far from overflowing int64
+    lifted = tensors_of_rows(np.asarray(x_int, dtype=np.int64) % p, signature)
+    return {name: t % p for name, t in lifted.items()}
 
 
 def random_integer_point(signature: Signature, rng: np.random.Generator, p: int = PRIME) -> np.ndarray:

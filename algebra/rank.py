@@ -61,7 +61,7 @@ class Bound:
 
 
 def orbit_bound(signature: Signature, seed: int = 0, p: int = PRIME) -> Bound:
-    """Generic orbit dimension from the three so(3) tangents at a random integer point.
+    """Generic orbit dimension from the group's tangents (three for SO(3)) at a random integer point.
 
     The point is drawn with small integers so the tangents are exact integers;
     their modular rank is a lower bound on the generic orbit dimension, so the

@@ -18,13 +18,15 @@ import re
 from dataclasses import dataclass, field
 
 from optinv.algebra.errors import OptinvError
+from optinv.algebra.group import GROUPS as GROUP_BY_NAME
+from optinv.algebra.group import Group
 
 # Names used by the --l-max shorthand, as in HIP-HOP-NN (s, v, q, t), then lN.
 _SHORT_NAMES = ["s", "v", "q", "t"]
 # hippynn's own names for the same tensors; accepted as aliases in einsum strings.
 WORD_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"]
 EPSILON = "eps"  # reserved name of the Levi-Civita symbol in einsum strings
-GROUPS = ("O3", "SO3")
+GROUPS = tuple(GROUP_BY_NAME)  # ("O3", "SO3")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_RANK = 12
 
@@ -34,11 +36,9 @@ def default_name(l: int) -> str:
     return _SHORT_NAMES[l] if l < len(_SHORT_NAMES) else f"l{l}"
 
 
-def normalise_group(group: str) -> str:
-    g = str(group).upper().replace("(", "").replace(")", "")
-    if g not in GROUPS:
-        raise OptinvError(f"group: expected 'O3' or 'SO3', got {group!r}")
-    return g
+def normalise_group(group: str) -> Group:
+    """The :class:`~optinv.algebra.group.Group` named ``group`` (a ``str``: ``"O3"`` or ``"SO3"``)."""
+    return Group.of(group)
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ class Signature:
     @property
     def allows_epsilon(self) -> bool:
         """Whether a contraction with one Levi-Civita symbol can be invariant."""
-        return self.group == "SO3" or any(t.axial for t in self.tensors)
+        return not self.group.improper or any(t.axial for t in self.tensors)
 
     def describe(self) -> str:
         parts = [f"{t.name}:{t.rank}" + (":axial" if t.axial else "") for t in self.tensors]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# HIP-HOP-NN's own 13 invariants (hippynn's calc_invariants order), compiled as given.
-HIPPYNN_INVARIANTS = [
+#: HIP-HOP-NN's own 13 invariants for l_max=3, n_max=4 (hippynn's calc_invariants order and tensor names
+#: zero/one/two/three): independent and complete (rank = bound = 13).  The one copy in the project.
+HIPPYNN_INVARIANTS = (
     "->,zero",
     "i,i->,one,one",
     "ij,ij->,two,two",
@@ -24,7 +25,7 @@ HIPPYNN_INVARIANTS = [
     "ij,jkl,ikl->,two,three,three",
     "ij,jk,ilm,klm->,two,two,three,three",
     "ij,ijk,kab,ab->,two,three,three,two",
-]
+)
 
 
 def committed_modules() -> dict[str, dict]:

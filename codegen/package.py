@@ -26,6 +26,7 @@ from pathlib import Path
 
 from optinv.algebra.basis import Basis
 from optinv.algebra.errors import OptinvError
+from optinv.algebra.group import O3
 from optinv.algebra.select import parse_einsum_list
 from optinv.algebra.signature import Signature, normalise_group
 from optinv.codegen.catalog import committed_modules
@@ -111,7 +112,7 @@ def hop_module(l_max: int, n_max: int, group: str = "O3", out_dir=None):
     ``hop_module(6, 5).HopInvariantLayer()`` works for any l_max and n_max.
     """
     group = normalise_group(group)
-    name = f"hop_l{l_max}_n{n_max}" + ("" if group == "O3" else "_so3")
+    name = f"hop_l{l_max}_n{n_max}" + ("" if group == O3 else f"_{group.lower()}")
     if name in committed_modules():
         return importlib.import_module(f"optinv.generated.{name}")
     out_dir = module_cache_dir() if out_dir is None else Path(out_dir)

@@ -48,12 +48,13 @@ import numpy as np
 
 from optinv.algebra.cartesian import (
     LEVI_CIVITA,
-    coefficient_map,
     quaternion_matrix,
+    tensors_of_rows,
     transform_rows,
 )
 from optinv.algebra.graphs import ContractionGraph
 from optinv.algebra.signature import EPSILON, GROUPS, Signature, TensorSpec, default_name
+from optinv.codegen.catalog import HIPPYNN_INVARIANTS
 
 __all__ = [
     "signatures",
@@ -70,24 +71,6 @@ __all__ = [
     "magnitude_bound",
     "as_graphs",
 ]
-
-#: HIP-HOP-NN's hand-written set for l_max=3, n_max=4 (hippynn's tensor names
-#: zero/one/two/three): 13 invariants, independent and complete (rank = bound = 13).
-HIPPYNN_INVARIANTS = (
-    "->,zero",
-    "i,i->,one,one",
-    "ij,ij->,two,two",
-    "ij,ik,jk->,two,two,two",
-    "ijk,ijk->,three,three",
-    "ijk,ijl,abk,abl->,three,three,three,three",
-    "i,ij,j->,one,two,one",
-    "i,ij,jk,k->,one,two,two,one",
-    "i,j,k,ijk->,one,one,one,three",
-    "i,ijk,jkl,l->,one,three,three,one",
-    "ij,jkl,ikl->,two,three,three",
-    "ij,jk,ilm,klm->,two,two,three,three",
-    "ij,ijk,kab,ab->,two,three,three,two",
-)
 
 #: Kinds of rows that :func:`rows` mixes when ``degenerate=True``.
 ROW_KINDS = ("generic", "zero", "one_tensor", "huge", "tiny", "mixed_scale")
@@ -307,10 +290,7 @@ def magnitude_bound(einsums, signature: Signature, x) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.float64)
     graphs = as_graphs(einsums, signature)
-    absolute = {}
-    for spec, sl in zip(signature.tensors, signature.slices().values()):
-        cmap = np.abs(coefficient_map(spec.rank)).astype(np.float64)
-        absolute[spec.name] = np.tensordot(np.abs(x[:, sl]), np.moveaxis(cmap, -1, 0), axes=([1], [0]))
+    absolute = tensors_of_rows(np.abs(x), signature, absolute=True)
     eps = np.abs(LEVI_CIVITA).astype(np.float64)
     out = np.empty((x.shape[0], len(graphs)))
     for k, g in enumerate(graphs):
