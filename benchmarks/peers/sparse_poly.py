@@ -47,7 +47,7 @@ from optinv.algebra.cartesian import tensors_of_rows
 from optinv.algebra.signature import Signature
 from optinv.codegen.catalog import HIPPYNN_INVARIANTS
 
-from .cbuild import CFLAGS, build_and_load
+from .cbuild import build_and_load, cflags
 
 # HIP-HOP-NN's hand-written set for l_max=3, n_max=4 (hippynn 0.1.3, order of calc_invariants).
 HIPPYNN_13 = HIPPYNN_INVARIANTS  # HIP-HOP-NN's 13 invariants (the catalogue's copy)
@@ -394,7 +394,7 @@ class SparsePolyKernel:
         self.metadata = {
             "name": name,
             "einsums": list(einsums),
-            "cflags": list(CFLAGS),
+            "cflags": list(cflags()),
             "flops": {"forward": self.program.flops_forward, "vjp": self.program.flops_vjp},
             **self.program.summary(),
         }

@@ -62,18 +62,21 @@ def _cpu_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _compiler() -> str:
+def compiler() -> str:
+    """The C compiler: ``$CC``, else cc, gcc or clang on the PATH."""
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang") or "cc"
 
 
-def _compiler_version(cc: str) -> str:
+def compiler_version(cc: str) -> str:
+    """The first line of ``cc --version`` (part of the cache key)."""
     try:
         return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         return "unknown"
 
 
-def _flags(cc: str) -> list[str]:
+def compiler_flags(cc: str) -> list[str]:
+    """The flags every kernel library is built with (OpenMP where the compiler has it)."""
     flags = list(BASE_FLAGS)
     if platform.machine() in ("x86_64", "AMD64", "aarch64", "arm64"):
         flags.append("-march=native")
@@ -100,10 +103,10 @@ def _sha256(path: Path) -> str:
 
 def library_path(source: Path) -> tuple[Path, list[str], str]:
     """Where the library for this source, compiler and CPU lives in the cache."""
-    cc = _compiler()
-    flags = _flags(cc)
+    cc = compiler()
+    flags = compiler_flags(cc)
     key = hashlib.sha256(
-        "\0".join([source.read_text(), cc, _compiler_version(cc), " ".join(flags), _cpu_fingerprint()]).encode()
+        "\0".join([source.read_text(), cc, compiler_version(cc), " ".join(flags), _cpu_fingerprint()]).encode()
     ).hexdigest()[:24]
     return cache_root() / f"{source.parent.name}-{key}" / "kernels.so", flags, cc
 
