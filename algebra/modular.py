@@ -173,26 +173,8 @@ def pivot_columns(matrix: np.ndarray, p: int = PRIME) -> list[int]:
 
 
 def modular_rank(matrix: np.ndarray, p: int = PRIME) -> int:
-    """Exact rank of an integer matrix modulo ``p`` (vectorised Gaussian elimination)."""
-    A = np.array(matrix, dtype=np.int64) % p
+    """Exact rank of an integer matrix modulo ``p``: its number of pivot columns (of the narrower side)."""
+    A = np.asarray(matrix, dtype=np.int64)
     if A.ndim != 2:
         raise ValueError(f"matrix: expected 2 dimensions, got shape {A.shape}")
-    if A.shape[0] < A.shape[1]:
-        A = A.T.copy()
-    rows, cols = A.shape
-    rank = 0
-    for j in range(cols):
-        if rank == rows:
-            break
-        nz = np.flatnonzero(A[rank:, j])
-        if nz.size == 0:
-            continue
-        r = rank + int(nz[0])
-        if r != rank:
-            A[[rank, r]] = A[[r, rank]]
-        pivot_row = A[rank, j:] * pow(int(A[rank, j]), p - 2, p) % p
-        below = rank + 1 + np.flatnonzero(A[rank + 1:, j])
-        if below.size:
-            A[below, j:] = (A[below, j:] - np.outer(A[below, j], pivot_row) % p) % p
-        rank += 1
-    return rank
+    return len(pivot_columns(A.T if A.shape[0] < A.shape[1] else A, p))

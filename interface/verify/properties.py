@@ -17,6 +17,7 @@ from optinv.algebra.evaluate import PRIME
 from optinv.algebra.rank import float_rank, orbit_bound
 from optinv.algebra.select import check_invariants, select_basis
 from optinv.algebra.signature import Signature
+from optinv.codegen.request import Request
 from optinv.codegen.targets.base import Backend
 from optinv.testing import as_graphs, magnitude_bound, reflection_signs
 from optinv.verify.backends import all_backends, float64_twin
@@ -55,6 +56,10 @@ class Context:
         except (KeyError, TypeError, ValueError, OptinvError) as exc:
             raise OptinvError(f"PATH: metadata.json of {path} does not describe a module ({exc})") from None
         self.D, self.K = self.sig.dim, len(self.graphs)
+        try:
+            self.request = Request.from_dict(self.meta.get("request"))
+        except OptinvError:
+            self.request = None  # the integrity property reports a request it cannot regenerate from
         self.parities = reflection_signs(self.graphs, self.sig)
         self.degree = polynomial_degree(self.graphs)
         self.columns = []
@@ -293,7 +298,7 @@ def check_rank(ctx: Context, max_examples: int, seed: int):
         problems.append(f"metadata says incomplete but the rank {rank} reaches the bound {bound}")
     if basis.get("rank") is not None and basis.get("rank") != rank:
         problems.append(f"metadata states rank {basis.get('rank')} but the Jacobian rank is {rank}")
-    n_max = ctx.meta.get("request", {}).get("n_max")
+    n_max = ctx.request.n_max if ctx.request is not None else None
     if n_max is not None:
         # a module requested by n_max promises the maximal rank reachable with n_max factors
         best = select_basis(ctx.sig, int(n_max), seed=seed).rank
