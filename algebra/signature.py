@@ -81,7 +81,30 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Signature:
-    """The input tensors, in row order, and the group (``"O3"`` or ``"SO3"``)."""
+    """The input tensors, in row order, and the group (``"O3"`` or ``"SO3"``).
+
+    A signature fixes the input layout: one row of ``dim`` coefficients per
+    point, each tensor's ``2l+1`` free coefficients in turn (convention
+    ``hippynn``).
+
+    Parameters
+    ----------
+    tensors : tuple of TensorSpec
+        Name, rank and parity of each tensor (names unique).
+    group : str
+        ``"O3"`` (rotations and reflections, default) or ``"SO3"`` (rotations
+        only: pseudoscalars count); stored as a :class:`~optinv.algebra.group.Group`.
+    convention : str
+        Coefficient convention; only ``"hippynn"``.
+
+    Examples
+    --------
+    >>> sig = Signature.from_l_max(2)
+    >>> sig.describe(), sig.dim
+    ('s:0,v:1,q:2 [O3, D=9]', 9)
+    >>> Signature.parse("a:1,w:1:axial", "SO3").group.improper
+    False
+    """
 
     tensors: tuple[TensorSpec, ...]
     group: str = "O3"

@@ -58,10 +58,35 @@ def compile_request(request: Request | dict, name: str, out_dir, basis: Basis | 
 
 
 def compile_module(source, signature: Signature | None, name: str, out_dir, targets=None) -> Path:
-    """Generate package ``out_dir/name`` from a :class:`Basis` or a list of einsum strings (kept in order).
+    """Generate a self-contained Python package of kernels for a Basis or a list of invariants.
 
-    ``targets``: names in the target registry (default: C and CUDA).  The
-    package is self-contained: its runtime is copied in.
+    Parameters
+    ----------
+    source : Basis or list of str
+        A basis from :func:`~optinv.algebra.select.select_basis` (used as it is:
+        not selected again), or einsum strings, compiled in the order given.
+    signature : Signature or None
+        The input tensors; required with einsum strings, ignored with a Basis.
+    name : str
+        The package name (a Python identifier).
+    out_dir : str or path-like
+        The package is written to ``out_dir/name``.
+    targets : list of str, optional
+        Names in the target registry (:mod:`optinv.codegen.targets`); default C and CUDA.
+
+    Returns
+    -------
+    pathlib.Path
+        The package directory.  It needs NumPy and a C compiler only: the
+        runtime is copied in.  Load it with :func:`load_module`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from optinv.algebra.signature import Signature
+    >>> path = compile_module(["i,i->,v,v"], Signature.from_l_max(1), "vv", tempfile.mkdtemp())
+    >>> sorted(p.name for p in path.iterdir())
+    ['__init__.py', '_runtime.py', '_torch.py', 'kernels.c', 'kernels.cu', 'metadata.json']
     """
     extra = {} if targets is None else {"targets": tuple(targets)}
     if isinstance(source, Basis):
@@ -77,7 +102,29 @@ def compile_module(source, signature: Signature | None, name: str, out_dir, targ
 
 
 def load_module(path):
-    """Import a generated package from its directory (a unique module name per path)."""
+    """Import a generated package from its directory.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A directory written by :func:`compile_module` or ``optinv compile``.
+
+    Returns
+    -------
+    module
+        The package, imported under a name unique to its path and metadata (a
+        package regenerated in place is imported afresh): ``forward``, ``vjp``,
+        ``jvp``, ``hvp`` on NumPy or CuPy arrays, ``torch_invariants``, ``D``, ``K``,
+        ``EINSUMS``, ``METADATA``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from optinv.algebra.signature import Signature
+    >>> mod = load_module(compile_module(["i,i->,v,v"], Signature.from_l_max(1), "vv", tempfile.mkdtemp()))
+    >>> mod.forward(np.array([[0.0, 1.0, 2.0, 2.0]]))
+    array([[9.]])
+    """
     path = Path(path).resolve()
     if not (path / "__init__.py").is_file() or not (path / "metadata.json").is_file():
         raise OptinvError(f"{path}: not a generated optinv module (no __init__.py and metadata.json)")

@@ -25,16 +25,42 @@ def verify_module(
     properties=None,
     progress=None,
 ) -> VerifyReport:
-    """Check a generated module's properties; ``path`` is its directory or a committed module's name.
+    """Check a generated module's properties with property-based tests, trusting none of its code.
 
-    ``backends``: names (``"c-f64"``) or kinds (``"c"``, ``"torch"``, ``"cuda"``),
-    default all; unavailable ones are reported as SKIP.  ``properties``: a subset
-    of :data:`PROPERTIES`.  ``progress`` is called with each result as it is
-    found (and first with the header line, a string).  The same ``seed`` and ``max_examples`` give the same examples.
+    Parameters
+    ----------
+    path : str or path-like
+        The module's directory (or its ``metadata.json``), or the name of a
+        committed module (``"hop_l3_n4"``).
+    max_examples : int
+        Hypothesis examples per property and backend.
+    seed : int
+        Seed of the examples: the same seed and ``max_examples`` give the same run.
+    backends : str or list of str, optional
+        Backend names (``"c-f64"``) or kinds (``"c"``, ``"torch"``, ``"cuda"``) from
+        the target registry; default all.  Unavailable ones are reported as SKIP.
+    properties : str or list of str, optional
+        A subset of ``invariance, reference, derivatives, rank, integrity``; default all.
+    progress : callable, optional
+        Called with the header line (a string), then with each
+        :class:`~optinv.verify.report.PropertyResult` as it is found.
 
-    >>> r = verify_module("hop_l1_n2", max_examples=3, backends="c-f64")  # doctest: +SKIP
-    >>> r.ok  # doctest: +SKIP
-    True
+    Returns
+    -------
+    VerifyReport
+        ``report.ok`` is True when nothing failed; ``report.report()`` is the text
+        ``optinv verify`` prints.
+
+    Raises
+    ------
+    OptinvError
+        No module at ``path``, or bad arguments.
+
+    Examples
+    --------
+    >>> report = verify_module("hop_l1_n2", max_examples=3, backends="c-f64", properties="reference,rank")
+    >>> report.ok, [(r.property, r.status) for r in report.results]
+    (True, [('reference', 'PASS'), ('rank', 'PASS')])
     """
     if not isinstance(max_examples, int) or isinstance(max_examples, bool) or max_examples < 1:
         raise OptinvError(f"--max-examples: expected an integer >= 1, got {max_examples!r}")
