@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optinv.generated
+
 #: HIP-HOP-NN's own 13 invariants for l_max=3, n_max=4 (hippynn's calc_invariants order and tensor names
 #: zero/one/two/three): independent and complete (rank = bound = 13).  The one copy in the project.
 HIPPYNN_INVARIANTS = (
@@ -41,6 +43,5 @@ def committed_modules() -> dict[str, dict]:
 
 
 def generated_dir() -> Path:
-    import optinv.generated
-
+    """The folder of the committed modules (``optinv.generated``)."""
     return Path(optinv.generated.__file__).resolve().parent

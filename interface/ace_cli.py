@@ -14,7 +14,10 @@ import json
 import time
 from pathlib import Path
 
+from optinv.algebra.ace import ace_report, ace_table
 from optinv.algebra.errors import OptinvError
+from optinv.algebra.linear_count import product_span_dimensions
+from optinv.cli_args import progress_printer, seed_type
 
 TABLE_DEFAULTS = {"n_rad": 6, "l_max": 4, "nu_max": 4}
 TABLE_NU_MIN = 2
@@ -40,9 +43,6 @@ def table_markdown(table, command: str) -> str:
 
 
 def cmd_ace(args) -> int:
-    from optinv.algebra.ace import ace_report, ace_table
-    from optinv.cli_args import progress_printer
-
     progress = progress_printer(not args.quiet)
     if args.table:
         limits = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in TABLE_DEFAULTS.items()}
@@ -73,8 +73,6 @@ def cmd_ace(args) -> int:
     report = ace_report(args.n_rad, args.l_max, args.nu_max, args.group, args.seed, progress)
     print(report.report())
     if args.verify:
-        from optinv.algebra.linear_count import product_span_dimensions
-
         counted = product_span_dimensions(report.basis.signature, args.nu_max, seed=args.seed)
         linear = [d.linear for d in report.per_degree]
         agree = counted.dimensions[1:] == linear
@@ -93,8 +91,6 @@ def cmd_ace(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``ace`` to ``optinv``'s subcommands."""
-    from optinv.cli_args import seed_type
-
     p = subparsers.add_parser(
         "ace",
         help="ACE: linear basis size (Molien-Weyl) versus the functionally independent subset",

@@ -52,6 +52,7 @@ from optinv.algebra.cartesian import (
     tensors_of_rows,
     transform_rows,
 )
+from optinv.algebra.evaluate import evaluate
 from optinv.algebra.graphs import ContractionGraph
 from optinv.algebra.signature import EPSILON, GROUPS, Signature, TensorSpec, default_name
 from optinv.codegen.catalog import HIPPYNN_INVARIANTS
@@ -441,8 +442,6 @@ def assert_matches_reference(
     ...
     AssertionError: fn(x) differs from the reference evaluator: 1 of 1 outputs differ; ...
     """
-    from optinv.algebra.evaluate import evaluate
-
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != signature.dim:
         raise ValueError(f"x: expected rows of shape (N, {signature.dim}), got {x.shape}")
