@@ -76,7 +76,8 @@ def render_module(plan: Plan, name: str) -> dict[str, str]:
         common, kernels=signatures, bundle_runtime=request.bundle_runtime,
         dispatched=[t for t in loaders if t.array_modules],
         default=next(t for t in loaders if not t.array_modules),
-        loaders=loaders, cuda="_cuda" if any(t.attribute == "_cuda" for t in loaders) else "None")
+        loaders=loaders, cuda="_cuda" if any(t.attribute == "_cuda" for t in loaders) else "None",
+        sections=[s for s in (t.init_section(TEMPLATES, common) for t in targets) if s])
     if request.bundle_runtime:
         for module, fname in BUNDLED_FILES.items():
             files[fname] = runtime_source(module)

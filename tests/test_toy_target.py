@@ -18,7 +18,7 @@ import sympy as sp
 
 from optinv.algebra.select import select_basis
 from optinv.algebra.signature import Signature
-from optinv.codegen import compile_request
+from optinv.codegen import compile_request, load_module
 from optinv.codegen.printer import KernelPrinter
 from optinv.codegen.request import Request
 from optinv.codegen.targets import register, unregister
@@ -50,6 +50,10 @@ class NumpyTarget(Target):
     def render(self, env, common, programs):
         kernels = self.kernels(programs, common["D"], common["K"])
         return {"numpy_kernels.py": SOURCE.render(common, kernels=kernels, scale=self.scale)}
+
+    def init_section(self, env, common):
+        # what the package exports for this target
+        return f"def {self.name}_forward(x):\n    from . import numpy_kernels\n\n    return numpy_kernels.forward(x)\n"
 
 
 def call_numpy_kernels(module, op, arrays):
@@ -89,6 +93,9 @@ def test_toy_target_passes_verify(numpy_target, tmp_path):
     request = Request(l_max=2, n_max=3, targets=("c", "numpy"))
     path = compile_request(request, "toy", tmp_path)
     assert (path / "numpy_kernels.py").is_file() and not (path / "kernels.cu").exists()
+    module = load_module(path)
+    x = np.random.default_rng(0).normal(size=(5, module.D))
+    assert np.allclose(module.numpy_forward(x), module.forward(x), rtol=1e-12, atol=0)  # exported, = the C kernel
     report = verify_module(path, max_examples=10, backends="numpy-f64")
     assert report.ok, report.report()
     statuses = {(r.property, r.backend): r.status for r in report.results}
@@ -104,8 +111,6 @@ def test_toy_target_runs_through_the_harness(numpy_target, tmp_path):
     sig = Signature.parse("a:1,b:1,q:2", "SO3")
     basis = select_basis(sig, 3)
     request = Request.for_signature(sig, invariants=tuple(basis.einsums), targets=("c", "numpy"))
-    from optinv.codegen import load_module
-
     module = load_module(compile_request(request, "toy_so3", tmp_path, basis=basis))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(7, sig.dim))
@@ -120,8 +125,6 @@ def test_broken_toy_target_fails_verify_and_the_harness(broken_target, tmp_path)
     assert not report.ok
     # every kernel is scaled alike, so derivatives agree with the (scaled) forward: only the engine catches it
     assert [(r.property, r.status) for r in report.results] == [("reference", "FAIL"), ("derivatives", "PASS")]
-    from optinv.codegen import load_module
-
     module = load_module(path)
     with pytest.raises(AssertionError, match="forward"):
         check_op(module, broken_target.backends[0], "forward", np.ones((3, module.D)), np.random.default_rng(1))

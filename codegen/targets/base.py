@@ -163,7 +163,10 @@ class Target:
     package instantiates as ``attribute``; arrays whose type's module starts with
     one of ``array_modules`` are dispatched to it (empty: the default target).
     ``None`` for ``loader``: the package does not dispatch to this target
-    (its backends load the files themselves).
+    (its backends load the files themselves).  ``init_template``: a template
+    whose text is added to the package's ``__init__.py`` (what the target
+    exports, e.g. a ``torch_module()`` or ``jax_invariants``), rendered with
+    the same context as the target's files plus ``target``.
     """
 
     name: str
@@ -173,12 +176,19 @@ class Target:
     attribute: str | None = None
     array_modules: tuple[str, ...] = ()
     backends: tuple[Backend, ...] = ()
+    init_template: str | None = None
 
     def print_rhs(self, expr: sp.Expr) -> str:
         return self.printer.doprint(expr)
 
     def kernels(self, programs: dict[str, Program], D: int, K: int) -> list[KernelSpec]:
         return [kernel_spec(n, p, D, K, self.print_rhs) for n, p in programs.items()]
+
+    def init_section(self, env, common: dict) -> str | None:
+        """Text this target adds to the package's ``__init__.py`` (None: nothing)."""
+        if self.init_template is None:
+            return None
+        return env.get_template(self.init_template).render(common, target=self)
 
     def render(self, env, common: dict, programs: dict[str, Program]) -> dict[str, str]:
         """This target's files, as text, keyed by file name (``env``: the Jinja environment of templates/)."""
