@@ -31,7 +31,7 @@ def _check(name: str, t, width: int) -> torch.Tensor:
 
 
 class KernelRunner:
-    """Runs one module's kernels on torch tensors: the C kernels on CPU, the CUDA kernels on GPU."""
+    """Runs one module's kernels on torch tensors: the C kernels on CPU, the CUDA kernels (if any) on GPU."""
 
     def __init__(self, c_kernels, cuda_kernels):
         self.c = c_kernels
@@ -44,6 +44,8 @@ class KernelRunner:
         if x.device.type == "cpu":
             return torch.from_numpy(self.c(name, *(t.numpy() for t in tensors)))
         if x.device.type == "cuda":
+            if self.cuda is None:
+                raise ValueError("x: on a CUDA device, but this package was generated without the 'cuda' target")
             import cupy
 
             with cupy.cuda.Device(x.device.index):
