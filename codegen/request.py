@@ -49,8 +49,8 @@ class Request:
     seed: int | None = None
     targets: tuple[str, ...] = DEFAULT_TARGETS
     bundle_runtime: bool = True
-    # the parsed signature, shared by everything downstream (never parsed twice)
-    _signature: Signature | None = field(default=None, compare=False, repr=False)
+    # the Signature these fields describe, when the caller has parsed it already (it is not parsed again)
+    parsed_signature: Signature | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "group", normalise_group(self.group))
@@ -97,14 +97,14 @@ class Request:
         """The request that rebuilds ``signature`` exactly (the l_max shorthand keeps its aliases)."""
         l_max = max(t.rank for t in signature.tensors)
         if signature == Signature.from_l_max(l_max, signature.group) and signature.aliases:
-            return cls(group=signature.group, l_max=l_max, _signature=signature, **fields)
+            return cls(group=signature.group, l_max=l_max, parsed_signature=signature, **fields)
         tensors = ",".join(f"{t.name}:{t.rank}" + (":axial" if t.axial else "") for t in signature.tensors)
-        return cls(group=signature.group, tensors=tensors, _signature=signature, **fields)
+        return cls(group=signature.group, tensors=tensors, parsed_signature=signature, **fields)
 
     @cached_property
     def signature(self) -> Signature:
-        if self._signature is not None:
-            return self._signature
+        if self.parsed_signature is not None:
+            return self.parsed_signature
         if self.tensors is not None:
             return Signature.parse(self.tensors, self.group)
         return Signature.from_l_max(3 if self.l_max is None else self.l_max, self.group)

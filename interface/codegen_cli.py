@@ -46,13 +46,13 @@ def request_from_args(args) -> tuple[Request, Basis | None]:
         names = [n.strip() for ln in lines if "->" in ln for n in ln.split("->", 1)[1].split(",")[1:]]
         sig, fields = signature_from_args(args, names_hint=names)
         parse_einsum_list(lines, sig)  # validate with line numbers before recording the request
-        return Request(**fields, invariants=tuple(lines), _signature=sig, **extra), None
+        return Request(**fields, invariants=tuple(lines), parsed_signature=sig, **extra), None
     if args.n_max < 1:
         raise OptinvError(f"--n-max: expected an integer >= 1, got {args.n_max}")
     if args.l_max is None and args.tensors is None:
         raise OptinvError("give --l-max or --tensors with --n-max")
     sig, fields = signature_from_args(args)
-    return Request(**fields, n_max=args.n_max, _signature=sig, **extra), None
+    return Request(**fields, n_max=args.n_max, parsed_signature=sig, **extra), None
 
 
 def cmd_compile(args) -> int:
