@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from optinv.algebra.basis import Basis
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.molien import ace_signature, invariant_dimensions
+from optinv.algebra.select import select_basis
 from optinv.algebra.signature import MAX_RANK, normalise_group
 
 Progress = Callable[[str], None]
@@ -169,8 +170,6 @@ def ace_report(n_rad: int, l_max: int, nu_max: int, group: str = "O3", seed: int
     >>> [d.selected for d in r.per_degree], r.bound, r.formula_bound
     ([1, 1, 0, 0], 2, 1)
     """
-    from optinv.algebra.select import select_basis
-
     _check_int("n_rad", n_rad, 1)
     _check_int("l_max", l_max, 0, MAX_RANK)
     _check_int("nu_max", nu_max, 1)

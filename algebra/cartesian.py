@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from optinv.algebra.group import O3, levi_civita
 from optinv.algebra.signature import Signature
 
 
@@ -64,13 +65,34 @@ def coefficient_map(l: int) -> np.ndarray:
     return _coefficient_map_cached(int(l))
 
 
-def tensor_from_coefficients(c: np.ndarray, l: int) -> np.ndarray:
-    """Cartesian tensors ``(..., 3, ..., 3)`` from coefficients ``(..., 2l+1)``; works for object dtype."""
+def tensor_from_coefficients(c: np.ndarray, l: int, absolute: bool = False) -> np.ndarray:
+    """Cartesian tensors ``(..., 3, ..., 3)`` from coefficients ``(..., 2l+1)``: the one lift.
+
+    The result keeps the dtype of ``c`` (float32 stays float32; int64 residues,
+    object arrays of Fractions or sympy symbols work too).  ``absolute``: lift
+    with ``|C|`` instead of ``C`` (bounds on the terms, for tolerances).
+    """
     c = np.asarray(c)
     cmap = coefficient_map(l)
-    if c.dtype == object:
-        cmap = cmap.astype(object)
+    if absolute:
+        cmap = np.abs(cmap)
+    if c.dtype != cmap.dtype:
+        cmap = cmap.astype(c.dtype)
     return np.tensordot(c, np.moveaxis(cmap, -1, 0), axes=([-1], [0]))
+
+
+def tensors_of_rows(x: np.ndarray, signature: Signature, absolute: bool = False) -> dict[str, np.ndarray]:
+    """Every input tensor of rows ``x`` ``(..., D)``, by name: ``(..., 3, ..., 3)`` each (see
+    :func:`tensor_from_coefficients`).
+
+    >>> from optinv.algebra.signature import Signature
+    >>> t = tensors_of_rows(np.array([[2.0, 1.0, 0.0, 0.0]]), Signature.from_l_max(1))
+    >>> t["s"].tolist(), t["v"].tolist()
+    ([2.0], [[1.0, 0.0, 0.0]])
+    """
+    x = np.asarray(x)
+    return {spec.name: tensor_from_coefficients(x[..., sl], spec.rank, absolute)
+            for spec, sl in zip(signature.tensors, signature.slices().values())}
 
 
 def coefficients_from_tensor(T: np.ndarray, l: int) -> np.ndarray:
@@ -124,23 +146,19 @@ def transform_rows(x: np.ndarray, signature: Signature, g: np.ndarray) -> np.nda
     return out
 
 
-# so(3) generators: (L_a)_{ij} = -eps_{aij}
-LEVI_CIVITA = np.zeros((3, 3, 3), dtype=np.int64)
-for _i, _j, _k in itertools.permutations(range(3)):
-    LEVI_CIVITA[_i, _j, _k] = int(np.sign(np.linalg.det(np.eye(3)[[_i, _j, _k]])))
-GENERATORS = -LEVI_CIVITA  # GENERATORS[a] is the 3x3 generator of rotations about axis a
+LEVI_CIVITA = levi_civita(3)
+GENERATORS = O3.generators  # GENERATORS[a] is the 3x3 generator of rotations about axis a: -eps[a]
 
 
 def orbit_tangents(x: np.ndarray, signature: Signature) -> np.ndarray:
-    """The three tangent vectors ``(3, D)`` of the rotation orbit through row ``x``.
+    """The tangent vectors ``(orbit_dim, D)`` of the rotation orbit through row ``x`` (three in 3D).
 
     Integer input gives integer output, so the orbit dimension can be computed
     exactly (see :mod:`optinv.algebra.rank`).
     """
     x = np.asarray(x)
     rows = []
-    for a in range(3):
-        J = GENERATORS[a]
+    for J in signature.group.generators:
         parts = []
         for spec, sl in zip(signature.tensors, signature.slices().values()):
             l = spec.rank

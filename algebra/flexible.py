@@ -40,10 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from optinv.algebra.basis import Basis, SelectedInvariant, StratumRank
-from optinv.algebra.enumerate import candidates
+from optinv.algebra.candidates import candidates
 from optinv.algebra.errors import OptinvError
-from optinv.algebra.evaluate import PRIME
-from optinv.algebra.linear_count import modular_matrix_rank
+from optinv.algebra.modular import PRIME
+from optinv.algebra.modular import modular_rank
 from optinv.algebra.rank import orbit_bound
 from optinv.algebra.select import float_rank_of
 from optinv.algebra.signature import Signature
@@ -271,7 +271,7 @@ def select_flexible_basis(signature: Signature, n_max: int, strata: Sequence[Str
         progress(f"{len(pool)} candidates with at most {n_max} factors, {len(strata)} strata")
     sr = StrataRows(signature, strata, seed)
     matrices = sr.rows(pool)
-    targets = [modular_matrix_rank(M, sr.p) for M in matrices]
+    targets = [modular_rank(M, sr.p) for M in matrices]
     if progress:
         progress("maximum achievable rank per stratum: " + ", ".join(f"{s.name} {t}" for s, t in zip(strata, targets)))
     found = search_flexible(matrices, targets, [g.cost for g in pool], [g.degree for g in pool], 0, sr.p,
@@ -281,13 +281,13 @@ def select_flexible_basis(signature: Signature, n_max: int, strata: Sequence[Str
     generic = matrices[0]
     kept = []
     for k, c in enumerate(found.members):
-        kept.append(SelectedInvariant(pool[c], modular_matrix_rank(generic[list(found.members[: k + 1])], sr.p),
+        kept.append(SelectedInvariant(pool[c], modular_rank(generic[list(found.members[: k + 1])], sr.p),
                                       f"exact mod {sr.p}"))
     bound = orbit_bound(signature, seed)
     strata_ranks = []
     for s, geo, M, t in zip(sr.strata, sr.geometries, matrices, targets):
         strata_ranks.append(StratumRank(s.name, s.kind, s.description, geo.dim, geo.orbit_dim,
-                                        modular_matrix_rank(M[list(found.members)], sr.p), t))
+                                        modular_rank(M[list(found.members)], sr.p), t))
     if progress:
         progress(f"{found.describe()} ({found.nodes} nodes, {found.seconds:.1f} s)")
     return Basis(
@@ -295,7 +295,7 @@ def select_flexible_basis(signature: Signature, n_max: int, strata: Sequence[Str
         n_max=n_max,
         invariants=tuple(kept),
         bound=bound,
-        rank=modular_matrix_rank(generic[list(found.members)], sr.p),
+        rank=modular_rank(generic[list(found.members)], sr.p),
         examined=len(pool),
         rejected=tuple(g.einsum for k, g in enumerate(pool) if k not in found.members),
         exhausted=True,

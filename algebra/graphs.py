@@ -22,7 +22,12 @@ import string
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
+
+from optinv.algebra.cartesian import LEVI_CIVITA
+from optinv.algebra.contraction_order import cheapest_merges
 from optinv.algebra.errors import OptinvError
+from optinv.algebra.modular import PRIME, contract_mod, exact_tensors, random_integer_point
 from optinv.algebra.signature import EPSILON, Signature
 
 # Index letters for edges: i, j, k, ... first, as in the usual notation.
@@ -121,7 +126,7 @@ class ContractionGraph:
             mult[b][a] += 1
         if n == 0:
             raise OptinvError(f"einsum string {text!r}: no factors")
-        if signature.group == "O3" and _parity(labels, signature) == -1:
+        if not signature.group.keeps(_parity(labels, signature)):
             raise OptinvError(
                 f"einsum string {text!r}: a pseudoscalar (changes sign under reflections), which is not invariant"
                 " under O(3); use group SO3"
@@ -129,7 +134,7 @@ class ContractionGraph:
         if sum(1 for lab in labels if lab == EPSILON) > MAX_EPSILONS:
             raise OptinvError(f"einsum string {text!r}: at most {MAX_EPSILONS} {EPSILON!r} factors are supported")
         parts = components(mult)
-        if len(parts) > 1 and all(_parity([labels[i] for i in part], signature) == 1 or signature.group != "O3"
+        if len(parts) > 1 and all(signature.group.keeps(_parity([labels[i] for i in part], signature))
                                   for part in parts):
             raise OptinvError(f"einsum string {text!r}: disconnected (a product of smaller invariants)")
         graph = cls.canonical(labels, mult, signature)
@@ -210,16 +215,15 @@ def _orientation(subs, labels, graph: "ContractionGraph", signature: Signature) 
 
     Decided exactly: both are evaluated modulo a prime at two random integer points.
     """
-    import numpy as np
-
-    from optinv.algebra.cartesian import LEVI_CIVITA
-    from optinv.algebra.evaluate import PRIME, contract_mod, exact_tensors, exact_value, random_integer_point
-
     for seed in (21, 22):
         tensors = exact_tensors(random_integer_point(signature, np.random.default_rng(seed)), signature)
-        ops = [LEVI_CIVITA % PRIME if lab == EPSILON else tensors[lab] for lab in labels]
-        written = int(contract_mod(list(subs), "", ops))
-        canonical = exact_value(graph, tensors)
+
+        def value(subscripts, node_labels) -> int:
+            ops = [LEVI_CIVITA % PRIME if lab == EPSILON else tensors[lab] for lab in node_labels]
+            return int(ops[0]) % PRIME if len(ops) == 1 else int(contract_mod(list(subscripts), "", ops))
+
+        written = value(subs, labels)
+        canonical = value(graph.subscripts, graph.labels)
         if canonical:
             return 1 if written == canonical else -1
     return 1  # identically zero: the orientation does not matter
@@ -289,34 +293,5 @@ def canonical_order(labels, mult, order) -> tuple[int, ...]:
 
 
 def best_contraction_cost(mult) -> int:
-    """Dynamic programme over node subsets for the cheapest pairwise contraction order.
-
-    Merging parts A and B costs ``3**(open(A|B) + shared(A, B))`` multiply-adds,
-    where ``open`` counts edges leaving a part and ``shared`` edges between parts.
-    """
-    n = len(mult)
-    if n == 1:
-        return 1
-    full = (1 << n) - 1
-    open_edges = [0] * (full + 1)
-    for S in range(1, full + 1):
-        open_edges[S] = sum(
-            mult[a][b] for a in range(n) if S >> a & 1 for b in range(n) if not S >> b & 1
-        )
-    best = [0] * (full + 1)
-    for S in range(1, full + 1):
-        if S & (S - 1) == 0:
-            continue
-        low = S & -S
-        cheapest = None
-        A = (S - 1) & S
-        while A:
-            if A & low:  # each split once
-                B = S ^ A
-                shared = (open_edges[A] + open_edges[B] - open_edges[S]) // 2
-                c = best[A] + best[B] + 3 ** (open_edges[S] + shared)
-                if cheapest is None or c < cheapest:
-                    cheapest = c
-            A = (A - 1) & S
-        best[S] = cheapest
-    return best[full]
+    """Multiply-adds of the cheapest pairwise contraction order (see :mod:`optinv.algebra.contraction_order`)."""
+    return cheapest_merges(mult)[0]

@@ -9,7 +9,7 @@ the dimension equals the rank of the matrix of values of *all* such products
 (connected and disconnected graphs) at enough points.
 
 The values are exact: integer points, everything modulo the prime
-:data:`~optinv.algebra.evaluate.PRIME`.  A modular rank never exceeds the rank
+:data:`~optinv.algebra.modular.PRIME`.  A modular rank never exceeds the rank
 over the rationals, so each count here is a *certified lower bound* on the
 dimension of the span of the products; where it equals the Molien-Weyl number
 (an exact upper bound for any set of invariants) the two proofs meet and the
@@ -28,58 +28,19 @@ whatever mixture of ``eps``-graphs they contain; for SO(3) all products count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
 import numpy as np
 
-from optinv.algebra.cartesian import LEVI_CIVITA, coefficient_map
-from optinv.algebra.enumerate import graphs_of_degree
+from optinv.algebra.cartesian import LEVI_CIVITA
+from optinv.algebra.candidates import graphs_of_degree
 from optinv.algebra.errors import OptinvError
-from optinv.algebra.evaluate import PRIME
 from optinv.algebra.graphs import ContractionGraph
+from optinv.algebra.group import SO3
+from optinv.algebra.modular import PRIME, contract_mod, exact_tensors, modular_rank
 from optinv.algebra.signature import EPSILON, Signature, normalise_group
 
-_MAX_SHARED = 9  # 3**9 products of residues < 2**48 still sum below 2**63
 
 
 # -- batched exact evaluation ----------------------------------------------------
-
-
-def batched_tensors(points: np.ndarray, signature: Signature, p: int = PRIME) -> dict[str, np.ndarray]:
-    """Cartesian tensors ``(K, 3, ..., 3)`` of integer rows ``(K, D)``, as residues mod ``p``."""
-    points = np.asarray(points, dtype=np.int64) % p
-    out = {}
-    for spec, sl in zip(signature.tensors, signature.slices().values()):
-        cmap = coefficient_map(spec.rank)  # entries 0, +-1; at most 2l+1 terms per entry
-        out[spec.name] = np.tensordot(points[:, sl], np.moveaxis(cmap, -1, 0), axes=([1], [0])) % p
-    return out
-
-
-@lru_cache(maxsize=8192)
-def _contraction_order(subscripts: tuple[str, ...], batched: tuple[bool, ...]) -> tuple[tuple[int, ...], ...]:
-    subs = ",".join(("..." if b else "") + s for s, b in zip(subscripts, batched)) + "->..."
-    dummies = [np.empty(((8,) if b else ()) + (3,) * len(s)) for s, b in zip(subscripts, batched)]
-    strategy = "optimal" if len(subscripts) <= 6 else "greedy"
-    return tuple(tuple(step) for step in np.einsum_path(subs, *dummies, optimize=strategy)[0][1:])
-
-
-def _merge(sa: str, a: np.ndarray, ba: bool, sb: str, b: np.ndarray, bb: bool, n: int, p: int):
-    """Contract two (possibly batched) residue tensors over all the indices they share."""
-    shared = [c for c in sa if c in sb]
-    keep_a = [c for c in sa if c not in shared]
-    keep_b = [c for c in sb if c not in shared]
-    ea, eb = ("..." if ba else ""), ("..." if bb else "")
-    a2 = np.einsum(f"{ea}{sa}->{ea}{''.join(keep_a + shared)}", a).reshape(
-        (n if ba else 1, 3 ** len(keep_a), 3 ** len(shared)))
-    b2 = np.einsum(f"{eb}{sb}->{eb}{''.join(shared + keep_b)}", b).reshape(
-        (n if bb else 1, 3 ** len(shared), 3 ** len(keep_b)))
-    step = 3**_MAX_SHARED
-    res = np.zeros((n if (ba or bb) else 1, a2.shape[1], b2.shape[2]), dtype=np.int64)
-    for start in range(0, a2.shape[2], step):
-        res = (res + np.matmul(a2[:, :, start:start + step], b2[:, start:start + step, :])) % p
-    batched = ba or bb
-    shape = ((n,) if batched else ()) + (3,) * (len(keep_a) + len(keep_b))
-    return "".join(keep_a + keep_b), res.reshape(shape), batched
 
 
 def values_mod(graphs, points: np.ndarray, signature: Signature, p: int = PRIME) -> np.ndarray:
@@ -95,76 +56,24 @@ def values_mod(graphs, points: np.ndarray, signature: Signature, p: int = PRIME)
     if points.ndim != 2 or points.shape[1] != signature.dim:
         raise OptinvError(f"points: expected shape (K, {signature.dim}), got {points.shape}")
     n = points.shape[0]
-    tensors = batched_tensors(points, signature, p)
+    tensors = exact_tensors(points, signature, p)  # each (K, 3, ..., 3)
     eps = LEVI_CIVITA % p
     out = np.empty((len(graphs), n), dtype=np.int64)
     for row, g in enumerate(graphs):
         if g.n_nodes == 1:
             out[row] = tensors[g.labels[0]]
             continue
-        batched = tuple(lab != EPSILON for lab in g.labels)
-        ops = [(s, eps if lab == EPSILON else tensors[lab], b) for s, lab, b in zip(g.subscripts, g.labels, batched)]
-        for step in _contraction_order(g.subscripts, batched):
-            picked = [ops[i] for i in step]
-            for i in sorted(step, reverse=True):
-                ops.pop(i)
-            sa, a, ba = picked[0]
-            for sb, b, bb in picked[1:]:
-                sa, a, ba = _merge(sa, a, ba, sb, b, bb, n, p)
-            ops.append((sa, a, ba))
-        (_, final, _), = ops
-        out[row] = final
+        ops = [eps if lab == EPSILON else tensors[lab] for lab in g.labels]
+        out[row] = contract_mod(list(g.subscripts), "", ops, p, batched=[lab != EPSILON for lab in g.labels])
     return out
-
-
-# -- modular rank --------------------------------------------------------------------
-
-
-def modular_matrix_rank(matrix: np.ndarray, p: int = PRIME) -> int:
-    """Exact rank of an integer matrix modulo ``p`` (vectorised Gaussian elimination).
-
-    >>> modular_matrix_rank(np.array([[1, 2, 3], [2, 4, 6], [0, 1, 1]]))
-    2
-    """
-    A = np.array(matrix, dtype=np.int64) % p
-    if A.ndim != 2:
-        raise OptinvError(f"matrix: expected 2 dimensions, got shape {A.shape}")
-    if A.shape[0] < A.shape[1]:
-        A = A.T.copy()
-    rows, cols = A.shape
-    rank = 0
-    for j in range(cols):
-        if rank == rows:
-            break
-        nz = np.flatnonzero(A[rank:, j])
-        if nz.size == 0:
-            continue
-        r = rank + int(nz[0])
-        if r != rank:
-            A[[rank, r]] = A[[r, rank]]
-        pivot_row = A[rank, j:] * pow(int(A[rank, j]), p - 2, p) % p
-        below = rank + 1 + np.flatnonzero(A[rank + 1:, j])
-        if below.size:
-            A[below, j:] = (A[below, j:] - np.outer(A[below, j], pivot_row) % p) % p
-        rank += 1
-    return rank
 
 
 # -- products of connected graphs -------------------------------------------------------
 
 
-def graph_parity(graph: ContractionGraph, signature: Signature) -> int:
-    """Sign of the graph's value under the inversion: the product of its tensors' parities."""
-    sign = 1
-    for lab in graph.labels:
-        if lab != EPSILON:
-            sign *= signature.tensor(lab).parity
-    return sign
-
-
 def _lifted(signature: Signature) -> Signature:
     """The same tensors under SO(3): every connected graph, pseudoscalars included."""
-    return Signature(signature.tensors, "SO3", signature.convention, aliases=signature.aliases)
+    return Signature(signature.tensors, SO3, signature.convention, aliases=signature.aliases)
 
 
 def product_terms(degrees: list[int], nu: int):
@@ -237,12 +146,12 @@ def product_span_dimensions(signature: Signature, nu_max: int, group: str | None
         n_connected.append(len(found))
         graphs += found
     degrees = [g.degree for g in graphs]
-    parities = [graph_parity(g, signature) for g in graphs]
+    parities = [g.parity(signature) for g in graphs]
     terms = []
     for nu in range(1, nu_max + 1):
         keep = []
         for t in product_terms(degrees, nu):
-            if group == "O3" and np.prod([parities[i] for i in t]) != 1:
+            if not group.keeps(int(np.prod([parities[i] for i in t]))):
                 continue
             keep.append(t)
         terms.append(keep)
@@ -260,7 +169,7 @@ def product_span_dimensions(signature: Signature, nu_max: int, group: str | None
             for row, t in enumerate(keep):
                 for i in t:
                     mat[row] = mat[row] * vals[i] % PRIME
-            dims.append(modular_matrix_rank(mat))
+            dims.append(modular_rank(mat))
         if max(dims) < k or n_points is not None:
             break
         k *= 2
@@ -269,9 +178,6 @@ def product_span_dimensions(signature: Signature, nu_max: int, group: str | None
 
 __all__ = [
     "LinearCount",
-    "batched_tensors",
-    "graph_parity",
-    "modular_matrix_rank",
     "product_span_dimensions",
     "product_terms",
     "values_mod",

@@ -114,7 +114,7 @@ def invariant_dimensions(signature: Signature, nu_max: int, group: str | None = 
     group = normalise_group(signature.group if group is None else group)
     W = nu_max * max(t.rank for t in signature.tensors)
     proper = _weyl_integral(_series(signature, nu_max, improper=False), nu_max, W)
-    if group == "SO3":
+    if not group.improper:  # rotations only: the pseudoscalars count too
         return proper
     improper = _weyl_integral(_series(signature, nu_max, improper=True), nu_max, W)
     out = []

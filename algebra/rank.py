@@ -21,50 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from optinv.algebra.cartesian import orbit_tangents
-from optinv.algebra.evaluate import PRIME, random_integer_point
+from optinv.algebra.modular import PRIME, ModularEchelon, modular_rank, random_integer_point  # noqa: F401
 from optinv.algebra.signature import Signature
-
-
-class ModularEchelon:
-    """Incremental row echelon form over GF(p): add vectors, learn whether the rank rose."""
-
-    def __init__(self, dim: int, p: int = PRIME):
-        self.dim = dim
-        self.p = p
-        self.rows: list[np.ndarray] = []  # normalised: row[pivot] == 1
-        self.pivots: list[int] = []
-
-    @property
-    def rank(self) -> int:
-        return len(self.rows)
-
-    def reduce(self, v: np.ndarray) -> np.ndarray:
-        v = np.asarray(v, dtype=np.int64) % self.p
-        for row, piv in zip(self.rows, self.pivots):
-            if v[piv]:
-                v = (v - v[piv] * row) % self.p
-        return v
-
-    def add(self, v: np.ndarray) -> bool:
-        """Add ``v``; return True when it is independent of the rows so far (rank rose)."""
-        v = self.reduce(v)
-        nz = np.flatnonzero(v)
-        if nz.size == 0:
-            return False
-        piv = int(nz[0])
-        inv = pow(int(v[piv]), self.p - 2, self.p)
-        self.rows.append(v * inv % self.p)
-        self.pivots.append(piv)
-        return True
-
-
-def modular_rank(matrix: np.ndarray, p: int = PRIME) -> int:
-    """Exact rank of an integer matrix modulo ``p``."""
-    matrix = np.asarray(matrix, dtype=np.int64)
-    ech = ModularEchelon(matrix.shape[1], p)
-    for row in matrix:
-        ech.add(row)
-    return ech.rank
 
 
 def float_rank(matrix: np.ndarray, rtol: float | None = None) -> tuple[int, np.ndarray]:
@@ -103,7 +61,7 @@ class Bound:
 
 
 def orbit_bound(signature: Signature, seed: int = 0, p: int = PRIME) -> Bound:
-    """Generic orbit dimension from the three so(3) tangents at a random integer point.
+    """Generic orbit dimension from the group's tangents (three for SO(3)) at a random integer point.
 
     The point is drawn with small integers so the tangents are exact integers;
     their modular rank is a lower bound on the generic orbit dimension, so the
@@ -117,3 +75,7 @@ def orbit_bound(signature: Signature, seed: int = 0, p: int = PRIME) -> Bound:
 
 def random_point(signature: Signature, seed: int) -> np.ndarray:
     return random_integer_point(signature, np.random.default_rng(seed))
+
+
+# ModularEchelon and modular_rank live in optinv.algebra.modular; importable from here as before.
+__all__ = ["Bound", "ModularEchelon", "float_rank", "modular_rank", "orbit_bound", "random_point"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optinv.algebra.basis import Basis, SelectedInvariant, StratumRank, strata_table
-from optinv.algebra.enumerate import graphs_of_degree
+from optinv.algebra.candidates import graphs_of_degree
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.evaluate import PRIME, exact_tensors, exact_value_and_gradient, gradient
 from optinv.algebra.graphs import ContractionGraph

@@ -18,13 +18,15 @@ import re
 from dataclasses import dataclass, field
 
 from optinv.algebra.errors import OptinvError
+from optinv.algebra.group import GROUPS as GROUP_BY_NAME
+from optinv.algebra.group import Group
 
 # Names used by the --l-max shorthand, as in HIP-HOP-NN (s, v, q, t), then lN.
 _SHORT_NAMES = ["s", "v", "q", "t"]
 # hippynn's own names for the same tensors; accepted as aliases in einsum strings.
-_WORD_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"]
+WORD_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"]
 EPSILON = "eps"  # reserved name of the Levi-Civita symbol in einsum strings
-GROUPS = ("O3", "SO3")
+GROUPS = tuple(GROUP_BY_NAME)  # ("O3", "SO3")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_RANK = 12
 
@@ -34,11 +36,9 @@ def default_name(l: int) -> str:
     return _SHORT_NAMES[l] if l < len(_SHORT_NAMES) else f"l{l}"
 
 
-def normalise_group(group: str) -> str:
-    g = str(group).upper().replace("(", "").replace(")", "")
-    if g not in GROUPS:
-        raise OptinvError(f"group: expected 'O3' or 'SO3', got {group!r}")
-    return g
+def normalise_group(group: str) -> Group:
+    """The :class:`~optinv.algebra.group.Group` named ``group`` (a ``str``: ``"O3"`` or ``"SO3"``)."""
+    return Group.of(group)
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,30 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Signature:
-    """The input tensors, in row order, and the group (``"O3"`` or ``"SO3"``)."""
+    """The input tensors, in row order, and the group (``"O3"`` or ``"SO3"``).
+
+    A signature fixes the input layout: one row of ``dim`` coefficients per
+    point, each tensor's ``2l+1`` free coefficients in turn (convention
+    ``hippynn``).
+
+    Parameters
+    ----------
+    tensors : tuple of TensorSpec
+        Name, rank and parity of each tensor (names unique).
+    group : str
+        ``"O3"`` (rotations and reflections, default) or ``"SO3"`` (rotations
+        only: pseudoscalars count); stored as a :class:`~optinv.algebra.group.Group`.
+    convention : str
+        Coefficient convention; only ``"hippynn"``.
+
+    Examples
+    --------
+    >>> sig = Signature.from_l_max(2)
+    >>> sig.describe(), sig.dim
+    ('s:0,v:1,q:2 [O3, D=9]', 9)
+    >>> Signature.parse("a:1,w:1:axial", "SO3").group.improper
+    False
+    """
 
     tensors: tuple[TensorSpec, ...]
     group: str = "O3"
@@ -109,7 +132,7 @@ class Signature:
         if l_max > MAX_RANK:
             raise OptinvError(f"l_max: at most {MAX_RANK} is supported, got {l_max}")
         tensors = tuple(TensorSpec(default_name(l), l) for l in range(l_max + 1))
-        aliases = tuple((_WORD_NAMES[l], default_name(l)) for l in range(min(l_max + 1, len(_WORD_NAMES))))
+        aliases = tuple((WORD_NAMES[l], default_name(l)) for l in range(min(l_max + 1, len(WORD_NAMES))))
         return cls(tensors, group, aliases=aliases)
 
     @classmethod
@@ -194,7 +217,7 @@ class Signature:
     @property
     def allows_epsilon(self) -> bool:
         """Whether a contraction with one Levi-Civita symbol can be invariant."""
-        return self.group == "SO3" or any(t.axial for t in self.tensors)
+        return not self.group.improper or any(t.axial for t in self.tensors)
 
     def describe(self) -> str:
         parts = [f"{t.name}:{t.rank}" + (":axial" if t.axial else "") for t in self.tensors]

@@ -46,15 +46,18 @@ import sympy as sp
 from collections.abc import Sequence
 
 from optinv.algebra.basis import StratumRank
-from optinv.algebra.enumerate import candidates
+from optinv.algebra.candidates import candidates
 from optinv.algebra.graphs import ContractionGraph
 from optinv.algebra.cartesian import GENERATORS, coefficient_map, free_indices, orbit_tangents, transform_coefficients
 from optinv.algebra.errors import OptinvError
-from optinv.algebra.evaluate import PRIME, exact_tensors, exact_values_and_gradients, matmul_mod
-from optinv.algebra.linear_count import modular_matrix_rank
+from optinv.algebra.evaluate import exact_values_and_gradients
+from optinv.algebra.modular import PRIME, exact_tensors, matmul_mod, modular_rank
+from optinv.algebra.modular import modular_rank
 from optinv.algebra.signature import Signature
 
 KINDS = ("generic", "vanishing", "alignment", "point-group", "user")
+# beyond this many factors a stratum report (which enumerates every candidate) is made only on request
+DEFAULT_STRATA_N_MAX = 5
 MAX_USER_ROWS = 200  # each row is its own stratum: keep tables and certificates readable
 
 
@@ -127,8 +130,8 @@ def geometry(stratum: Stratum, signature: Signature, seed: int = 0, p: int = PRI
     """Dimension and orbit dimension of the stratum at a random exact point (or at ``at = (x, tangent)``)."""
     x, tangent = point_and_tangent(stratum, signature, np.random.default_rng(seed), p) if at is None else at
     orbit = orbit_tangents(np.asarray(x, dtype=np.int64), signature) % p
-    orbit_dim = modular_matrix_rank(orbit, p)
-    dim = modular_matrix_rank(np.vstack([tangent % p, orbit]), p)
+    orbit_dim = modular_rank(orbit, p)
+    dim = modular_rank(np.vstack([tangent % p, orbit]), p)
     return StratumGeometry(dim, orbit_dim)
 
 
@@ -442,8 +445,8 @@ def _span_key(stratum: Stratum, signature: Signature) -> np.ndarray:
 
 
 def _same_span(a: np.ndarray, b: np.ndarray) -> bool:
-    ra = modular_matrix_rank(a)
-    return ra == modular_matrix_rank(b) == modular_matrix_rank(np.vstack([a, b]))
+    ra = modular_rank(a)
+    return ra == modular_rank(b) == modular_rank(np.vstack([a, b]))
 
 
 def catalogue(signature: Signature, kinds=("vanishing", "alignment", "point-group")) -> list[Stratum]:
@@ -621,6 +624,6 @@ def stratum_report(graphs: Sequence[ContractionGraph], signature: Signature, n_m
     out = []
     for s, geo, M_own, M_all in zip(sr.strata, sr.geometries, own, everything):
         out.append(StratumRank(s.name, s.kind, s.description, geo.dim, geo.orbit_dim,
-                               modular_matrix_rank(M_own, p) if len(graphs) else 0,
-                               modular_matrix_rank(M_all, p) if len(pool) + len(extra) else 0))
+                               modular_rank(M_own, p) if len(graphs) else 0,
+                               modular_rank(M_all, p) if len(pool) + len(extra) else 0))
     return tuple(out)

@@ -1,9 +1,12 @@
-"""Code generation: plan a Program from a Basis, emit sources from templates, build modules.
+"""Code generation: Request -> Plan -> target registry -> package on disk.
 
->>> from optinv.codegen import compile_module, load_module  # doctest: +SKIP
+>>> from optinv.codegen import compile_module, load_module
 """
 
-from optinv.codegen.build import compile_module, compile_request, hop_module, load_module, render_request
-from optinv.codegen.emit import plan_kernels, render_module
+from optinv.codegen.package import compile_module, compile_request, hop_module, load_module
+from optinv.codegen.plan import Plan, make_plan, plan_kernels
+from optinv.codegen.render import render_module
+from optinv.codegen.request import Request
 
-__all__ = ["compile_module", "compile_request", "hop_module", "load_module", "plan_kernels", "render_module", "render_request"]
+__all__ = ["Plan", "Request", "compile_module", "compile_request", "hop_module", "load_module", "make_plan",
+           "plan_kernels", "render_module"]

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# HIP-HOP-NN's own 13 invariants (hippynn's calc_invariants order), compiled as given.
-HIPPYNN_INVARIANTS = [
+import optinv.generated
+
+#: HIP-HOP-NN's own 13 invariants for l_max=3, n_max=4 (hippynn's calc_invariants order and tensor names
+#: zero/one/two/three): independent and complete (rank = bound = 13).  The one copy in the project.
+HIPPYNN_INVARIANTS = (
     "->,zero",
     "i,i->,one,one",
     "ij,ij->,two,two",
@@ -24,22 +27,24 @@ HIPPYNN_INVARIANTS = [
     "ij,jkl,ikl->,two,three,three",
     "ij,jk,ilm,klm->,two,two,three,three",
     "ij,ijk,kab,ab->,two,three,three,two",
-]
+)
 
 
 def committed_modules() -> dict[str, dict]:
-    """Name -> request of every module in ``generated/``."""
+    """Name -> request of every module in ``generated/`` (they import optinv's runtime, not a copy)."""
     modules = {}
     for l_max in range(1, 5):
         for n_max in range(2, 5):
-            modules[f"hop_l{l_max}_n{n_max}"] = {"group": "O3", "l_max": l_max, "n_max": n_max}
-    modules["hippynn_default"] = {"group": "O3", "l_max": 3, "invariants": list(HIPPYNN_INVARIANTS)}
+            modules[f"hop_l{l_max}_n{n_max}"] = {"group": "O3", "l_max": l_max, "n_max": n_max,
+                                                  "bundle_runtime": False}
+    modules["hippynn_default"] = {"group": "O3", "l_max": 3, "invariants": list(HIPPYNN_INVARIANTS),
+                                  "bundle_runtime": False}
     for l_max in (3, 4):  # stratum-aware bases: complete generically and at the maximum on every stratum
-        modules[f"flex_l{l_max}_n4"] = {"group": "O3", "l_max": l_max, "n_max": 4, "flexible": True}
+        modules[f"flex_l{l_max}_n4"] = {"group": "O3", "l_max": l_max, "n_max": 4, "flexible": True,
+                                        "bundle_runtime": False}
     return modules
 
 
 def generated_dir() -> Path:
-    import optinv.generated
-
+    """The folder of the committed modules (``optinv.generated``)."""
     return Path(optinv.generated.__file__).resolve().parent

@@ -1,4 +1,8 @@
-"""Planning: from contraction graphs to the cheapest straight-line forward program.
+"""Planning: from a Request (and its Basis) to the cheapest straight-line programs.
+
+:func:`make_plan` turns a :class:`~optinv.codegen.request.Request` into a
+:class:`Plan`: the invariants (selected once, or parsed and certified), the
+signature, and the four programs every target prints (forward, VJP, JVP, HVP).
 
 Two strategies, the cheaper (by flop count) wins:
 
@@ -23,50 +27,20 @@ import itertools
 
 import sympy as sp
 
+from dataclasses import dataclass
+
+from optinv.algebra.basis import Basis
 from optinv.algebra.cartesian import LEVI_CIVITA, coefficient_map
+from optinv.algebra.contraction_order import cheapest_merges
+from optinv.algebra.errors import OptinvError
+from optinv.algebra.evaluate import PRIME
 from optinv.algebra.graphs import ContractionGraph
+from optinv.algebra.flexible import DEFAULT_NODES, select_flexible_basis
+from optinv.algebra.select import check_invariants, parse_einsum_list, select_basis
+from optinv.algebra.strata import DEFAULT_STRATA_N_MAX, parse_strata_spec, stratum_report
 from optinv.algebra.signature import EPSILON, Signature
-from optinv.codegen.program import Program, ProgramBuilder
-
-
-def contraction_order(mult) -> list[tuple[int, int]] | None:
-    """The cheapest pairwise merge sequence (as in ``best_contraction_cost``), as node-subset bitmasks."""
-    n = len(mult)
-    if n == 1:
-        return []
-    full = (1 << n) - 1
-    open_edges = [0] * (full + 1)
-    for S in range(1, full + 1):
-        open_edges[S] = sum(mult[a][b] for a in range(n) if S >> a & 1 for b in range(n) if not S >> b & 1)
-    best = [0] * (full + 1)
-    split = [0] * (full + 1)
-    for S in range(1, full + 1):
-        if S & (S - 1) == 0:
-            continue
-        low = S & -S
-        cheapest = None
-        A = (S - 1) & S
-        while A:
-            if A & low:
-                B = S ^ A
-                shared = (open_edges[A] + open_edges[B] - open_edges[S]) // 2
-                c = best[A] + best[B] + 3 ** (open_edges[S] + shared)
-                if cheapest is None or c < cheapest:
-                    cheapest, split[S] = c, A
-            A = (A - 1) & S
-        best[S] = cheapest
-    merges: list[tuple[int, int]] = []
-
-    def walk(S: int) -> None:
-        if S & (S - 1) == 0:
-            return
-        A = split[S]
-        walk(A)
-        walk(S ^ A)
-        merges.append((A, S ^ A))
-
-    walk(full)
-    return merges
+from optinv.codegen.program import Program, ProgramBuilder, forward_mode, reverse_mode
+from optinv.codegen.request import Request
 
 
 class _Tensor:
@@ -120,7 +94,7 @@ def plan_contraction(graphs: list[ContractionGraph], signature: Signature) -> Pr
     outputs = []
     for g in graphs:
         nodes = {1 << i: _Tensor(sub, inputs[lab]) for i, (lab, sub) in enumerate(zip(g.labels, g.subscripts))}
-        for A, B in contraction_order(g.multiplicity_matrix()):
+        for A, B in cheapest_merges(g.multiplicity_matrix())[1]:
             nodes[A | B] = _merge(nodes.pop(A), nodes.pop(B), set(), b)
         (result,) = nodes.values()
         outputs.append(b.emit(result.entries[()]))
@@ -172,3 +146,104 @@ def plan_forward(graphs: list[ContractionGraph], signature: Signature, strategie
     best = min(programs, key=lambda p: p.flops)
     best.notes["strategies"] = {p.strategy: p.flops for p in programs}
     return best
+
+
+# -- the plan of a whole package -------------------------------------------------------------
+
+KERNEL_NAMES = ("forward", "vjp", "jvp", "hvp")
+
+
+@dataclass(frozen=True)
+class KernelPrograms:
+    """The four programs a module needs, all derived from one forward program."""
+
+    forward: Program
+    vjp: Program
+    jvp: Program
+    hvp: Program
+
+    @property
+    def flops(self) -> dict[str, int]:
+        return {name: getattr(self, name).flops for name in KERNEL_NAMES}
+
+    def by_name(self) -> dict[str, Program]:
+        return {name: getattr(self, name) for name in KERNEL_NAMES}
+
+
+def plan_kernels(graphs: list[ContractionGraph], signature: Signature) -> KernelPrograms:
+    """Forward program (cheapest strategy) and its VJP, JVP and g-weighted HVP."""
+    fwd = plan_forward(graphs, signature)
+    vjp = reverse_mode(fwd)
+    return KernelPrograms(forward=fwd, vjp=vjp, jvp=forward_mode(fwd), hvp=forward_mode(vjp))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a package is rendered from: request, invariants, their certificate, programs."""
+
+    request: Request
+    graphs: tuple[ContractionGraph, ...]
+    certificate: dict  # rank, bound, complete, independent (per invariant), how certified
+    programs: KernelPrograms
+
+    @property
+    def signature(self) -> Signature:
+        return self.request.signature
+
+
+def _certificate(rank: int, bound: int, independent: list[bool], strata, strata_n_max: int | None) -> dict:
+    return {
+        "rank": rank,
+        "bound": bound,
+        "complete": rank == bound,
+        "independent": independent,
+        "certificate": f"exact Jacobian rank mod {PRIME} at a random integer point",
+        # ranks on degenerate strata beside the maximum with strata_n_max factors (optinv.algebra.strata)
+        "flexible": bool(strata) and all(s.rank == s.max_rank for s in strata),
+        "strata_n_max": strata_n_max,
+        "strata": [s.to_dict() for s in strata],
+    }
+
+
+def _strata_report(graphs, sig: Signature, n_max: int, request: Request) -> tuple:
+    """Ranks on the strata, unless the exhaustive maximum would be too costly (n_max beyond the default)."""
+    if n_max > DEFAULT_STRATA_N_MAX and not request.flexible:
+        return ()
+    return stratum_report(graphs, sig, n_max, parse_strata_spec(request.strata, sig), request.selection_seed)
+
+
+def make_plan(request: Request, basis: Basis | None = None) -> Plan:
+    """Plan ``request``; a ``basis`` already selected for it is used as it is (never selected again).
+
+    With ``n_max`` and no ``basis``, the basis is selected here, once (flexible
+    when the request says so); with ``invariants``, the list is parsed and
+    certified (rank, independence) as given.  Either way the certificate
+    records the ranks on the degenerate strata.
+    """
+    sig = request.signature
+    if basis is None and request.n_max is not None:
+        if request.flexible:
+            basis = select_flexible_basis(sig, request.n_max, parse_strata_spec(request.strata, sig),
+                                          seed=request.selection_seed,
+                                          max_nodes=DEFAULT_NODES if request.search_nodes is None else request.search_nodes)
+        else:
+            basis = select_basis(sig, request.n_max, seed=request.selection_seed)
+    if basis is not None:
+        if basis.signature != sig:
+            raise OptinvError(f"basis: selected for {basis.signature.describe()}, not for {sig.describe()}")
+        if request.invariants is not None and tuple(request.invariants) != tuple(basis.einsums):
+            raise OptinvError("basis: its invariants differ from the request's")
+        graphs = list(basis.graphs)
+        ranks = [inv.rank_after for inv in basis.invariants]
+        independent = [r > (ranks[k - 1] if k else 0) for k, r in enumerate(ranks)]
+        strata = basis.strata or _strata_report(graphs, sig, basis.n_max, request)
+        certificate = _certificate(basis.rank, basis.bound.bound, independent, strata, basis.n_max)
+    else:
+        graphs = [g for _, g in parse_einsum_list(list(request.invariants), sig)]
+        n_max = max(g.degree for g in graphs) if graphs else 1
+        strata = _strata_report(graphs, sig, n_max, request) if graphs else ()
+        check = check_invariants([g.einsum for g in graphs], sig, seed=request.selection_seed)
+        certificate = _certificate(check.rank, check.bound, [e.independent for e in check.entries], strata, n_max)
+    if not graphs:
+        raise OptinvError("invariants: expected at least one invariant to compile")
+    return Plan(request, tuple(graphs), certificate, plan_kernels(graphs, sig))

@@ -30,12 +30,9 @@ from optinv.algebra.cartesian import (
     transform_rows,
 )
 from optinv.algebra.signature import Signature
+from budget import scaled
 
 L_MAX_EXACT = 8
-
-
-def scaled(n: int) -> int:
-    return max(1, n * settings.default.max_examples // 25)
 
 
 def rotate_slots(R, T, l):

@@ -1,7 +1,5 @@
 """Command line of the engine: ``optinv basis``, ``optinv check``, ``optinv table``; docstring examples."""
 
-import doctest
-import importlib
 import json
 import os
 import re
@@ -138,16 +136,6 @@ def test_console_script(tmp_path):
     assert data["rank"] == data["bound"] == 6
     bad = subprocess.run([exe, "basis", "--n-max", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "n_max" in bad.stderr
-
-
-ENGINE_MODULES = ["signature", "cartesian", "graphs", "enumerate", "evaluate", "rank", "select", "basis"]
-
-
-@pytest.mark.parametrize("name", [f"optinv.algebra.{m}" for m in ENGINE_MODULES] + ["optinv.testing"])
-def test_docstring_examples(name):
-    module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
 
 
 def test_testing_module_imports_without_hypothesis_and_says_what_to_install(monkeypatch):

@@ -223,7 +223,7 @@ def test_generation_is_deterministic_across_processes(tmp_path):
 def test_metadata_records_request_hashes_and_flops():
     m = mod("hippynn_default")
     meta = m.METADATA
-    assert meta["request"]["invariants"] == HIPPYNN_INVARIANTS  # as given
+    assert meta["request"]["invariants"] == list(HIPPYNN_INVARIANTS)  # as given
     assert meta["K"] == 13 and meta["D"] == 16
     assert meta["basis"]["rank"] == 13 == meta["basis"]["bound"]
     assert set(meta["strategy_flops"]) == {"contraction", "polynomial"}

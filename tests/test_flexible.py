@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 
 from optinv.algebra.basis import Basis
 from optinv.algebra.cartesian import coefficients_from_tensor, tensor_from_coefficients
-from optinv.algebra.enumerate import candidates
+from optinv.algebra.candidates import candidates
 from optinv.algebra.errors import OptinvError
-from optinv.algebra.evaluate import PRIME, gradient
+from optinv.algebra.evaluate import gradient
+from optinv.algebra.modular import PRIME
 from optinv.algebra.flexible import search_flexible, select_flexible_basis
-from optinv.algebra.linear_count import modular_matrix_rank
+from optinv.algebra.modular import modular_rank
 from optinv.algebra.rank import float_rank
 from optinv.algebra.select import check_invariants, select_basis
 from optinv.algebra.signature import Signature, TensorSpec
@@ -51,7 +52,7 @@ def test_flexible_l3_n4_reaches_every_maximum_and_the_generic_basis_does_not():
 
 
 def _feasible(matrices, members, targets) -> bool:
-    return all(modular_matrix_rank(M[list(members)]) == t for M, t in zip(matrices, targets))
+    return all(modular_rank(M[list(members)]) == t for M, t in zip(matrices, targets))
 
 
 @settings(max_examples=12, deadline=None)
@@ -66,7 +67,7 @@ def test_search_matches_brute_force_on_random_matroids(n, k, seed):
         A = rng.integers(0, 3, size=(n, rank)) @ rng.integers(-2, 3, size=(rank, width))
         A[rng.random(n) < 0.3] = 0  # candidates that do nothing on this stratum
         matrices.append(A % PRIME)
-    targets = [modular_matrix_rank(M) for M in matrices]
+    targets = [modular_rank(M) for M in matrices]
     costs = [int(c) for c in rng.integers(1, 20, size=n)]
     found = search_flexible(matrices, targets, costs, [1] * n, 0, PRIME, max_nodes=10**7)
     assert found.size_proven and found.cost_proven
@@ -172,7 +173,7 @@ def max_invariant_rank(sig: Signature, n_max: int, seed: int = 0) -> int:
             for k in np.flatnonzero(c):
                 acc = (acc + int(c[k]) * grads[k]) % p
             rows.append(acc)
-    return modular_matrix_rank(np.array(rows)) if rows else 0
+    return modular_rank(np.array(rows)) if rows else 0
 
 
 @st.composite

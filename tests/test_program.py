@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from optinv.algebra.evaluate import evaluate, gradient
 from optinv.algebra.select import select_basis
 from optinv.algebra.signature import Signature
-from optinv.codegen.emit import plan_kernels
+from optinv.codegen.plan import plan_kernels
 from optinv.codegen.plan import plan_contraction, plan_polynomial
 from optinv.codegen.program import expr_flops, factor_common
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import optinv.testing as ot
 from optinv.algebra.basis import Basis
 from optinv.algebra.cartesian import GENERATORS, transform_rows
-from optinv.algebra.enumerate import candidates
+from optinv.algebra.candidates import candidates
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.evaluate import (
     PRIME,
@@ -31,10 +31,7 @@ from optinv.algebra.graphs import ContractionGraph
 from optinv.algebra.rank import orbit_bound
 from optinv.algebra.select import check_invariants, select_basis
 from optinv.algebra.signature import Signature
-
-
-def scaled(n: int) -> int:
-    return max(1, n * settings.default.max_examples // 25)
+from budget import scaled
 
 
 # -- independent references ------------------------------------------------------------------
@@ -272,7 +269,7 @@ EXPENSIVE = {(4, 6), (5, 5), (5, 6)}
 
 @lru_cache(maxsize=None)
 def _degree_graphs(l_max: int, degree: int):
-    from optinv.algebra.enumerate import graphs_of_degree
+    from optinv.algebra.candidates import graphs_of_degree
 
     return graphs_of_degree(Signature.from_l_max(l_max), degree)
 

@@ -6,11 +6,7 @@ from hypothesis import given, settings
 import optinv.testing as ot
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.signature import Signature, TensorSpec, default_name
-
-
-def scaled(n: int) -> int:
-    """``n`` examples under the default profile, more under ``thorough``."""
-    return max(1, n * settings.default.max_examples // 25)
+from budget import scaled
 
 
 def test_l_max_shorthand_names_and_layout():

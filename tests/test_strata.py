@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from optinv.algebra.cartesian import coefficient_map, quaternion_matrix, transform_rows
-from optinv.algebra.enumerate import candidates
+from optinv.algebra.candidates import candidates
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.evaluate import gradient
-from optinv.algebra.linear_count import modular_matrix_rank
+from optinv.algebra.modular import modular_rank
 from optinv.algebra.rank import float_rank
 from optinv.algebra.signature import Signature
 from optinv.algebra.strata import (
@@ -206,7 +206,7 @@ def test_ranks_on_strata_match_brute_force_float_jacobians(sig, n_max):
         # norm, which would blow rounding noise on the stratum up to unit rows
         scale = np.array([np.linalg.norm(x) ** (g.degree - 1) for g in pool])[:, None]
         jac = gradient(pool, x[None], sig)[0] @ (tangent / np.abs(tangent).max()).T / scale
-        assert modular_matrix_rank(rows) == float_rank(jac, rtol=1e-12)[0], s.name
+        assert modular_rank(rows) == float_rank(jac, rtol=1e-12)[0], s.name
 
 
 def test_generic_basis_loses_rank_where_the_issue_says():

@@ -12,7 +12,8 @@ import pytest
 from optinv.cli import main as cli_main
 from optinv.codegen import compile_request
 from optinv.codegen.catalog import committed_modules, generated_dir
-from optinv.verify import PROPERTIES, _cuda_unavailable, central_weights, verify_module
+from optinv.codegen.targets.base import cuda_unavailable
+from optinv.verify import PROPERTIES, central_weights, verify_module
 
 COMMITTED = sorted(committed_modules())
 
@@ -61,7 +62,7 @@ def test_verify_cli_defaults_on_hop_l3_n4(capsys, tmp_path):
     # CUDA is reported as skipped, never as passed, without a GPU
     cuda = [r for r in data["results"] if r["backend"].startswith("cuda")]
     assert len(cuda) == 6
-    if _cuda_unavailable():
+    if cuda_unavailable():
         assert all(r["status"] == "SKIP" and "no GPU" in r["message"] for r in cuda)
 
 

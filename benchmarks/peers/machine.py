@@ -26,7 +26,7 @@ import subprocess
 import sys
 from importlib import metadata as importlib_metadata
 
-from .cbuild import CFLAGS, build_and_load, compiler_version
+from .cbuild import build_and_load, cflags, compiler_version
 
 _PEAK_SRC = r"""
 #include <omp.h>
@@ -179,7 +179,7 @@ def versions() -> dict:
         "matplotlib": _version("matplotlib"),
         "optinv": _version("optinv"),
         "gcc": compiler_version(),
-        "cflags": " ".join(CFLAGS),
+        "cflags": " ".join(cflags()),
     }
     try:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from optinv.algebra import evaluate as _ev
-from optinv.algebra.cartesian import LEVI_CIVITA, coefficient_map
+from optinv.algebra.cartesian import LEVI_CIVITA, coefficient_map, tensors_of_rows
 from optinv.algebra.signature import EPSILON, Signature
 
 
@@ -37,13 +37,13 @@ def vjp(graphs, x, g, signature: Signature) -> np.ndarray:
     g = np.asarray(g, dtype=x.dtype)
     if g.shape != (x.shape[0], len(graphs)):
         raise ValueError(f"g: expected shape ({x.shape[0]}, {len(graphs)}), got {g.shape}")
-    tensors = _ev._split(x, signature)
+    tensors = tensors_of_rows(x, signature)
     eps = LEVI_CIVITA.astype(x.dtype)
     slices = signature.slices()
     n = x.shape[0]
     out = np.zeros((n, signature.dim), dtype=x.dtype)
     for k, gr in enumerate(graphs):
-        ops = _ev._node_tensors(gr, tensors, eps)
+        ops = _ev.node_operands(gr, tensors, eps)
         gk = g[:, k : k + 1]
         for node, lab in enumerate(gr.labels):
             if lab == EPSILON:
@@ -52,7 +52,7 @@ def vjp(graphs, x, g, signature: Signature) -> np.ndarray:
                 out[:, slices[lab]] += gk
                 continue
             rank = signature.tensor(lab).rank
-            env = _ev._einsum(_ev._batched_subscripts(gr, skip=node), [o for i, o in enumerate(ops) if i != node])
+            env = _ev.batched_einsum(_ev.batched_subscripts(gr, skip=node), [o for i, o in enumerate(ops) if i != node])
             cmap = coefficient_map(rank).astype(x.dtype).reshape(-1, 2 * rank + 1)
             out[:, slices[lab]] += (gk * env.reshape(n, -1)) @ cmap
     return out

@@ -27,6 +27,7 @@ variables costs ``f - 1`` multiplies, one more if ``|c| != 1``, and one add
 unless it starts its accumulator.
 
 >>> from optinv.algebra.signature import Signature
+from optinv.codegen.catalog import HIPPYNN_INVARIANTS
 >>> prog = SparsePolynomialProgram.from_einsums(HIPPYNN_13, Signature.from_l_max(3))
 >>> prog.n_monomials
 352
@@ -42,27 +43,14 @@ import numpy as np
 from sympy import ZZ
 from sympy.polys.rings import ring
 
-from optinv.algebra.cartesian import coefficient_map
+from optinv.algebra.cartesian import tensors_of_rows
 from optinv.algebra.signature import Signature
+from optinv.codegen.catalog import HIPPYNN_INVARIANTS
 
-from .cbuild import CFLAGS, build_and_load
+from .cbuild import build_and_load, cflags
 
 # HIP-HOP-NN's hand-written set for l_max=3, n_max=4 (hippynn 0.1.3, order of calc_invariants).
-HIPPYNN_13 = (
-    "->,zero",
-    "i,i->,one,one",
-    "ij,ij->,two,two",
-    "ij,ik,jk->,two,two,two",
-    "ijk,ijk->,three,three",
-    "ijk,ijl,abk,abl->,three,three,three,three",
-    "i,ij,j->,one,two,one",
-    "i,ij,jk,k->,one,two,two,one",
-    "i,j,k,ijk->,one,one,one,three",
-    "i,ijk,jkl,l->,one,three,three,one",
-    "ij,jkl,ikl->,two,three,three",
-    "ij,jk,ilm,klm->,two,two,three,three",
-    "ij,ijk,kab,ab->,two,three,three,two",
-)
+HIPPYNN_13 = HIPPYNN_INVARIANTS  # HIP-HOP-NN's 13 invariants (the catalogue's copy)
 # calc_invariants(l_max, n_max) returns the invariants of HIPPYNN_13 with these indices, in this order.
 HIPPYNN_SUBSETS = {
     (2, 2): (0, 1, 2),
@@ -88,15 +76,9 @@ def expand(einsums, signature: Signature):
     coefficient ``d`` of the row.
     """
     R, *xs = ring(",".join(f"x{d}" for d in range(signature.dim)), ZZ)
-    tensors = {}
-    for spec, sl in zip(signature.tensors, signature.slices().values()):
-        coeffs = np.empty(spec.size, dtype=object)
-        coeffs[:] = xs[sl]
-        if spec.rank == 0:
-            tensors[spec.name] = coeffs[0]
-        else:
-            cmap = coefficient_map(spec.rank).astype(object)
-            tensors[spec.name] = np.tensordot(cmap, coeffs, axes=([-1], [0]))
+    row = np.empty(signature.dim, dtype=object)
+    row[:] = xs
+    tensors = {name: (t.item() if t.ndim == 0 else t) for name, t in tensors_of_rows(row, signature).items()}
     polys = []
     for text in einsums:
         lhs, rhs = text.split("->")
@@ -412,7 +394,7 @@ class SparsePolyKernel:
         self.metadata = {
             "name": name,
             "einsums": list(einsums),
-            "cflags": list(CFLAGS),
+            "cflags": list(cflags()),
             "flops": {"forward": self.program.flops_forward, "vjp": self.program.flops_vjp},
             **self.program.summary(),
         }

@@ -31,16 +31,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from optinv.algebra.enumerate import graphs_of_degree
-from optinv.algebra.evaluate import PRIME, exact_tensors, exact_value, random_integer_point
+from optinv.algebra.candidates import graphs_of_degree
+from optinv.algebra.evaluate import exact_value
+from optinv.algebra.modular import PRIME, exact_tensors, pivot_columns, random_integer_point
 from optinv.algebra.graphs import ContractionGraph
+from optinv.algebra.linear_count import product_terms
+from optinv.algebra.molien import ace_signature
 from optinv.algebra.select import select_basis
 from optinv.algebra.signature import Signature
-
-
-def ace_signature(n_rad: int, l_max: int, group: str = "O3") -> Signature:
-    """``n_rad`` channels of every rank ``0..l_max``."""
-    return Signature.channels({l: n_rad for l in range(l_max + 1)}, group=group)
 
 
 @dataclass
@@ -113,55 +111,6 @@ def independent_set(n_rad: int, l_max: int, nu_max: int, seed: int = 0) -> Descr
     return DescriptorSet("independent", n_rad, l_max, nu_max, sig, graphs, [(k,) for k in range(len(graphs))], info)
 
 
-def _multisets_of_degree(degrees: list[int], nu: int) -> list[tuple[int, ...]]:
-    """Sorted index tuples (with repeats) of connected graphs whose degrees sum to ``nu``."""
-    out: list[tuple[int, ...]] = []
-
-    def rec(start: int, left: int, acc: list[int]):
-        if left == 0:
-            out.append(tuple(acc))
-            return
-        for k in range(start, len(degrees)):
-            if degrees[k] <= left:
-                acc.append(k)
-                rec(k, left - degrees[k], acc)
-                acc.pop()
-
-    rec(0, nu, [])
-    return out
-
-
-def pivot_columns_mod(matrix: np.ndarray, p: int = PRIME) -> list[int]:
-    """Greedy (left to right) maximal set of linearly independent columns of an integer matrix mod ``p``.
-
-    Column ``c`` is kept exactly when it is not in the span of the columns before it; this is
-    the list of pivot columns of the reduced row echelon form over GF(p).
-    """
-    A = np.asarray(matrix, dtype=np.int64) % p
-    m, n = A.shape
-    pivots: list[int] = []
-    row = 0
-    for c in range(n):
-        if row == m:
-            break
-        nz = np.flatnonzero(A[row:, c])
-        if nz.size == 0:
-            continue
-        r = row + int(nz[0])
-        if r != row:
-            A[[row, r]] = A[[r, row]]
-        inv = pow(int(A[row, c]), p - 2, p)
-        A[row, c:] = A[row, c:] * inv % p
-        f = A[:, c].copy()
-        f[row] = 0
-        rows = np.flatnonzero(f)
-        if rows.size:
-            A[np.ix_(rows, np.arange(c, n))] = (A[rows, c:] - f[rows, None] * A[row, c:][None, :]) % p
-        pivots.append(c)
-        row += 1
-    return pivots
-
-
 def linear_ace_set(n_rad: int, l_max: int, nu_max: int, seed: int = 0, extra_points: int = 16) -> DescriptorSet:
     """The full linear ACE basis up to ``nu_max`` as products of connected graphs (exact rank filter).
 
@@ -175,7 +124,7 @@ def linear_ace_set(n_rad: int, l_max: int, nu_max: int, seed: int = 0, extra_poi
     degrees = [g.degree for g in connected]
     per_degree = {}
     for nu in range(1, nu_max + 1):
-        cands = _multisets_of_degree(degrees, nu)
+        cands = list(product_terms(degrees, nu))
         cands.sort(key=lambda t: (-len(t), sum(connected[k].cost for k in t), t))
         per_degree[nu] = cands
     n_points = max(len(c) for c in per_degree.values()) + extra_points
@@ -194,7 +143,7 @@ def linear_ace_set(n_rad: int, l_max: int, nu_max: int, seed: int = 0, extra_poi
             for k in prod:
                 v = v * values[k] % PRIME
             cols[:, c] = v
-        piv = pivot_columns_mod(cols)
+        piv = pivot_columns(cols)
         if len(piv) >= n_points - 1:
             raise RuntimeError("linear_ace_set: too few random points for the rank test")
         kept.extend(cands[c] for c in piv)
@@ -213,7 +162,7 @@ def descriptor_sets(n_rad: int, l_max: int, nu_max: int) -> dict[str, Descriptor
     return {"linear": linear_ace_set(n_rad, l_max, nu_max), "independent": independent_set(n_rad, l_max, nu_max)}
 
 
-__all__ = ["DescriptorSet", "ace_signature", "independent_set", "linear_ace_set", "descriptor_sets", "pivot_columns_mod"]
+__all__ = ["DescriptorSet", "ace_signature", "independent_set", "linear_ace_set", "descriptor_sets"]
 
 
 if __name__ == "__main__":  # pragma: no cover - quick look at the counts

@@ -1,0 +1,175 @@
+"""Compiling a request into a generated package on disk, and importing it.
+
+:func:`compile_request` is the one path: a :class:`~optinv.codegen.request.Request`
+(or its recorded dict) -> :func:`~optinv.codegen.plan.make_plan` ->
+:func:`~optinv.codegen.render.render_module` -> files.  :func:`compile_module`
+is the API shortcut from a Basis or a list of einsum strings.
+
+>>> import tempfile
+>>> from optinv.algebra.signature import Signature
+>>> out = tempfile.mkdtemp()
+>>> path = compile_module(["i,i->,v,v"], Signature.from_l_max(1), "vv", out)
+>>> mod = load_module(path)
+>>> mod.K, mod.EINSUMS
+(1, ['i,i->,v,v'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+from optinv.algebra.basis import Basis
+from optinv.algebra.errors import OptinvError
+from optinv.algebra.group import O3
+from optinv.algebra.select import parse_einsum_list
+from optinv.algebra.signature import Signature, normalise_group
+from optinv.codegen.catalog import committed_modules
+from optinv.codegen.plan import make_plan
+from optinv.codegen.render import render_module
+from optinv.codegen.request import Request
+from optinv.version import __version__
+
+
+def write_files(files: dict[str, str], package_dir: Path) -> Path:
+    """Write ``files`` into ``package_dir`` (unchanged files are not touched)."""
+    package_dir.mkdir(parents=True, exist_ok=True)
+    for fname, text in files.items():
+        target = package_dir / fname
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
+    return package_dir
+
+
+def compile_request(request: Request | dict, name: str, out_dir, basis: Basis | None = None) -> Path:
+    """Generate package ``out_dir/name`` for ``request`` (a :class:`Request` or its recorded dict).
+
+    ``basis``: a Basis already selected for this request (it is used, not selected again).
+    """
+    if not isinstance(request, Request):
+        request = Request.from_dict(request)
+    files = render_module(make_plan(request, basis), name)
+    return write_files(files, Path(out_dir) / name)
+
+
+def compile_module(source, signature: Signature | None, name: str, out_dir, targets=None) -> Path:
+    """Generate a self-contained Python package of kernels for a Basis or a list of invariants.
+
+    Parameters
+    ----------
+    source : Basis or list of str
+        A basis from :func:`~optinv.algebra.select.select_basis` (used as it is:
+        not selected again), or einsum strings, compiled in the order given.
+    signature : Signature or None
+        The input tensors; required with einsum strings, ignored with a Basis.
+    name : str
+        The package name (a Python identifier).
+    out_dir : str or path-like
+        The package is written to ``out_dir/name``.
+    targets : list of str, optional
+        Names in the target registry (:mod:`optinv.codegen.targets`); default C and CUDA.
+
+    Returns
+    -------
+    pathlib.Path
+        The package directory.  It needs NumPy and a C compiler only: the
+        runtime is copied in.  Load it with :func:`load_module`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from optinv.algebra.signature import Signature
+    >>> path = compile_module(["i,i->,v,v"], Signature.from_l_max(1), "vv", tempfile.mkdtemp())
+    >>> sorted(p.name for p in path.iterdir())
+    ['__init__.py', '_runtime.py', '_torch.py', 'kernels.c', 'kernels.cu', 'metadata.json']
+    """
+    extra = {} if targets is None else {"targets": tuple(targets)}
+    if isinstance(source, Basis):
+        request = Request.for_signature(source.signature, invariants=tuple(source.einsums), **extra)
+        return compile_request(request, name, out_dir, basis=source)
+    if signature is None:
+        raise OptinvError("signature: required when compiling a list of einsum strings")
+    if isinstance(source, str):
+        raise OptinvError("invariants: expected a list of einsum strings, got one string")
+    parsed = parse_einsum_list(list(source), signature)
+    request = Request.for_signature(signature, invariants=tuple(g.einsum for _, g in parsed), **extra)
+    return compile_request(request, name, out_dir)
+
+
+def load_module(path):
+    """Import a generated package from its directory.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A directory written by :func:`compile_module` or ``optinv compile``.
+
+    Returns
+    -------
+    module
+        The package, imported under a name unique to its path and metadata (a
+        package regenerated in place is imported afresh): ``forward``, ``vjp``,
+        ``jvp``, ``hvp`` on NumPy or CuPy arrays, ``torch_invariants``, ``D``, ``K``,
+        ``EINSUMS``, ``METADATA``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from optinv.algebra.signature import Signature
+    >>> mod = load_module(compile_module(["i,i->,v,v"], Signature.from_l_max(1), "vv", tempfile.mkdtemp()))
+    >>> mod.forward(np.array([[0.0, 1.0, 2.0, 2.0]]))
+    array([[9.]])
+    """
+    path = Path(path).resolve()
+    if not (path / "__init__.py").is_file() or not (path / "metadata.json").is_file():
+        raise OptinvError(f"{path}: not a generated optinv module (no __init__.py and metadata.json)")
+    meta_text = (path / "metadata.json").read_text()
+    meta = json.loads(meta_text)
+    # Keyed by path and content: a package regenerated in place is imported afresh.
+    digest = hashlib.sha256((str(path) + "\0" + meta_text).encode()).hexdigest()[:16]
+    mod_name = f"optinv_generated_{meta['name']}_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, path / "__init__.py", submodule_search_locations=[str(path)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def module_cache_dir() -> Path:
+    """Where :func:`hop_module` compiles modules: ``$OPTINV_CACHE_DIR`` or the per-user cache."""
+    env = os.environ.get("OPTINV_CACHE_DIR")
+    if env:
+        return Path(env) / "modules"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "optinv" / "modules"
+
+
+def hop_module(l_max: int, n_max: int, group: str = "O3", out_dir=None):
+    """The generated module for HIP-HOP-NN tensors of ranks 0..l_max and up to n_max factors.
+
+    Committed modules (``optinv.generated.hop_l{L}_n{N}``) are imported as they
+    are; any other setting is compiled once into ``out_dir`` (default: the
+    per-user cache, ``$OPTINV_CACHE_DIR`` or ``~/.cache/optinv``) and loaded, so
+    ``hop_module(6, 5).HopInvariantLayer()`` works for any l_max and n_max.
+    """
+    group = normalise_group(group)
+    name = f"hop_l{l_max}_n{n_max}" + ("" if group == O3 else f"_{group.lower()}")
+    if name in committed_modules():
+        return importlib.import_module(f"optinv.generated.{name}")
+    out_dir = module_cache_dir() if out_dir is None else Path(out_dir)
+    request = Request(group=group, l_max=l_max, n_max=n_max)
+    package = out_dir / name
+    meta = package / "metadata.json"
+    stale = not meta.is_file()
+    if not stale:
+        recorded = json.loads(meta.read_text())
+        stale = recorded.get("request") != request.to_dict() or recorded.get("optinv_version") != __version__
+    if stale:  # missing, made for another request, or by another optinv version
+        compile_request(request, name, out_dir)
+    return load_module(package)

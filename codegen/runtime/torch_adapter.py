@@ -1,0 +1,137 @@
+"""PyTorch adapter of a generated optinv module (autograd with double backward).
+
+Committed modules import this module; ``optinv compile`` copies it verbatim into
+the package it writes (as ``_torch.py``), so it imports nothing from optinv.  A
+package binds it to its own kernels with :func:`bind`.
+
+CPU tensors run on the C kernels (zero-copy through NumPy), CUDA tensors on the
+CUDA kernels through CuPy on PyTorch's current stream (zero-copy via DLPack).
+The backward of the forward is the VJP kernel; the backward of the VJP uses the
+JVP and the g-weighted HVP kernels, so losses on forces can be trained
+(``torch.autograd.gradcheck`` and ``gradgradcheck`` pass).  Third derivatives
+are not provided and raise an error.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+def _check(name: str, t, width: int) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {t.dtype}")
+    if t.ndim != 2 or t.shape[1] != width:
+        raise ValueError(f"{name}: expected shape (n, {width}), got {tuple(t.shape)}")
+    return t
+
+
+class KernelRunner:
+    """Runs one module's kernels on torch tensors: the C kernels on CPU, the CUDA kernels (if any) on GPU."""
+
+    def __init__(self, c_kernels, cuda_kernels):
+        self.c = c_kernels
+        self.cuda = cuda_kernels
+
+    def __call__(self, name: str, *tensors: torch.Tensor) -> torch.Tensor:
+        # Kernels see plain data: DLPack and .numpy() refuse tensors that require grad.
+        tensors = tuple(t.detach() for t in tensors)
+        x = tensors[0]
+        if x.device.type == "cpu":
+            return torch.from_numpy(self.c(name, *(t.numpy() for t in tensors)))
+        if x.device.type == "cuda":
+            if self.cuda is None:
+                raise ValueError("x: on a CUDA device, but this package was generated without the 'cuda' target")
+            import cupy
+
+            with cupy.cuda.Device(x.device.index):
+                stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(x.device).cuda_stream)
+                out = self.cuda(name, *(cupy.from_dlpack(t) for t in tensors), stream=stream)
+            return torch.from_dlpack(out)
+        raise ValueError(f"x: device {x.device} is not supported (cpu or cuda)")
+
+
+class _Forward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, run):
+        ctx.save_for_backward(x)
+        ctx.run = run
+        return run("forward", x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return _VJP.apply(x, g.contiguous(), ctx.run), None
+
+
+class _VJP(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, g, run):
+        ctx.save_for_backward(x, g)
+        ctx.run = run
+        return run("vjp", x, g)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, w):
+        x, g = ctx.saved_tensors
+        w = w.contiguous()
+        grad_x = ctx.run("hvp", x, g, w) if ctx.needs_input_grad[0] else None
+        grad_g = ctx.run("jvp", x, w) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_g, None
+
+
+def bind(D: int, K: int, metadata: dict, c_kernels, cuda_kernels) -> dict:
+    """The adapter of one module: ``torch_invariants``, ``Invariants`` and ``HopInvariantLayer``."""
+    run = KernelRunner(c_kernels, cuda_kernels)
+
+    def torch_invariants(x: torch.Tensor) -> torch.Tensor:
+        """Invariants ``(..., K)`` of ``x`` ``(..., D)``, differentiable twice."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+        if x.ndim < 1 or x.shape[-1] != D:
+            raise ValueError(f"x: expected shape (..., {D}), got {tuple(x.shape)}")
+        flat = _check("x", x.reshape(-1, D), D)
+        if flat.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"x: device {flat.device} is not supported (cpu or cuda)")
+        return _Forward.apply(x.reshape(-1, D).contiguous(), run).reshape(*x.shape[:-1], K)
+
+    class Invariants(torch.nn.Module):
+        """``nn.Module`` computing the invariants of ``(..., D)`` inputs."""
+
+        n_features = K
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch_invariants(x)
+
+    class HopInvariantLayer(Invariants):
+        """In place of hippynn's HIP-HOP-NN invariant layer (``HopInvariantLayer(n_max, l_max)``).
+
+        Takes tensor features ``(..., D)`` in hippynn's coefficient layout (s, v, q,
+        t, ... concatenated) and returns ``(..., K)`` invariants.  ``n_max`` and
+        ``l_max`` are optional and, when given, must match what this module was
+        generated for.  The shapes match hippynn's layer; the invariants are this
+        module's (the same 13 as hippynn only for ``hippynn_default``), so weights
+        trained with hippynn's own layer do not carry over, and ``n_invariants``
+        can differ from hippynn's count (a maximal set can be larger than hippynn's).
+        """
+
+        def __init__(self, n_max: int | None = None, l_max: int | None = None):
+            super().__init__()
+            request = metadata["request"]
+            self.l_max = request.get("l_max", max(t["rank"] for t in metadata["signature"]["tensors"]))
+            self.n_max = request.get("n_max", max(metadata["degrees"]))
+            if l_max is not None and l_max != self.l_max:
+                raise ValueError(f"l_max: this module was generated for l_max={self.l_max}, got {l_max}")
+            if n_max is not None and n_max != self.n_max:
+                raise ValueError(f"n_max: this module was generated for n_max={self.n_max}, got {n_max}")
+            self.n_invariants = K
+
+        def extra_repr(self) -> str:
+            return f"n_max={self.n_max}, l_max={self.l_max}, D={D}, K={K}"
+
+    return {"torch_invariants": torch_invariants, "Invariants": Invariants, "HopInvariantLayer": HopInvariantLayer}

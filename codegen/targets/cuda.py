@@ -1,0 +1,23 @@
+"""Target ``cuda``: one CUDA thread per row, compiled by CuPy (NVRTC) on first use."""
+
+from __future__ import annotations
+
+from optinv.codegen.printer import KernelPrinter
+from optinv.codegen.targets.base import Target, backends_for, call_cupy, cuda_unavailable, torch_caller, \
+    torch_unavailable
+
+
+def _torch_cuda_unavailable() -> str | None:
+    return torch_unavailable() or cuda_unavailable()
+
+
+TARGET = Target(
+    name="cuda",
+    printer=KernelPrinter(),
+    templates={"kernels.cu": "kernels.cu.j2"},
+    loader="CudaKernels",
+    attribute="_cuda",
+    array_modules=("cupy",),
+    backends=backends_for("cuda", call_cupy, cuda_unavailable)
+    + backends_for("torch-cuda", torch_caller("cuda"), _torch_cuda_unavailable),
+)

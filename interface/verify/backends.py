@@ -1,0 +1,40 @@
+"""The backends verify and the test harness run: every registered target's, by name or kind."""
+
+from __future__ import annotations
+
+from optinv.algebra.errors import OptinvError
+from optinv.codegen.targets import harness_backends
+from optinv.codegen.targets.base import Backend
+
+
+def all_backends() -> list[Backend]:
+    """Every backend of every registered target, in report order."""
+    return harness_backends()
+
+
+def backend_names() -> list[str]:
+    return [b.name for b in all_backends()]
+
+
+def float64_twin(backend: Backend) -> Backend:
+    """The float64 backend of the same kind (finite differences are taken in float64)."""
+    return next(b for b in all_backends() if b.kind == backend.kind and b.dtype == "float64")
+
+
+def parse_backends(spec) -> list[Backend]:
+    """Backends by name (``c-f64``) or kind (``c``, ``torch``, ``cuda``); None: all of them."""
+    everything = all_backends()
+    if spec is None:
+        return everything
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    chosen = []
+    for item in items:
+        match = [b for b in everything if item in (b.name, b.kind)]
+        if not match:
+            kinds = ", ".join(dict.fromkeys(b.kind for b in everything))
+            raise OptinvError(f"--backends: unknown backend {item!r}; expected some of "
+                              f"{', '.join(b.name for b in everything)} or {kinds}")
+        chosen += [b for b in match if b not in chosen]
+    if not chosen:
+        raise OptinvError("--backends: expected at least one backend")
+    return sorted(chosen, key=everything.index)
