@@ -29,4 +29,3 @@ class KernelPrinter(C99CodePrinter):
 
     def _print_Integer(self, expr):
         return str(int(expr))
-
