@@ -6,8 +6,10 @@ and NVRTC turn into the fastest code and which keeps float32 in float32.
 
 >>> import sympy as sp
 >>> a, b = sp.symbols("a b")
->>> print_c(a**3 - 2*a*b)
+>>> KernelPrinter().doprint(a**3 - 2*a*b)
 'a*a*a - 2*a*b'
+
+Each target (:mod:`optinv.codegen.targets`) prints with this class or a subclass.
 """
 
 from __future__ import annotations
@@ -27,10 +29,3 @@ class KernelPrinter(C99CodePrinter):
 
     def _print_Integer(self, expr):
         return str(int(expr))
-
-
-_PRINTER = KernelPrinter()
-
-
-def print_c(expr: sp.Expr) -> str:
-    return _PRINTER.doprint(expr)

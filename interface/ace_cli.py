@@ -17,14 +17,10 @@ from pathlib import Path
 from optinv.algebra.ace import ace_report, ace_table
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.linear_count import product_span_dimensions
-from optinv.cli_args import progress_printer, seed_type
+from optinv.cli_args import group_name, progress_printer, seed_type
 
 TABLE_DEFAULTS = {"n_rad": 6, "l_max": 4, "nu_max": 4}
 TABLE_NU_MIN = 2
-
-
-def _group(text: str) -> str:
-    return text.upper().replace("(", "").replace(")", "")
 
 
 def _write(path: str, text: str) -> None:
@@ -100,7 +96,7 @@ def register(subparsers) -> None:
     p.add_argument("--n-rad", type=int, help="radial channels per rank (with --table: largest n_rad, default 6)")
     p.add_argument("--l-max", type=int, help="largest rank (with --table: default 4)")
     p.add_argument("--nu-max", type=int, help="largest body order (degree) (with --table: default 4)")
-    p.add_argument("--group", default="O3", type=_group, help="O3 (default) or SO3 (pseudoscalars too)")
+    p.add_argument("--group", default="O3", type=group_name, help="O3 (default) or SO3 (pseudoscalars too)")
     p.add_argument("--json", help="write per-degree counts (linear, selected), bound and the basis as JSON")
     p.add_argument("--table", action="store_true",
                    help="print the markdown table for n_rad 1..6, l_max 0..4, nu_max 2..4 instead")

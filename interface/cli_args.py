@@ -76,10 +76,15 @@ def seed_type(text: str) -> int:
     return value
 
 
+def group_name(text: str) -> str:
+    """argparse type for --group: ``o3``, ``SO(3)``, ... -> ``O3``, ``SO3`` (validated with the signature)."""
+    return text.upper().replace("(", "").replace(")", "")
+
+
 def add_signature_args(p: argparse.ArgumentParser, l_max_default=None) -> None:
     p.add_argument("--l-max", type=int, default=l_max_default, help="one tensor of each rank 0..L (s, v, q, t, l4, ...)")
     p.add_argument("--tensors", help="explicit tensors, e.g. 'a:1,b:1,q:2' (third field 'axial' for pseudotensors)")
-    p.add_argument("--group", default="O3", type=lambda s: s.upper().replace("(", "").replace(")", ""),
+    p.add_argument("--group", default="O3", type=group_name,
                    help="O3 (default) or SO3 (adds pseudoscalars built with one Levi-Civita symbol)")
 
 
