@@ -135,6 +135,34 @@ def geometry(stratum: Stratum, signature: Signature, seed: int = 0, p: int = PRI
     return StratumGeometry(dim, orbit_dim)
 
 
+def float_point_and_tangent(stratum: Stratum, sig: Signature, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A float point of the stratum and its tangent rows (orbit directions aside), for float rank checks.
+
+    The counterpart of :func:`point_and_tangent` for kernels that run in
+    floating point (``optinv verify`` checks a module's ranks on strata with it).
+    """
+    if stratum.point is not None:
+        return np.array([float(v) for v in stratum.point]), np.eye(sig.dim)
+    if stratum.family is not None:
+        fam = stratum.family
+        w = rng.uniform(0.5, 2.0, size=len(sig.tensors))
+        x = np.array([float(v) for v in fam.row(list(map(float, w)))])
+        rows, offsets = [], sig.offsets()
+        for t, b in enumerate(fam.base):
+            r = np.zeros(sig.dim)
+            r[offsets[t] : offsets[t] + len(b)] = [float(v) for v in b]
+            rows.append(r)
+        for k in range(len(fam.moves[0])):
+            r = np.zeros(sig.dim)
+            for t in range(len(sig.tensors)):
+                mv = fam.moves[t][k]
+                r[offsets[t] : offsets[t] + len(mv)] = [w[t] * float(v) for v in mv]
+            rows.append(r)
+        return x, np.array(rows)
+    basis = stratum.slice_basis.astype(float)
+    return rng.normal(size=basis.shape[0]) @ basis, basis
+
+
 # -- the catalogue -----------------------------------------------------------------------------
 
 

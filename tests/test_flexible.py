@@ -12,6 +12,7 @@ Independent references used here:
 from __future__ import annotations
 
 import itertools
+import re
 import json
 
 import numpy as np
@@ -30,8 +31,7 @@ from optinv.algebra.modular import modular_rank
 from optinv.algebra.rank import float_rank
 from optinv.algebra.select import check_invariants, select_basis
 from optinv.algebra.signature import Signature, TensorSpec
-from optinv.algebra.strata import StrataRows, catalogue
-from test_strata import float_point_and_tangent
+from optinv.algebra.strata import StrataRows, catalogue, float_point_and_tangent
 
 
 def test_flexible_l3_n4_reaches_every_maximum_and_the_generic_basis_does_not():
@@ -237,3 +237,86 @@ def test_node_budget_is_reported_honestly():
     assert b.complete and b.flexible  # the greedy cover always reaches every maximum
     assert "best found" in b.selection and "200 nodes" in b.selection
     assert select_flexible_basis(Signature.from_l_max(4), 4, max_nodes=200).einsums == b.einsums  # deterministic
+
+
+# -- command line and verify -------------------------------------------------------------------------
+
+
+def _run(capsys, *argv):
+    from optinv.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_basis_flexible_and_generic_strata_tables(capsys, tmp_path):
+    code, out, _ = _run(capsys, "basis", "--l-max", "3", "--n-max", "4", "--quiet")
+    assert code == 0 and "ranks on strata" in out and "loses" in out
+    path = tmp_path / "flex.json"
+    code, out, _ = _run(capsys, "basis", "--l-max", "3", "--n-max", "4", "--flexible", "--quiet", "--json", path)
+    assert code == 0 and "14 invariants" in out and "17 of 17 strata at the maximum achievable" in out
+    data = json.loads(path.read_text())
+    assert data["request"]["flexible"] is True and len(data["strata"]) == 17
+    code, out, _ = _run(capsys, "basis", "--l-max", "3", "--n-max", "4", "--strata", "none", "--quiet")
+    assert code == 0 and "ranks on strata" not in out
+
+
+def test_cli_check_reports_what_a_list_misses(capsys, tmp_path):
+    from optinv.codegen.catalog import HIPPYNN_INVARIANTS
+
+    f = tmp_path / "hippynn.txt"
+    f.write_text("\n".join(HIPPYNN_INVARIANTS) + "\n")
+    rows = tmp_path / "rows.txt"
+    rows.write_text("1 0 0 0 0 0 0 0 0 0 0 0 0 1 0 0\n")  # s and a pure xyz octupole: the Td environment
+    code, out, _ = _run(capsys, "check", f, "--strata", f"vanishing,Td,{rows}")
+    assert code == 0
+    assert "q = 0" in out and "loses 1" in out and "rows.txt#0" in out
+    assert re.search(r"Td\s+point-group\s+5\s+3\s+2\s+2\s+2", out)
+
+
+def test_cli_table_flexible(capsys):
+    code, out, _ = _run(capsys, "table", "--flexible", "--l-min", "2", "--l-max", "2", "--n-min", "3", "--n-max", "4",
+                        "--quiet")
+    assert code == 0
+    assert "| *invariants* | | 5 / 5 / - | 6 / 6 / - |" in out
+    assert "| generic | 6 | 5 / 5 / 5 | 6 / 6 / 6 |" in out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["basis", "--strata", "tetrahedral"], "not a kind"),
+    (["basis", "--flexible", "--strata", "none"], "needs strata"),
+    (["basis", "--search-nodes", "-3"], "integer >= 0"),
+    (["compile", "--invariants", "x.txt", "--flexible", "--name", "m"], "goes with --n-max"),
+    (["check", "nofile.txt", "--n-max", "0"], "no such file"),
+])
+def test_cli_bad_strata_arguments(capsys, argv, needle):
+    from optinv.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse refuses a malformed value before the command runs
+        code = exc.code
+    assert code == 2 and needle in capsys.readouterr().err
+
+
+def test_verify_checks_the_ranks_on_strata(tmp_path, capsys):
+    """A module whose metadata overstates its rank on a stratum fails verify's rank property."""
+    from optinv.cli import main
+    from optinv.codegen.package import compile_request
+
+    def verify_main(argv):
+        return main(["verify", *argv])
+
+    path = compile_request({"l_max": 2, "group": "O3", "n_max": 3}, "m", tmp_path)
+    code = verify_main([str(path), "--max-examples", "5", "--backends", "c-f64", "--properties", "rank"])
+    out = capsys.readouterr().out
+    assert code == 0 and "kernels agree" in out, out
+    meta_path = path / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    only_q = next(s for s in meta["basis"]["strata"] if s["name"] == "only q")
+    only_q["rank"] += 1
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    code = verify_main([str(path), "--max-examples", "5", "--backends", "c-f64", "--properties", "rank"])
+    out = capsys.readouterr().out
+    assert code == 1 and "stratum only q: metadata says rank 4" in out, out

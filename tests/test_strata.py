@@ -27,6 +27,7 @@ from optinv.algebra.strata import (
     StrataRows,
     catalogue,
     fixed_slice,
+    float_point_and_tangent,
     geometry,
     load_user_strata,
     neighbour_sum_row,
@@ -36,30 +37,6 @@ from optinv.algebra.strata import (
 
 SIGNATURES = [Signature.from_l_max(2), Signature.from_l_max(3), Signature.from_l_max(4),
               Signature.parse("a:1,b:1,q:2"), Signature.parse("v:1,w:1:axial,q:2")]
-
-
-def float_point_and_tangent(stratum, sig, rng) -> tuple[np.ndarray, np.ndarray]:
-    """A float point of the stratum and its tangent rows, from the stratum's definition alone."""
-    if stratum.point is not None:
-        return np.array([float(v) for v in stratum.point]), np.eye(sig.dim)
-    if stratum.family is not None:
-        fam = stratum.family
-        w = rng.uniform(0.5, 2.0, size=len(sig.tensors))
-        x = np.array([float(v) for v in fam.row(list(map(float, w)))])
-        rows, offsets = [], sig.offsets()
-        for t, b in enumerate(fam.base):
-            r = np.zeros(sig.dim)
-            r[offsets[t] : offsets[t] + len(b)] = [float(v) for v in b]
-            rows.append(r)
-        for k in range(len(fam.moves[0])):
-            r = np.zeros(sig.dim)
-            for t in range(len(sig.tensors)):
-                mv = fam.moves[t][k]
-                r[offsets[t] : offsets[t] + len(mv)] = [w[t] * float(v) for v in mv]
-            rows.append(r)
-        return x, np.array(rows)
-    basis = stratum.slice_basis.astype(float)
-    return rng.normal(size=basis.shape[0]) @ basis, basis
 
 
 def orbit_dim_by_rotations(x: np.ndarray, sig: Signature) -> int:

@@ -17,6 +17,7 @@ from optinv.algebra.evaluate import PRIME
 from optinv.algebra.rank import float_rank, orbit_bound
 from optinv.algebra.select import check_invariants, select_basis
 from optinv.algebra.signature import Signature
+from optinv.algebra.strata import float_point_and_tangent, parse_strata_spec, stratum_report
 from optinv.codegen.request import Request
 from optinv.codegen.targets.base import Backend
 from optinv.testing import as_graphs, magnitude_bound, reflection_signs
@@ -249,6 +250,10 @@ def check_rank(ctx: Context, max_examples: int, seed: int):
     claimed_complete = bool(basis.get("complete", False))
     claimed_bound = basis.get("bound")
     K, D = ctx.K, ctx.D
+    # a flexible module keeps outputs that are generically dependent (they carry rank on strata):
+    # its generic rank is the certified one, not K
+    flexible = ctx.request is not None and ctx.request.flexible
+    expected = int(basis.get("rank", K)) if flexible else K
     ranks = []
 
     def body(seed_x):
@@ -267,7 +272,7 @@ def check_rank(ctx: Context, max_examples: int, seed: int):
             raise AssertionError(f"Jacobian rank < {K}: {ctx.output(k)} has zero gradient at a random point")
         rank, sv = float_rank(j_vjp / norms)
         ranks.append(rank)
-        if rank < K:
+        if rank < expected:
             # the first output that does not raise the rank
             k = next(k for k in range(1, K + 1) if float_rank(j_vjp[:k] / norms[:k])[0] < k) - 1
             raise AssertionError(
@@ -284,9 +289,9 @@ def check_rank(ctx: Context, max_examples: int, seed: int):
     check = check_invariants(ctx.einsums, ctx.sig, seed=seed)
     bound = orbit_bound(ctx.sig, seed).bound
     problems = []
-    if check.rank != K:
+    if check.rank != expected:
         dependent = [k for k, e in enumerate(check.entries) if not e.independent]
-        problems.append(f"exact rank mod {PRIME} is {check.rank} < {K}: dependent "
+        problems.append(f"exact rank mod {PRIME} is {check.rank} < {expected}: dependent "
                         + ", ".join(ctx.output(k) for k in dependent))
     if check.rank != rank:
         problems.append(f"Jacobian rank {rank} from the kernels but exact rank {check.rank} from the engine")
@@ -305,8 +310,54 @@ def check_rank(ctx: Context, max_examples: int, seed: int):
         if rank < best:
             problems.append(f"the request (n_max={n_max}) promises the maximal rank {best} reachable with {n_max} "
                             f"factors, but the outputs reach only {rank}: an invariant is missing")
+    strata_note = ""
+    if basis.get("strata"):
+        strata_problems, strata_note = _check_strata(ctx, c64, basis, seed)
+        problems += strata_problems
     if problems:
         return "FAIL", n, "; ".join(problems), None
     state = "complete" if rank == bound else "not complete, as the metadata states"
-    return "PASS", n, (f"Jacobian rank {rank} = {K} outputs at random points (vjp = jvp^T); bound {bound} "
-                       f"({state}); exact rank mod {PRIME} {check.rank}"), None
+    outputs = f"{K} outputs" if expected == K else f"{expected} of {K} outputs independent (flexible)"
+    return "PASS", n, (f"Jacobian rank {rank} = {outputs} at random points (vjp = jvp^T); bound {bound} "
+                       f"({state}); exact rank mod {PRIME} {check.rank}{strata_note}"), None
+
+
+def _check_strata(ctx: Context, c64: Backend, basis: dict, seed: int) -> tuple[list[str], str]:
+    """Ranks on the degenerate strata: the engine's exact ones and the kernels' own, against the metadata.
+
+    The engine recomputes every stratum's rank and maximum (exactly, mod p)
+    from the einsum strings; the kernels' Jacobian (from the VJP) restricted
+    to each stratum's tangent must have the recorded rank at float points of
+    the stratum (largest of three points: a rank is generic, ill-conditioning
+    is not).
+    """
+    recorded = {s["name"]: s for s in basis["strata"]}
+    strata = parse_strata_spec(ctx.request.strata if ctx.request is not None else None, ctx.sig)
+    n_max = int(basis.get("strata_n_max") or max(g.degree for g in ctx.graphs))
+    exact = stratum_report(ctx.graphs, ctx.sig, n_max, strata, seed)
+    problems = []
+    if sorted(recorded) != sorted(s.name for s in exact):
+        return [f"metadata lists strata {sorted(recorded)} but the engine finds {sorted(s.name for s in exact)}"], ""
+    rng = np.random.default_rng(seed + 31)
+    degrees = np.array([g.degree for g in ctx.graphs])
+    for stratum, ranks in zip(strata, exact):
+        rec = recorded[ranks.name]
+        if (rec.get("rank"), rec.get("max_rank"), rec.get("bound")) != (ranks.rank, ranks.max_rank, ranks.bound):
+            problems.append(f"stratum {ranks.name}: metadata says rank {rec.get('rank')} / max {rec.get('max_rank')} "
+                            f"/ bound {rec.get('bound')}, the engine finds {ranks.rank} / {ranks.max_rank} / "
+                            f"{ranks.bound}")
+            continue
+        best = 0
+        for _ in range(3):
+            x, tangent = float_point_and_tangent(stratum, ctx.sig, rng)
+            jac = c64(ctx.module, "vjp", np.repeat(x[None], ctx.K, axis=0), np.eye(ctx.K))
+            # a degree-d output's gradient scales as |x|^(d-1); rows scaled so, not by their own norms
+            scaled = jac / np.linalg.norm(x) ** (degrees[:, None] - 1) @ (tangent / np.abs(tangent).max()).T
+            best = max(best, float_rank(scaled, rtol=1e-11)[0])
+            if best == ranks.rank:
+                break
+        if best != ranks.rank:
+            problems.append(f"stratum {ranks.name}: the kernels' Jacobian has rank {best} there, the engine's "
+                            f"exact rank is {ranks.rank}")
+    at_max = sum(s.rank == s.max_rank for s in exact)
+    return problems, f"; strata: {at_max} of {len(exact)} at the maximum with {n_max} factors, kernels agree"
