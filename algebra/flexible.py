@@ -42,7 +42,7 @@ import numpy as np
 from optinv.algebra.basis import Basis, SelectedInvariant, StratumRank
 from optinv.algebra.candidates import candidates
 from optinv.algebra.errors import OptinvError
-from optinv.algebra.modular import PRIME
+from optinv.algebra.modular import PRIME, eliminate_with, ranks_after, stack_rows
 from optinv.algebra.modular import modular_rank
 from optinv.algebra.rank import orbit_bound
 from optinv.algebra.select import float_rank_of
@@ -54,44 +54,10 @@ Progress = Callable[[str], None]
 
 # -- the search ----------------------------------------------------------------------------
 #
-# All strata at once: ``R`` has shape (strata, candidates, K), each stratum's
-# restricted rows padded with zero columns to a common width K, and holds every
-# candidate's rows reduced against the members chosen so far (per stratum).  A
+# All strata at once: a stack ``R`` (strata, candidates, K) of every candidate's
+# restricted rows reduced against the members chosen so far
+# (:func:`optinv.algebra.modular.stack_rows`, :func:`eliminate_with`); a
 # candidate raises stratum s exactly when its reduced row there is nonzero.
-
-
-def _padded(matrices: list[np.ndarray]) -> np.ndarray:
-    width = max(M.shape[1] for M in matrices)
-    R = np.zeros((len(matrices), matrices[0].shape[0], width), dtype=np.int64)
-    for s, M in enumerate(matrices):
-        R[s, :, : M.shape[1]] = M
-    return R
-
-
-def _take(R: np.ndarray, c: int, p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Choose candidate ``c``: its reduced rows become pivots; returns the new ``R`` and where it raised."""
-    row = R[:, c, :]
-    nz = row != 0
-    raised = nz.any(axis=1)
-    out = R.copy()
-    strata = np.flatnonzero(raised)
-    if strata.size == 0:
-        return out, raised
-    cols = nz[strata].argmax(axis=1)
-    inverses = np.array([pow(int(v), p - 2, p) for v in row[strata, cols]], dtype=np.int64)
-    pivots = row[strata] * inverses[:, None] % p  # (s', K), 1 at the pivot column
-    column = R[strata, :, cols]  # (s', C): every candidate's entry in the pivot column
-    out[strata] = (R[strata] - column[:, :, None] * pivots[:, None, :] % p) % p
-    return out, raised
-
-
-def _ranks(R0: np.ndarray, members, p: int) -> np.ndarray:
-    R = R0
-    ranks = np.zeros(R0.shape[0], dtype=np.int64)
-    for c in members:
-        R, raised = _take(R, c, p)
-        ranks += raised
-    return ranks
 
 
 def _greedy_cover(R0: np.ndarray, weights: np.ndarray, order: list[int], p: int) -> list[int]:
@@ -103,14 +69,14 @@ def _greedy_cover(R0: np.ndarray, weights: np.ndarray, order: list[int], p: int)
             return chosen
         best = max(range(R.shape[1]), key=lambda c: (gain[c], -rank_in_order[c]))
         chosen.append(best)
-        R, _ = _take(R, best, p)
+        R, _ = eliminate_with(R, best, p)
 
 
 def _drop_redundant(chosen: list[int], R0, targets, costs, p) -> list[int]:
     current = list(chosen)
     for c in sorted(chosen, key=lambda c: -costs[c]):
         trial = [m for m in current if m != c]
-        if (_ranks(R0, trial, p) == targets).all():
+        if (ranks_after(R0, trial, p) == targets).all():
             current = trial
     return current
 
@@ -126,7 +92,7 @@ def _cheapen(chosen: list[int], R0, targets, costs, p) -> list[int]:
             for c in sorted(set(range(R0.shape[1])) - set(current), key=lambda c: costs[c]):
                 if costs[c] >= costs[m]:
                     break
-                if (_ranks(R0, rest + [c], p) == targets).all():
+                if (ranks_after(R0, rest + [c], p) == targets).all():
                     current, improved = rest + [c], True
                     break
             if improved:
@@ -180,7 +146,7 @@ def _exact(R0: np.ndarray, targets: np.ndarray, size: int, order: list[int], cos
         if raises[:, 0].any():
             new_spare = spare - ~raises[:, 0]
             if (new_spare >= 0).all():
-                R_in, raised = _take(R, c, p)
+                R_in, raised = eliminate_with(R, c, p)
                 dfs(pos + 1, R_in, chosen + [c], ranks + raised, new_spare, cost + costs[c])
         dfs(pos + 1, R, chosen, ranks, spare, cost)
 
@@ -227,7 +193,7 @@ def search_flexible(matrices: list[np.ndarray], targets: list[int], costs: list[
     start = time.perf_counter()
     budget = [int(max_nodes)]
     n = matrices[0].shape[0]
-    R0 = _padded(matrices) % p
+    R0 = stack_rows(matrices) % p
     goal = np.array(targets, dtype=np.int64)
     order = sorted(range(n), key=lambda c: (costs[c], degrees[c], c))
     weights = np.ones(len(matrices), dtype=np.int64)
@@ -249,7 +215,7 @@ def search_flexible(matrices: list[np.ndarray], targets: list[int], costs: list[
             cost_proven = True
     except _BudgetSpent:
         chosen = _cheapen(chosen, R0, goal, costs, p)
-    if not (_ranks(R0, chosen, p) == goal).all():
+    if not (ranks_after(R0, chosen, p) == goal).all():
         raise AssertionError("flexible search lost a stratum's rank")  # every path checks the targets
     rank_in_order = {c: k for k, c in enumerate(sorted(range(n), key=lambda c: (degrees[c], costs[c], c)))}
     members = tuple(sorted(chosen, key=lambda c: rank_in_order[c]))

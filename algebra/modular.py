@@ -178,3 +178,52 @@ def modular_rank(matrix: np.ndarray, p: int = PRIME) -> int:
     if A.ndim != 2:
         raise ValueError(f"matrix: expected 2 dimensions, got shape {A.shape}")
     return len(pivot_columns(A.T if A.shape[0] < A.shape[1] else A, p))
+
+
+# -- many spans at once: one stack of row sets, reduced together ---------------------------------------
+
+
+def stack_rows(matrices: list[np.ndarray]) -> np.ndarray:
+    """Stack row sets ``(n, k_s)`` (same n) into ``(len(matrices), n, max k_s)``, zero-padded, mod ``PRIME``."""
+    width = max(M.shape[1] for M in matrices)
+    R = np.zeros((len(matrices), matrices[0].shape[0], width), dtype=np.int64)
+    for s, M in enumerate(matrices):
+        R[s, :, : M.shape[1]] = M % PRIME
+    return R
+
+
+def eliminate_with(R: np.ndarray, c: int, p: int = PRIME) -> tuple[np.ndarray, np.ndarray]:
+    """Take row ``c`` of every set as a pivot: returns the reduced stack and where row ``c`` was nonzero.
+
+    Incremental echelon form of many spans at once: after the call every row
+    of set s is reduced against row c of set s (where that was nonzero), so a
+    row is nonzero exactly when it would raise that span's rank.
+
+    >>> R = stack_rows([np.array([[1, 2], [2, 4], [0, 1]])])
+    >>> R2, raised = eliminate_with(R, 0)
+    >>> raised.tolist(), (R2[0] != 0).any(axis=1).tolist()
+    ([True], [False, False, True])
+    """
+    row = R[:, c, :]
+    nz = row != 0
+    raised = nz.any(axis=1)
+    out = R.copy()
+    sets = np.flatnonzero(raised)
+    if sets.size == 0:
+        return out, raised
+    cols = nz[sets].argmax(axis=1)
+    inverses = np.array([pow(int(v), p - 2, p) for v in row[sets, cols]], dtype=np.int64)
+    pivots = row[sets] * inverses[:, None] % p  # 1 at each pivot column
+    column = R[sets, :, cols]  # every row's entry in its set's pivot column
+    out[sets] = (R[sets] - column[:, :, None] * pivots[:, None, :] % p) % p
+    return out, raised
+
+
+def ranks_after(R0: np.ndarray, members, p: int = PRIME) -> np.ndarray:
+    """Rank of the rows ``members`` in every set of the stack."""
+    R = R0
+    ranks = np.zeros(R0.shape[0], dtype=np.int64)
+    for c in members:
+        R, raised = eliminate_with(R, c, p)
+        ranks += raised
+    return ranks

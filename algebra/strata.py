@@ -26,8 +26,8 @@ tangent.
 >>> from optinv.algebra.signature import Signature
 >>> sig = Signature.from_l_max(3)
 >>> only_t = stratum_by_name(sig, "only t")
->>> geometry(only_t, sig).bound        # 7 coefficients minus a 3-dimensional orbit
-4
+>>> geometry(only_t, sig).bound        # s, and 7 octupole coefficients minus a 3-dimensional orbit
+5
 >>> td = stratum_by_name(sig, "Td")
 >>> geometry(td, sig).dim, geometry(td, sig).bound    # s and the xyz octupole, rotated
 (5, 2)
