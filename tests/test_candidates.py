@@ -102,7 +102,10 @@ def cartesian(x, sig, absolute=False):
 
 
 def brute_force_classes(sig: Signature, degree: int, seed: int = 5):
-    """Isomorphism classes of connected labelled multigraphs of this degree that are nonzero invariants.
+    """Isomorphism classes of labelled multigraphs of this degree that are nonzero invariants.
+
+    Connected ones, and under O(3) with axial tensors the products of two
+    connected pseudoscalars (each checked to flip under the inversion).
 
     Returns a list of (labels, [labelled member matrices], networkx graph of the first member).
     Zero classes (e.g. eps contracted twice with one symmetric tensor) are dropped by
@@ -115,16 +118,36 @@ def brute_force_classes(sig: Signature, degree: int, seed: int = 5):
     Tinv = cartesian(transform_rows(x, sig, -np.eye(3)), sig)
     eps, abs_eps = LEVI_CIVITA.astype(float), np.abs(LEVI_CIVITA).astype(float)
     names = sig.names
-    eps_options = [False, True] if sig.allows_epsilon else [False]
+    # O(3) with axial tensors: products of two pseudoscalars are candidates too (up to one eps in each)
+    products = sig.group == "O3" and any(t.axial for t in sig.tensors)
+    eps_options = [0, 1, 2] if products else ([0, 1] if sig.allows_epsilon else [0])
+
+    def pseudoscalar_part(labels_, mult, nodes) -> bool:
+        idx = sorted(nodes)
+        sub_labels = [labels_[i] for i in idx]
+        sub = [[mult[a][b] for b in idx] for a in idx]
+        if all(lab == EPSILON for lab in sub_labels):
+            return False  # eps contracted with eps alone: a constant
+        v = einsum_value(sub_labels, sub, T, eps)
+        mag = einsum_value(sub_labels, sub, A, abs_eps)
+        if np.all(np.abs(v) <= 1e-9 * mag):
+            return False  # a zero factor
+        vi = einsum_value(sub_labels, sub, Tinv, eps)
+        return np.allclose(vi, -v, rtol=1e-9, atol=1e-9 * mag.max()) and sub_labels.count(EPSILON) <= 1
+
     classes = []
     for combo in itertools.combinations_with_replacement(names, degree):
-        for with_eps in eps_options:
-            labels = list(combo) + ([EPSILON] if with_eps else [])
+        for n_eps in eps_options:
+            labels = list(combo) + [EPSILON] * n_eps
             ranks = [3 if lab == EPSILON else sig.tensor(lab).rank for lab in labels]
             buckets: dict[str, list] = {}
             for mult in all_labelled(ranks):
                 G = nx_graph(labels, mult)
                 if not nx.is_connected(G):
+                    parts = list(nx.connected_components(G))
+                    if not (products and len(parts) == 2 and all(pseudoscalar_part(labels, mult, p) for p in parts)):
+                        continue
+                elif n_eps > 1:
                     continue
                 h = nx.weisfeiler_lehman_graph_hash(G, node_attr="label", edge_attr="m")
                 for cls in buckets.setdefault(h, []):
