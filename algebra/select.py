@@ -49,13 +49,42 @@ def select_basis(
     request: dict | None = None,
     strata: list[Stratum] | None = None,
 ) -> Basis:
-    """Select a minimal functionally independent set reaching the bound if ``n_max`` allows.
+    """Select a minimal functionally independent set, reaching the bound if ``n_max`` allows.
 
-    With ``strata`` (for example :func:`optinv.algebra.strata.catalogue`), the
-    basis also reports its rank on each stratum beside the maximum that any
-    candidate set with ``n_max`` factors reaches there; the selection itself
-    is the generic one (see :mod:`optinv.algebra.flexible` for bases that
-    reach every stratum's maximum).
+    Candidates come by degree, cheapest first; one is kept when it raises the
+    exact (mod p) rank of the Jacobian at a random integer point; the search
+    stops at the bound ``D - d_orbit`` or when every candidate was checked.
+
+    Parameters
+    ----------
+    signature : Signature
+        The input tensors and the group.
+    n_max : int
+        At most this many tensor factors per invariant (``n_max + 1``-body patterns).
+    seed : int
+        Seed of the random points behind the certificates.
+    progress : callable, optional
+        Called with one line of text per degree.
+    request : dict, optional
+        Recorded in the basis as how it was asked for.
+    strata : list of Stratum, optional
+        For example :func:`optinv.algebra.strata.catalogue`: the basis then
+        reports its rank on each stratum beside the maximum that any candidate
+        set with ``n_max`` factors reaches there.  The selection itself is the
+        generic one; :func:`optinv.algebra.flexible.select_flexible_basis`
+        reaches every stratum's maximum.
+
+    Returns
+    -------
+    Basis
+        The invariants, each with the rank it raised the set to, and the proof.
+
+    Examples
+    --------
+    >>> from optinv.algebra.signature import Signature
+    >>> b = select_basis(Signature.from_l_max(3), n_max=4)
+    >>> len(b), b.rank, b.bound.bound, b.complete
+    (13, 13, 13, True)
     """
     if not isinstance(n_max, int) or isinstance(n_max, bool) or n_max < 1:
         raise OptinvError(f"n_max: expected an integer >= 1, got {n_max!r}")
@@ -196,11 +225,34 @@ def parse_einsum_list(lines, signature: Signature) -> list[tuple[str, Contractio
 
 def check_invariants(einsums, signature: Signature, seed: int = 0, strata: list[Stratum] | None = None,
                      n_max: int | None = None) -> CheckReport:
-    """Report which of the given invariants are independent, in order, and rank vs bound.
+    """Report which of the given invariants are independent, in order, and their rank against the bound.
 
-    With ``strata``, also the list's rank on each stratum beside the maximum
-    reached by every candidate with at most ``n_max`` factors (default: the
-    largest degree in the list), so a user sees what the list misses.
+    Parameters
+    ----------
+    einsums : iterable of str
+        Einsum strings such as ``"ij,ik,jk->,q,q,q"`` (blank lines and ``#``
+        comments are skipped; hippynn's names ``zero``, ``one``, ... work with
+        the ``l_max`` shorthand).
+    signature : Signature
+    seed : int
+        Seed of the random points behind the certificates.
+    strata : list of Stratum, optional
+        Also report the list's rank on each stratum beside the maximum reached
+        by every candidate with at most ``n_max`` factors, so a user sees what
+        the list misses.
+    n_max : int, optional
+        Factors allowed for that maximum (default: the largest degree in the list).
+
+    Returns
+    -------
+    CheckReport
+
+    Examples
+    --------
+    >>> from optinv.algebra.signature import Signature
+    >>> r = check_invariants(["i,i->,v,v", "ij,ij->,q,q", "i,ij,j->,v,q,v"], Signature.from_l_max(2))
+    >>> [e.independent for e in r.entries], r.rank, r.bound
+    ([True, True, True], 3, 6)
     """
     parsed = parse_einsum_list(einsums, signature)
     bound = orbit_bound(signature, seed)

@@ -17,11 +17,13 @@ generated module in :mod:`optinv.verify`.  The functions below are the API.
 """
 
 from optinv.algebra.errors import OptinvError
+from optinv.algebra.flexible import select_flexible_basis
 from optinv.algebra.select import check_invariants, select_basis
+from optinv.algebra.strata import catalogue as strata_catalogue
 from optinv.algebra.signature import Signature
 from optinv.codegen.package import compile_module, load_module
 from optinv.verify.run import verify_module
 from optinv.version import __version__
 
 __all__ = ["OptinvError", "Signature", "__version__", "check_invariants", "compile_module", "load_module",
-           "select_basis", "verify_module"]
+           "select_basis", "select_flexible_basis", "strata_catalogue", "verify_module"]
