@@ -4,6 +4,8 @@ This is what training a potential on forces costs per step, and it needs the
 second derivative of the invariants (the loss on forces is differentiated
 through ``dE/dx``).  The same step is timed for
 
+* ``mlp-floor``        the step with the invariants replaced by a fixed linear map ``x @ W`` (D -> K):
+  what the MLP, the double backward through it and the loss cost alone, the floor for any invariants,
 * ``optinv-torch``     optinv's basis through ``hop.torch_invariants`` (C kernels: forward, vjp, jvp, hvp),
 * ``optinv-h13-torch`` hippynn's own 13 invariants through the generated module's torch adapter,
 * ``hippynn``          hippynn's ``calc_invariants``, PyTorch eager,
@@ -28,10 +30,22 @@ import numpy as np
 from benchmarks.methods import Unavailable, _h13, _hippynn_fn, _hop, _torch
 from benchmarks.timing import measure
 
-METHODS = ("optinv-torch", "optinv-h13-torch", "hippynn", "hippynn-compiled", "hippynn-compiled-no-donation")
+METHODS = ("mlp-floor", "optinv-torch", "optinv-h13-torch", "hippynn", "hippynn-compiled", "hippynn-compiled-no-donation")
 
 
 def invariant_fn(name: str, ctx):
+    if name == "mlp-floor":
+        torch = _torch()
+        k = len(ctx.basis)
+        w = torch.from_numpy(np.random.default_rng(11).standard_normal((ctx.signature.dim, k)) / ctx.signature.dim)
+        weights = {}
+
+        def linear(x):
+            if x.dtype not in weights:
+                weights[x.dtype] = w.to(x.dtype)
+            return x @ weights[x.dtype]
+
+        return linear
     if name == "optinv-torch":
         return _hop(ctx).torch_invariants
     if name == "optinv-h13-torch":

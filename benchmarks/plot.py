@@ -55,6 +55,9 @@ def plot(result: dict, path) -> Path:
             ax.grid(True, which="both", alpha=0.3)
         ax = axes[row][2]
         lat = [r for r in sel if r["section"] == "latency"]
+        if not lat:
+            ax.axis("off")
+            continue
         for meth in dict.fromkeys(r["method"] for r in lat):
             for mode, style in (("forward", "-"), ("forward+backward", "--")):
                 pts = sorted((r["n_rows"], r["median_s"] * 1e6) for r in lat if r["method"] == meth and r["mode"] == mode)

@@ -37,7 +37,7 @@ static int resolve_threads(int requested) {
 }
 
 #define OPTINV_LANES_F32 16
-#define PREFETCH_ROWS_F32 (16 * 8)
+#define PREFETCH_ROWS_F32 (16 * 4)
 typedef float vec_f32 __attribute__((vector_size(16 * sizeof(float))));
 typedef int32_t mask_f32 __attribute__((vector_size(16 * sizeof(float))));
 int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
@@ -47,11 +47,12 @@ int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
 #define SHUFFLE_F32(a, b, ...) __builtin_shuffle((a), (b), (mask_f32){__VA_ARGS__})
 #endif
 
-/* Whole or partial (first n elements, rest zero) unaligned vector loads and stores. */
-static inline vec_f32 load_f32(const float *p) { vec_f32 v; memcpy(&v, p, sizeof v); return v; }
-static inline vec_f32 load_part_f32(const float *p, int n) { vec_f32 v = {0}; memcpy(&v, p, (size_t)n * sizeof(float)); return v; }
-static inline void store_f32(float *p, vec_f32 v) { memcpy(p, &v, sizeof v); }
-static inline void store_part_f32(float *p, vec_f32 v, int n) { memcpy(p, &v, (size_t)n * sizeof(float)); }
+/* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
+ * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
+#define LOAD_F32(v, p) memcpy(&(v), (p), sizeof(v))
+#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
+#define STORE_F32(p, v) memcpy((p), &(v), sizeof(v))
+#define STORE_PART_F32(p, v, n) memcpy((p), &(v), (size_t)(n) * sizeof(float))
 
 /* Transpose a 16x16 tile held in 16 vectors in place (m_r[j] -> m_j[r]): stage b swaps
  * bit b of the row index with bit b of the lane index, one two-source shuffle per vector. */
@@ -135,7 +136,7 @@ static inline void store_part_f32(float *p, vec_f32 v, int n) { memcpy(p, &v, (s
 } while (0)
 
 #define OPTINV_LANES_F64 8
-#define PREFETCH_ROWS_F64 (8 * 8)
+#define PREFETCH_ROWS_F64 (8 * 4)
 typedef double vec_f64 __attribute__((vector_size(8 * sizeof(double))));
 typedef int64_t mask_f64 __attribute__((vector_size(8 * sizeof(double))));
 int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
@@ -145,11 +146,12 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 #define SHUFFLE_F64(a, b, ...) __builtin_shuffle((a), (b), (mask_f64){__VA_ARGS__})
 #endif
 
-/* Whole or partial (first n elements, rest zero) unaligned vector loads and stores. */
-static inline vec_f64 load_f64(const double *p) { vec_f64 v; memcpy(&v, p, sizeof v); return v; }
-static inline vec_f64 load_part_f64(const double *p, int n) { vec_f64 v = {0}; memcpy(&v, p, (size_t)n * sizeof(double)); return v; }
-static inline void store_f64(double *p, vec_f64 v) { memcpy(p, &v, sizeof v); }
-static inline void store_part_f64(double *p, vec_f64 v, int n) { memcpy(p, &v, (size_t)n * sizeof(double)); }
+/* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
+ * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
+#define LOAD_F64(v, p) memcpy(&(v), (p), sizeof(v))
+#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
+#define STORE_F64(p, v) memcpy((p), &(v), sizeof(v))
+#define STORE_PART_F64(p, v, n) memcpy((p), &(v), (size_t)(n) * sizeof(double))
 
 /* Transpose a 8x8 tile held in 8 vectors in place (m_r[j] -> m_j[r]): stage b swaps
  * bit b of the row index with bit b of the lane index, one two-source shuffle per vector. */
@@ -194,22 +196,38 @@ static inline void store_part_f64(double *p, vec_f64 v, int n) { memcpy(p, &v, (
 static void forward_block_f32(const float *restrict x, float *restrict out)
 {
     typedef vec_f32 real_v;
-    real_v x_0_0 = load_f32(x + 0);
-    real_v x_0_1 = load_f32(x + 4);
-    real_v x_0_2 = load_f32(x + 8);
-    real_v x_0_3 = load_f32(x + 12);
-    real_v x_0_4 = load_f32(x + 16);
-    real_v x_0_5 = load_f32(x + 20);
-    real_v x_0_6 = load_f32(x + 24);
-    real_v x_0_7 = load_f32(x + 28);
-    real_v x_0_8 = load_f32(x + 32);
-    real_v x_0_9 = load_f32(x + 36);
-    real_v x_0_10 = load_f32(x + 40);
-    real_v x_0_11 = load_f32(x + 44);
-    real_v x_0_12 = load_f32(x + 48);
-    real_v x_0_13 = load_part_f32(x + 52, 12);
-    real_v x_0_14 = load_part_f32(x + 56, 8);
-    real_v x_0_15 = load_part_f32(x + 60, 4);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 4);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 8);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 12);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 16);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 20);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 24);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 28);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 32);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 36);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 40);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 44);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 48);
+    real_v x_0_13;
+    LOAD_PART_F32(x_0_13, x + 52, 12);
+    real_v x_0_14;
+    LOAD_PART_F32(x_0_14, x + 56, 8);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 60, 4);
     TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
     const real_v x0 = x_0_0;
     const real_v x1 = x_0_1;
@@ -234,22 +252,22 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     real_v out_0_15 = (real_v){0};
     TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f32(out + 0, out_0_0);
-    store_f32(out + 2, out_0_1);
-    store_f32(out + 4, out_0_2);
-    store_f32(out + 6, out_0_3);
-    store_f32(out + 8, out_0_4);
-    store_f32(out + 10, out_0_5);
-    store_f32(out + 12, out_0_6);
-    store_f32(out + 14, out_0_7);
-    store_f32(out + 16, out_0_8);
-    store_part_f32(out + 18, out_0_9, 14);
-    store_part_f32(out + 20, out_0_10, 12);
-    store_part_f32(out + 22, out_0_11, 10);
-    store_part_f32(out + 24, out_0_12, 8);
-    store_part_f32(out + 26, out_0_13, 6);
-    store_part_f32(out + 28, out_0_14, 4);
-    store_part_f32(out + 30, out_0_15, 2);
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 2, out_0_1);
+    STORE_F32(out + 4, out_0_2);
+    STORE_F32(out + 6, out_0_3);
+    STORE_F32(out + 8, out_0_4);
+    STORE_F32(out + 10, out_0_5);
+    STORE_F32(out + 12, out_0_6);
+    STORE_F32(out + 14, out_0_7);
+    STORE_F32(out + 16, out_0_8);
+    STORE_PART_F32(out + 18, out_0_9, 14);
+    STORE_PART_F32(out + 20, out_0_10, 12);
+    STORE_PART_F32(out + 22, out_0_11, 10);
+    STORE_PART_F32(out + 24, out_0_12, 8);
+    STORE_PART_F32(out + 26, out_0_13, 6);
+    STORE_PART_F32(out + 28, out_0_14, 4);
+    STORE_PART_F32(out + 30, out_0_15, 2);
 }
 
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
@@ -258,9 +276,10 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 #pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F32;
-        /* Software prefetch of the rows 8 blocks ahead: the forward streams one input and overlaps
-         * compute with memory only this way (measured: float64 beyond the cache 1.6x; with several
-         * inputs, as in vjp, it measured slower and is left to the hardware prefetcher). */
+        /* Software prefetch of the rows 4 blocks ahead: the forward streams one input and overlaps
+         * compute with memory only this way (measured at 1 thread beyond the L3: float64 1.6x at
+         * (3,4), 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at (4,4); with several
+         * inputs, as in the vjp, prefetching measured slower and is left to the hardware). */
         for (int line = 0; line < 64 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F32) * 4) + line, 0, 3);
         forward_block_f32(x + row * 4, out + row * 2);
     }
@@ -281,14 +300,22 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 static void forward_block_f64(const double *restrict x, double *restrict out)
 {
     typedef vec_f64 real_v;
-    real_v x_0_0 = load_f64(x + 0);
-    real_v x_0_1 = load_f64(x + 4);
-    real_v x_0_2 = load_f64(x + 8);
-    real_v x_0_3 = load_f64(x + 12);
-    real_v x_0_4 = load_f64(x + 16);
-    real_v x_0_5 = load_f64(x + 20);
-    real_v x_0_6 = load_f64(x + 24);
-    real_v x_0_7 = load_part_f64(x + 28, 4);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 4);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 8);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 12);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 16);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 20);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 24);
+    real_v x_0_7;
+    LOAD_PART_F64(x_0_7, x + 28, 4);
     TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
     const real_v x0 = x_0_0;
     const real_v x1 = x_0_1;
@@ -305,14 +332,14 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     real_v out_0_7 = (real_v){0};
     TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f64(out + 0, out_0_0);
-    store_f64(out + 2, out_0_1);
-    store_f64(out + 4, out_0_2);
-    store_f64(out + 6, out_0_3);
-    store_f64(out + 8, out_0_4);
-    store_part_f64(out + 10, out_0_5, 6);
-    store_part_f64(out + 12, out_0_6, 4);
-    store_part_f64(out + 14, out_0_7, 2);
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 2, out_0_1);
+    STORE_F64(out + 4, out_0_2);
+    STORE_F64(out + 6, out_0_3);
+    STORE_F64(out + 8, out_0_4);
+    STORE_PART_F64(out + 10, out_0_5, 6);
+    STORE_PART_F64(out + 12, out_0_6, 4);
+    STORE_PART_F64(out + 14, out_0_7, 2);
 }
 
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
@@ -321,9 +348,10 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 #pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F64;
-        /* Software prefetch of the rows 8 blocks ahead: the forward streams one input and overlaps
-         * compute with memory only this way (measured: float64 beyond the cache 1.6x; with several
-         * inputs, as in vjp, it measured slower and is left to the hardware prefetcher). */
+        /* Software prefetch of the rows 4 blocks ahead: the forward streams one input and overlaps
+         * compute with memory only this way (measured at 1 thread beyond the L3: float64 1.6x at
+         * (3,4), 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at (4,4); with several
+         * inputs, as in the vjp, prefetching measured slower and is left to the hardware). */
         for (int line = 0; line < 32 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F64) * 4) + line, 0, 3);
         forward_block_f64(x + row * 4, out + row * 2);
     }
@@ -344,42 +372,74 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
 {
     typedef vec_f32 real_v;
-    real_v x_0_0 = load_f32(x + 0);
-    real_v x_0_1 = load_f32(x + 4);
-    real_v x_0_2 = load_f32(x + 8);
-    real_v x_0_3 = load_f32(x + 12);
-    real_v x_0_4 = load_f32(x + 16);
-    real_v x_0_5 = load_f32(x + 20);
-    real_v x_0_6 = load_f32(x + 24);
-    real_v x_0_7 = load_f32(x + 28);
-    real_v x_0_8 = load_f32(x + 32);
-    real_v x_0_9 = load_f32(x + 36);
-    real_v x_0_10 = load_f32(x + 40);
-    real_v x_0_11 = load_f32(x + 44);
-    real_v x_0_12 = load_f32(x + 48);
-    real_v x_0_13 = load_part_f32(x + 52, 12);
-    real_v x_0_14 = load_part_f32(x + 56, 8);
-    real_v x_0_15 = load_part_f32(x + 60, 4);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 4);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 8);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 12);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 16);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 20);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 24);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 28);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 32);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 36);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 40);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 44);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 48);
+    real_v x_0_13;
+    LOAD_PART_F32(x_0_13, x + 52, 12);
+    real_v x_0_14;
+    LOAD_PART_F32(x_0_14, x + 56, 8);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 60, 4);
     TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
     const real_v x1 = x_0_1;
     const real_v x2 = x_0_2;
     const real_v x3 = x_0_3;
-    real_v g_0_0 = load_f32(g + 0);
-    real_v g_0_1 = load_f32(g + 2);
-    real_v g_0_2 = load_f32(g + 4);
-    real_v g_0_3 = load_f32(g + 6);
-    real_v g_0_4 = load_f32(g + 8);
-    real_v g_0_5 = load_f32(g + 10);
-    real_v g_0_6 = load_f32(g + 12);
-    real_v g_0_7 = load_f32(g + 14);
-    real_v g_0_8 = load_f32(g + 16);
-    real_v g_0_9 = load_part_f32(g + 18, 14);
-    real_v g_0_10 = load_part_f32(g + 20, 12);
-    real_v g_0_11 = load_part_f32(g + 22, 10);
-    real_v g_0_12 = load_part_f32(g + 24, 8);
-    real_v g_0_13 = load_part_f32(g + 26, 6);
-    real_v g_0_14 = load_part_f32(g + 28, 4);
-    real_v g_0_15 = load_part_f32(g + 30, 2);
+    real_v g_0_0;
+    LOAD_F32(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F32(g_0_1, g + 2);
+    real_v g_0_2;
+    LOAD_F32(g_0_2, g + 4);
+    real_v g_0_3;
+    LOAD_F32(g_0_3, g + 6);
+    real_v g_0_4;
+    LOAD_F32(g_0_4, g + 8);
+    real_v g_0_5;
+    LOAD_F32(g_0_5, g + 10);
+    real_v g_0_6;
+    LOAD_F32(g_0_6, g + 12);
+    real_v g_0_7;
+    LOAD_F32(g_0_7, g + 14);
+    real_v g_0_8;
+    LOAD_F32(g_0_8, g + 16);
+    real_v g_0_9;
+    LOAD_PART_F32(g_0_9, g + 18, 14);
+    real_v g_0_10;
+    LOAD_PART_F32(g_0_10, g + 20, 12);
+    real_v g_0_11;
+    LOAD_PART_F32(g_0_11, g + 22, 10);
+    real_v g_0_12;
+    LOAD_PART_F32(g_0_12, g + 24, 8);
+    real_v g_0_13;
+    LOAD_PART_F32(g_0_13, g + 26, 6);
+    real_v g_0_14;
+    LOAD_PART_F32(g_0_14, g + 28, 4);
+    real_v g_0_15;
+    LOAD_PART_F32(g_0_15, g + 30, 2);
     TRANSPOSE_F32(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7, g_0_8, g_0_9, g_0_10, g_0_11, g_0_12, g_0_13, g_0_14, g_0_15);
     const real_v g0 = g_0_0;
     const real_v g1 = g_0_1;
@@ -404,22 +464,22 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     real_v out_0_15 = (real_v){0};
     TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f32(out + 0, out_0_0);
-    store_f32(out + 4, out_0_1);
-    store_f32(out + 8, out_0_2);
-    store_f32(out + 12, out_0_3);
-    store_f32(out + 16, out_0_4);
-    store_f32(out + 20, out_0_5);
-    store_f32(out + 24, out_0_6);
-    store_f32(out + 28, out_0_7);
-    store_f32(out + 32, out_0_8);
-    store_f32(out + 36, out_0_9);
-    store_f32(out + 40, out_0_10);
-    store_f32(out + 44, out_0_11);
-    store_f32(out + 48, out_0_12);
-    store_part_f32(out + 52, out_0_13, 12);
-    store_part_f32(out + 56, out_0_14, 8);
-    store_part_f32(out + 60, out_0_15, 4);
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 4, out_0_1);
+    STORE_F32(out + 8, out_0_2);
+    STORE_F32(out + 12, out_0_3);
+    STORE_F32(out + 16, out_0_4);
+    STORE_F32(out + 20, out_0_5);
+    STORE_F32(out + 24, out_0_6);
+    STORE_F32(out + 28, out_0_7);
+    STORE_F32(out + 32, out_0_8);
+    STORE_F32(out + 36, out_0_9);
+    STORE_F32(out + 40, out_0_10);
+    STORE_F32(out + 44, out_0_11);
+    STORE_F32(out + 48, out_0_12);
+    STORE_PART_F32(out + 52, out_0_13, 12);
+    STORE_PART_F32(out + 56, out_0_14, 8);
+    STORE_PART_F32(out + 60, out_0_15, 4);
 }
 
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
@@ -450,26 +510,42 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
 static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
 {
     typedef vec_f64 real_v;
-    real_v x_0_0 = load_f64(x + 0);
-    real_v x_0_1 = load_f64(x + 4);
-    real_v x_0_2 = load_f64(x + 8);
-    real_v x_0_3 = load_f64(x + 12);
-    real_v x_0_4 = load_f64(x + 16);
-    real_v x_0_5 = load_f64(x + 20);
-    real_v x_0_6 = load_f64(x + 24);
-    real_v x_0_7 = load_part_f64(x + 28, 4);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 4);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 8);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 12);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 16);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 20);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 24);
+    real_v x_0_7;
+    LOAD_PART_F64(x_0_7, x + 28, 4);
     TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
     const real_v x1 = x_0_1;
     const real_v x2 = x_0_2;
     const real_v x3 = x_0_3;
-    real_v g_0_0 = load_f64(g + 0);
-    real_v g_0_1 = load_f64(g + 2);
-    real_v g_0_2 = load_f64(g + 4);
-    real_v g_0_3 = load_f64(g + 6);
-    real_v g_0_4 = load_f64(g + 8);
-    real_v g_0_5 = load_part_f64(g + 10, 6);
-    real_v g_0_6 = load_part_f64(g + 12, 4);
-    real_v g_0_7 = load_part_f64(g + 14, 2);
+    real_v g_0_0;
+    LOAD_F64(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F64(g_0_1, g + 2);
+    real_v g_0_2;
+    LOAD_F64(g_0_2, g + 4);
+    real_v g_0_3;
+    LOAD_F64(g_0_3, g + 6);
+    real_v g_0_4;
+    LOAD_F64(g_0_4, g + 8);
+    real_v g_0_5;
+    LOAD_PART_F64(g_0_5, g + 10, 6);
+    real_v g_0_6;
+    LOAD_PART_F64(g_0_6, g + 12, 4);
+    real_v g_0_7;
+    LOAD_PART_F64(g_0_7, g + 14, 2);
     TRANSPOSE_F64(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7);
     const real_v g0 = g_0_0;
     const real_v g1 = g_0_1;
@@ -486,14 +562,14 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     real_v out_0_7 = (real_v){0};
     TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f64(out + 0, out_0_0);
-    store_f64(out + 4, out_0_1);
-    store_f64(out + 8, out_0_2);
-    store_f64(out + 12, out_0_3);
-    store_f64(out + 16, out_0_4);
-    store_f64(out + 20, out_0_5);
-    store_f64(out + 24, out_0_6);
-    store_part_f64(out + 28, out_0_7, 4);
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 4, out_0_1);
+    STORE_F64(out + 8, out_0_2);
+    STORE_F64(out + 12, out_0_3);
+    STORE_F64(out + 16, out_0_4);
+    STORE_F64(out + 20, out_0_5);
+    STORE_F64(out + 24, out_0_6);
+    STORE_PART_F64(out + 28, out_0_7, 4);
 }
 
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
@@ -524,42 +600,74 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
 static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
-    real_v x_0_0 = load_f32(x + 0);
-    real_v x_0_1 = load_f32(x + 4);
-    real_v x_0_2 = load_f32(x + 8);
-    real_v x_0_3 = load_f32(x + 12);
-    real_v x_0_4 = load_f32(x + 16);
-    real_v x_0_5 = load_f32(x + 20);
-    real_v x_0_6 = load_f32(x + 24);
-    real_v x_0_7 = load_f32(x + 28);
-    real_v x_0_8 = load_f32(x + 32);
-    real_v x_0_9 = load_f32(x + 36);
-    real_v x_0_10 = load_f32(x + 40);
-    real_v x_0_11 = load_f32(x + 44);
-    real_v x_0_12 = load_f32(x + 48);
-    real_v x_0_13 = load_part_f32(x + 52, 12);
-    real_v x_0_14 = load_part_f32(x + 56, 8);
-    real_v x_0_15 = load_part_f32(x + 60, 4);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 4);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 8);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 12);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 16);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 20);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 24);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 28);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 32);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 36);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 40);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 44);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 48);
+    real_v x_0_13;
+    LOAD_PART_F32(x_0_13, x + 52, 12);
+    real_v x_0_14;
+    LOAD_PART_F32(x_0_14, x + 56, 8);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 60, 4);
     TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
     const real_v x1 = x_0_1;
     const real_v x2 = x_0_2;
     const real_v x3 = x_0_3;
-    real_v u_0_0 = load_f32(u + 0);
-    real_v u_0_1 = load_f32(u + 4);
-    real_v u_0_2 = load_f32(u + 8);
-    real_v u_0_3 = load_f32(u + 12);
-    real_v u_0_4 = load_f32(u + 16);
-    real_v u_0_5 = load_f32(u + 20);
-    real_v u_0_6 = load_f32(u + 24);
-    real_v u_0_7 = load_f32(u + 28);
-    real_v u_0_8 = load_f32(u + 32);
-    real_v u_0_9 = load_f32(u + 36);
-    real_v u_0_10 = load_f32(u + 40);
-    real_v u_0_11 = load_f32(u + 44);
-    real_v u_0_12 = load_f32(u + 48);
-    real_v u_0_13 = load_part_f32(u + 52, 12);
-    real_v u_0_14 = load_part_f32(u + 56, 8);
-    real_v u_0_15 = load_part_f32(u + 60, 4);
+    real_v u_0_0;
+    LOAD_F32(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F32(u_0_1, u + 4);
+    real_v u_0_2;
+    LOAD_F32(u_0_2, u + 8);
+    real_v u_0_3;
+    LOAD_F32(u_0_3, u + 12);
+    real_v u_0_4;
+    LOAD_F32(u_0_4, u + 16);
+    real_v u_0_5;
+    LOAD_F32(u_0_5, u + 20);
+    real_v u_0_6;
+    LOAD_F32(u_0_6, u + 24);
+    real_v u_0_7;
+    LOAD_F32(u_0_7, u + 28);
+    real_v u_0_8;
+    LOAD_F32(u_0_8, u + 32);
+    real_v u_0_9;
+    LOAD_F32(u_0_9, u + 36);
+    real_v u_0_10;
+    LOAD_F32(u_0_10, u + 40);
+    real_v u_0_11;
+    LOAD_F32(u_0_11, u + 44);
+    real_v u_0_12;
+    LOAD_F32(u_0_12, u + 48);
+    real_v u_0_13;
+    LOAD_PART_F32(u_0_13, u + 52, 12);
+    real_v u_0_14;
+    LOAD_PART_F32(u_0_14, u + 56, 8);
+    real_v u_0_15;
+    LOAD_PART_F32(u_0_15, u + 60, 4);
     TRANSPOSE_F32(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7, u_0_8, u_0_9, u_0_10, u_0_11, u_0_12, u_0_13, u_0_14, u_0_15);
     const real_v u0 = u_0_0;
     const real_v u1 = u_0_1;
@@ -585,22 +693,22 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     real_v out_0_15 = (real_v){0};
     TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f32(out + 0, out_0_0);
-    store_f32(out + 2, out_0_1);
-    store_f32(out + 4, out_0_2);
-    store_f32(out + 6, out_0_3);
-    store_f32(out + 8, out_0_4);
-    store_f32(out + 10, out_0_5);
-    store_f32(out + 12, out_0_6);
-    store_f32(out + 14, out_0_7);
-    store_f32(out + 16, out_0_8);
-    store_part_f32(out + 18, out_0_9, 14);
-    store_part_f32(out + 20, out_0_10, 12);
-    store_part_f32(out + 22, out_0_11, 10);
-    store_part_f32(out + 24, out_0_12, 8);
-    store_part_f32(out + 26, out_0_13, 6);
-    store_part_f32(out + 28, out_0_14, 4);
-    store_part_f32(out + 30, out_0_15, 2);
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 2, out_0_1);
+    STORE_F32(out + 4, out_0_2);
+    STORE_F32(out + 6, out_0_3);
+    STORE_F32(out + 8, out_0_4);
+    STORE_F32(out + 10, out_0_5);
+    STORE_F32(out + 12, out_0_6);
+    STORE_F32(out + 14, out_0_7);
+    STORE_F32(out + 16, out_0_8);
+    STORE_PART_F32(out + 18, out_0_9, 14);
+    STORE_PART_F32(out + 20, out_0_10, 12);
+    STORE_PART_F32(out + 22, out_0_11, 10);
+    STORE_PART_F32(out + 24, out_0_12, 8);
+    STORE_PART_F32(out + 26, out_0_13, 6);
+    STORE_PART_F32(out + 28, out_0_14, 4);
+    STORE_PART_F32(out + 30, out_0_15, 2);
 }
 
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
@@ -631,26 +739,42 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
 static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
-    real_v x_0_0 = load_f64(x + 0);
-    real_v x_0_1 = load_f64(x + 4);
-    real_v x_0_2 = load_f64(x + 8);
-    real_v x_0_3 = load_f64(x + 12);
-    real_v x_0_4 = load_f64(x + 16);
-    real_v x_0_5 = load_f64(x + 20);
-    real_v x_0_6 = load_f64(x + 24);
-    real_v x_0_7 = load_part_f64(x + 28, 4);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 4);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 8);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 12);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 16);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 20);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 24);
+    real_v x_0_7;
+    LOAD_PART_F64(x_0_7, x + 28, 4);
     TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
     const real_v x1 = x_0_1;
     const real_v x2 = x_0_2;
     const real_v x3 = x_0_3;
-    real_v u_0_0 = load_f64(u + 0);
-    real_v u_0_1 = load_f64(u + 4);
-    real_v u_0_2 = load_f64(u + 8);
-    real_v u_0_3 = load_f64(u + 12);
-    real_v u_0_4 = load_f64(u + 16);
-    real_v u_0_5 = load_f64(u + 20);
-    real_v u_0_6 = load_f64(u + 24);
-    real_v u_0_7 = load_part_f64(u + 28, 4);
+    real_v u_0_0;
+    LOAD_F64(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F64(u_0_1, u + 4);
+    real_v u_0_2;
+    LOAD_F64(u_0_2, u + 8);
+    real_v u_0_3;
+    LOAD_F64(u_0_3, u + 12);
+    real_v u_0_4;
+    LOAD_F64(u_0_4, u + 16);
+    real_v u_0_5;
+    LOAD_F64(u_0_5, u + 20);
+    real_v u_0_6;
+    LOAD_F64(u_0_6, u + 24);
+    real_v u_0_7;
+    LOAD_PART_F64(u_0_7, u + 28, 4);
     TRANSPOSE_F64(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7);
     const real_v u0 = u_0_0;
     const real_v u1 = u_0_1;
@@ -668,14 +792,14 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     real_v out_0_7 = (real_v){0};
     TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f64(out + 0, out_0_0);
-    store_f64(out + 2, out_0_1);
-    store_f64(out + 4, out_0_2);
-    store_f64(out + 6, out_0_3);
-    store_f64(out + 8, out_0_4);
-    store_part_f64(out + 10, out_0_5, 6);
-    store_part_f64(out + 12, out_0_6, 4);
-    store_part_f64(out + 14, out_0_7, 2);
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 2, out_0_1);
+    STORE_F64(out + 4, out_0_2);
+    STORE_F64(out + 6, out_0_3);
+    STORE_F64(out + 8, out_0_4);
+    STORE_PART_F64(out + 10, out_0_5, 6);
+    STORE_PART_F64(out + 12, out_0_6, 4);
+    STORE_PART_F64(out + 14, out_0_7, 2);
 }
 
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
@@ -706,40 +830,72 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
 static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
-    real_v g_0_0 = load_f32(g + 0);
-    real_v g_0_1 = load_f32(g + 2);
-    real_v g_0_2 = load_f32(g + 4);
-    real_v g_0_3 = load_f32(g + 6);
-    real_v g_0_4 = load_f32(g + 8);
-    real_v g_0_5 = load_f32(g + 10);
-    real_v g_0_6 = load_f32(g + 12);
-    real_v g_0_7 = load_f32(g + 14);
-    real_v g_0_8 = load_f32(g + 16);
-    real_v g_0_9 = load_part_f32(g + 18, 14);
-    real_v g_0_10 = load_part_f32(g + 20, 12);
-    real_v g_0_11 = load_part_f32(g + 22, 10);
-    real_v g_0_12 = load_part_f32(g + 24, 8);
-    real_v g_0_13 = load_part_f32(g + 26, 6);
-    real_v g_0_14 = load_part_f32(g + 28, 4);
-    real_v g_0_15 = load_part_f32(g + 30, 2);
+    real_v g_0_0;
+    LOAD_F32(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F32(g_0_1, g + 2);
+    real_v g_0_2;
+    LOAD_F32(g_0_2, g + 4);
+    real_v g_0_3;
+    LOAD_F32(g_0_3, g + 6);
+    real_v g_0_4;
+    LOAD_F32(g_0_4, g + 8);
+    real_v g_0_5;
+    LOAD_F32(g_0_5, g + 10);
+    real_v g_0_6;
+    LOAD_F32(g_0_6, g + 12);
+    real_v g_0_7;
+    LOAD_F32(g_0_7, g + 14);
+    real_v g_0_8;
+    LOAD_F32(g_0_8, g + 16);
+    real_v g_0_9;
+    LOAD_PART_F32(g_0_9, g + 18, 14);
+    real_v g_0_10;
+    LOAD_PART_F32(g_0_10, g + 20, 12);
+    real_v g_0_11;
+    LOAD_PART_F32(g_0_11, g + 22, 10);
+    real_v g_0_12;
+    LOAD_PART_F32(g_0_12, g + 24, 8);
+    real_v g_0_13;
+    LOAD_PART_F32(g_0_13, g + 26, 6);
+    real_v g_0_14;
+    LOAD_PART_F32(g_0_14, g + 28, 4);
+    real_v g_0_15;
+    LOAD_PART_F32(g_0_15, g + 30, 2);
     TRANSPOSE_F32(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7, g_0_8, g_0_9, g_0_10, g_0_11, g_0_12, g_0_13, g_0_14, g_0_15);
     const real_v g1 = g_0_1;
-    real_v u_0_0 = load_f32(u + 0);
-    real_v u_0_1 = load_f32(u + 4);
-    real_v u_0_2 = load_f32(u + 8);
-    real_v u_0_3 = load_f32(u + 12);
-    real_v u_0_4 = load_f32(u + 16);
-    real_v u_0_5 = load_f32(u + 20);
-    real_v u_0_6 = load_f32(u + 24);
-    real_v u_0_7 = load_f32(u + 28);
-    real_v u_0_8 = load_f32(u + 32);
-    real_v u_0_9 = load_f32(u + 36);
-    real_v u_0_10 = load_f32(u + 40);
-    real_v u_0_11 = load_f32(u + 44);
-    real_v u_0_12 = load_f32(u + 48);
-    real_v u_0_13 = load_part_f32(u + 52, 12);
-    real_v u_0_14 = load_part_f32(u + 56, 8);
-    real_v u_0_15 = load_part_f32(u + 60, 4);
+    real_v u_0_0;
+    LOAD_F32(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F32(u_0_1, u + 4);
+    real_v u_0_2;
+    LOAD_F32(u_0_2, u + 8);
+    real_v u_0_3;
+    LOAD_F32(u_0_3, u + 12);
+    real_v u_0_4;
+    LOAD_F32(u_0_4, u + 16);
+    real_v u_0_5;
+    LOAD_F32(u_0_5, u + 20);
+    real_v u_0_6;
+    LOAD_F32(u_0_6, u + 24);
+    real_v u_0_7;
+    LOAD_F32(u_0_7, u + 28);
+    real_v u_0_8;
+    LOAD_F32(u_0_8, u + 32);
+    real_v u_0_9;
+    LOAD_F32(u_0_9, u + 36);
+    real_v u_0_10;
+    LOAD_F32(u_0_10, u + 40);
+    real_v u_0_11;
+    LOAD_F32(u_0_11, u + 44);
+    real_v u_0_12;
+    LOAD_F32(u_0_12, u + 48);
+    real_v u_0_13;
+    LOAD_PART_F32(u_0_13, u + 52, 12);
+    real_v u_0_14;
+    LOAD_PART_F32(u_0_14, u + 56, 8);
+    real_v u_0_15;
+    LOAD_PART_F32(u_0_15, u + 60, 4);
     TRANSPOSE_F32(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7, u_0_8, u_0_9, u_0_10, u_0_11, u_0_12, u_0_13, u_0_14, u_0_15);
     const real_v u1 = u_0_1;
     const real_v u2 = u_0_2;
@@ -765,22 +921,22 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     real_v out_0_15 = (real_v){0};
     TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f32(out + 0, out_0_0);
-    store_f32(out + 4, out_0_1);
-    store_f32(out + 8, out_0_2);
-    store_f32(out + 12, out_0_3);
-    store_f32(out + 16, out_0_4);
-    store_f32(out + 20, out_0_5);
-    store_f32(out + 24, out_0_6);
-    store_f32(out + 28, out_0_7);
-    store_f32(out + 32, out_0_8);
-    store_f32(out + 36, out_0_9);
-    store_f32(out + 40, out_0_10);
-    store_f32(out + 44, out_0_11);
-    store_f32(out + 48, out_0_12);
-    store_part_f32(out + 52, out_0_13, 12);
-    store_part_f32(out + 56, out_0_14, 8);
-    store_part_f32(out + 60, out_0_15, 4);
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 4, out_0_1);
+    STORE_F32(out + 8, out_0_2);
+    STORE_F32(out + 12, out_0_3);
+    STORE_F32(out + 16, out_0_4);
+    STORE_F32(out + 20, out_0_5);
+    STORE_F32(out + 24, out_0_6);
+    STORE_F32(out + 28, out_0_7);
+    STORE_F32(out + 32, out_0_8);
+    STORE_F32(out + 36, out_0_9);
+    STORE_F32(out + 40, out_0_10);
+    STORE_F32(out + 44, out_0_11);
+    STORE_F32(out + 48, out_0_12);
+    STORE_PART_F32(out + 52, out_0_13, 12);
+    STORE_PART_F32(out + 56, out_0_14, 8);
+    STORE_PART_F32(out + 60, out_0_15, 4);
 }
 
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
@@ -814,24 +970,40 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
 static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
-    real_v g_0_0 = load_f64(g + 0);
-    real_v g_0_1 = load_f64(g + 2);
-    real_v g_0_2 = load_f64(g + 4);
-    real_v g_0_3 = load_f64(g + 6);
-    real_v g_0_4 = load_f64(g + 8);
-    real_v g_0_5 = load_part_f64(g + 10, 6);
-    real_v g_0_6 = load_part_f64(g + 12, 4);
-    real_v g_0_7 = load_part_f64(g + 14, 2);
+    real_v g_0_0;
+    LOAD_F64(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F64(g_0_1, g + 2);
+    real_v g_0_2;
+    LOAD_F64(g_0_2, g + 4);
+    real_v g_0_3;
+    LOAD_F64(g_0_3, g + 6);
+    real_v g_0_4;
+    LOAD_F64(g_0_4, g + 8);
+    real_v g_0_5;
+    LOAD_PART_F64(g_0_5, g + 10, 6);
+    real_v g_0_6;
+    LOAD_PART_F64(g_0_6, g + 12, 4);
+    real_v g_0_7;
+    LOAD_PART_F64(g_0_7, g + 14, 2);
     TRANSPOSE_F64(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7);
     const real_v g1 = g_0_1;
-    real_v u_0_0 = load_f64(u + 0);
-    real_v u_0_1 = load_f64(u + 4);
-    real_v u_0_2 = load_f64(u + 8);
-    real_v u_0_3 = load_f64(u + 12);
-    real_v u_0_4 = load_f64(u + 16);
-    real_v u_0_5 = load_f64(u + 20);
-    real_v u_0_6 = load_f64(u + 24);
-    real_v u_0_7 = load_part_f64(u + 28, 4);
+    real_v u_0_0;
+    LOAD_F64(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F64(u_0_1, u + 4);
+    real_v u_0_2;
+    LOAD_F64(u_0_2, u + 8);
+    real_v u_0_3;
+    LOAD_F64(u_0_3, u + 12);
+    real_v u_0_4;
+    LOAD_F64(u_0_4, u + 16);
+    real_v u_0_5;
+    LOAD_F64(u_0_5, u + 20);
+    real_v u_0_6;
+    LOAD_F64(u_0_6, u + 24);
+    real_v u_0_7;
+    LOAD_PART_F64(u_0_7, u + 28, 4);
     TRANSPOSE_F64(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7);
     const real_v u1 = u_0_1;
     const real_v u2 = u_0_2;
@@ -849,14 +1021,14 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     real_v out_0_7 = (real_v){0};
     TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f64(out + 0, out_0_0);
-    store_f64(out + 4, out_0_1);
-    store_f64(out + 8, out_0_2);
-    store_f64(out + 12, out_0_3);
-    store_f64(out + 16, out_0_4);
-    store_f64(out + 20, out_0_5);
-    store_f64(out + 24, out_0_6);
-    store_part_f64(out + 28, out_0_7, 4);
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 4, out_0_1);
+    STORE_F64(out + 8, out_0_2);
+    STORE_F64(out + 12, out_0_3);
+    STORE_F64(out + 16, out_0_4);
+    STORE_F64(out + 20, out_0_5);
+    STORE_F64(out + 24, out_0_6);
+    STORE_PART_F64(out + 28, out_0_7, 4);
 }
 
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)

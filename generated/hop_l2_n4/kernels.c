@@ -37,7 +37,7 @@ static int resolve_threads(int requested) {
 }
 
 #define OPTINV_LANES_F32 16
-#define PREFETCH_ROWS_F32 (16 * 8)
+#define PREFETCH_ROWS_F32 (16 * 4)
 typedef float vec_f32 __attribute__((vector_size(16 * sizeof(float))));
 typedef int32_t mask_f32 __attribute__((vector_size(16 * sizeof(float))));
 int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
@@ -47,11 +47,12 @@ int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
 #define SHUFFLE_F32(a, b, ...) __builtin_shuffle((a), (b), (mask_f32){__VA_ARGS__})
 #endif
 
-/* Whole or partial (first n elements, rest zero) unaligned vector loads and stores. */
-static inline vec_f32 load_f32(const float *p) { vec_f32 v; memcpy(&v, p, sizeof v); return v; }
-static inline vec_f32 load_part_f32(const float *p, int n) { vec_f32 v = {0}; memcpy(&v, p, (size_t)n * sizeof(float)); return v; }
-static inline void store_f32(float *p, vec_f32 v) { memcpy(p, &v, sizeof v); }
-static inline void store_part_f32(float *p, vec_f32 v, int n) { memcpy(p, &v, (size_t)n * sizeof(float)); }
+/* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
+ * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
+#define LOAD_F32(v, p) memcpy(&(v), (p), sizeof(v))
+#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
+#define STORE_F32(p, v) memcpy((p), &(v), sizeof(v))
+#define STORE_PART_F32(p, v, n) memcpy((p), &(v), (size_t)(n) * sizeof(float))
 
 /* Transpose a 16x16 tile held in 16 vectors in place (m_r[j] -> m_j[r]): stage b swaps
  * bit b of the row index with bit b of the lane index, one two-source shuffle per vector. */
@@ -135,7 +136,7 @@ static inline void store_part_f32(float *p, vec_f32 v, int n) { memcpy(p, &v, (s
 } while (0)
 
 #define OPTINV_LANES_F64 8
-#define PREFETCH_ROWS_F64 (8 * 8)
+#define PREFETCH_ROWS_F64 (8 * 4)
 typedef double vec_f64 __attribute__((vector_size(8 * sizeof(double))));
 typedef int64_t mask_f64 __attribute__((vector_size(8 * sizeof(double))));
 int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
@@ -145,11 +146,12 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 #define SHUFFLE_F64(a, b, ...) __builtin_shuffle((a), (b), (mask_f64){__VA_ARGS__})
 #endif
 
-/* Whole or partial (first n elements, rest zero) unaligned vector loads and stores. */
-static inline vec_f64 load_f64(const double *p) { vec_f64 v; memcpy(&v, p, sizeof v); return v; }
-static inline vec_f64 load_part_f64(const double *p, int n) { vec_f64 v = {0}; memcpy(&v, p, (size_t)n * sizeof(double)); return v; }
-static inline void store_f64(double *p, vec_f64 v) { memcpy(p, &v, sizeof v); }
-static inline void store_part_f64(double *p, vec_f64 v, int n) { memcpy(p, &v, (size_t)n * sizeof(double)); }
+/* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
+ * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
+#define LOAD_F64(v, p) memcpy(&(v), (p), sizeof(v))
+#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
+#define STORE_F64(p, v) memcpy((p), &(v), sizeof(v))
+#define STORE_PART_F64(p, v, n) memcpy((p), &(v), (size_t)(n) * sizeof(double))
 
 /* Transpose a 8x8 tile held in 8 vectors in place (m_r[j] -> m_j[r]): stage b swaps
  * bit b of the row index with bit b of the lane index, one two-source shuffle per vector. */
@@ -194,22 +196,38 @@ static inline void store_part_f64(double *p, vec_f64 v, int n) { memcpy(p, &v, (
 static void forward_block_f32(const float *restrict x, float *restrict out)
 {
     typedef vec_f32 real_v;
-    real_v x_0_0 = load_f32(x + 0);
-    real_v x_0_1 = load_f32(x + 9);
-    real_v x_0_2 = load_f32(x + 18);
-    real_v x_0_3 = load_f32(x + 27);
-    real_v x_0_4 = load_f32(x + 36);
-    real_v x_0_5 = load_f32(x + 45);
-    real_v x_0_6 = load_f32(x + 54);
-    real_v x_0_7 = load_f32(x + 63);
-    real_v x_0_8 = load_f32(x + 72);
-    real_v x_0_9 = load_f32(x + 81);
-    real_v x_0_10 = load_f32(x + 90);
-    real_v x_0_11 = load_f32(x + 99);
-    real_v x_0_12 = load_f32(x + 108);
-    real_v x_0_13 = load_f32(x + 117);
-    real_v x_0_14 = load_f32(x + 126);
-    real_v x_0_15 = load_part_f32(x + 135, 9);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 63);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 72);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 81);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 90);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 99);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 108);
+    real_v x_0_13;
+    LOAD_F32(x_0_13, x + 117);
+    real_v x_0_14;
+    LOAD_F32(x_0_14, x + 126);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 135, 9);
     TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
     const real_v x0 = x_0_0;
     const real_v x1 = x_0_1;
@@ -262,22 +280,22 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     real_v out_0_15 = (real_v){0};
     TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f32(out + 0, out_0_0);
-    store_f32(out + 6, out_0_1);
-    store_f32(out + 12, out_0_2);
-    store_f32(out + 18, out_0_3);
-    store_f32(out + 24, out_0_4);
-    store_f32(out + 30, out_0_5);
-    store_f32(out + 36, out_0_6);
-    store_f32(out + 42, out_0_7);
-    store_f32(out + 48, out_0_8);
-    store_f32(out + 54, out_0_9);
-    store_f32(out + 60, out_0_10);
-    store_f32(out + 66, out_0_11);
-    store_f32(out + 72, out_0_12);
-    store_f32(out + 78, out_0_13);
-    store_part_f32(out + 84, out_0_14, 12);
-    store_part_f32(out + 90, out_0_15, 6);
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 6, out_0_1);
+    STORE_F32(out + 12, out_0_2);
+    STORE_F32(out + 18, out_0_3);
+    STORE_F32(out + 24, out_0_4);
+    STORE_F32(out + 30, out_0_5);
+    STORE_F32(out + 36, out_0_6);
+    STORE_F32(out + 42, out_0_7);
+    STORE_F32(out + 48, out_0_8);
+    STORE_F32(out + 54, out_0_9);
+    STORE_F32(out + 60, out_0_10);
+    STORE_F32(out + 66, out_0_11);
+    STORE_F32(out + 72, out_0_12);
+    STORE_F32(out + 78, out_0_13);
+    STORE_PART_F32(out + 84, out_0_14, 12);
+    STORE_PART_F32(out + 90, out_0_15, 6);
 }
 
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
@@ -286,9 +304,10 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 #pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F32;
-        /* Software prefetch of the rows 8 blocks ahead: the forward streams one input and overlaps
-         * compute with memory only this way (measured: float64 beyond the cache 1.6x; with several
-         * inputs, as in vjp, it measured slower and is left to the hardware prefetcher). */
+        /* Software prefetch of the rows 4 blocks ahead: the forward streams one input and overlaps
+         * compute with memory only this way (measured at 1 thread beyond the L3: float64 1.6x at
+         * (3,4), 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at (4,4); with several
+         * inputs, as in the vjp, prefetching measured slower and is left to the hardware). */
         for (int line = 0; line < 144 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F32) * 9) + line, 0, 3);
         forward_block_f32(x + row * 9, out + row * 6);
     }
@@ -309,23 +328,39 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 static void forward_block_f64(const double *restrict x, double *restrict out)
 {
     typedef vec_f64 real_v;
-    real_v x_0_0 = load_f64(x + 0);
-    real_v x_0_1 = load_f64(x + 9);
-    real_v x_0_2 = load_f64(x + 18);
-    real_v x_0_3 = load_f64(x + 27);
-    real_v x_0_4 = load_f64(x + 36);
-    real_v x_0_5 = load_f64(x + 45);
-    real_v x_0_6 = load_f64(x + 54);
-    real_v x_0_7 = load_f64(x + 63);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F64(x_0_7, x + 63);
     TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
-    real_v x_1_0 = load_f64(x + 8);
-    real_v x_1_1 = load_f64(x + 17);
-    real_v x_1_2 = load_f64(x + 26);
-    real_v x_1_3 = load_f64(x + 35);
-    real_v x_1_4 = load_f64(x + 44);
-    real_v x_1_5 = load_f64(x + 53);
-    real_v x_1_6 = load_f64(x + 62);
-    real_v x_1_7 = load_part_f64(x + 71, 1);
+    real_v x_1_0;
+    LOAD_F64(x_1_0, x + 8);
+    real_v x_1_1;
+    LOAD_F64(x_1_1, x + 17);
+    real_v x_1_2;
+    LOAD_F64(x_1_2, x + 26);
+    real_v x_1_3;
+    LOAD_F64(x_1_3, x + 35);
+    real_v x_1_4;
+    LOAD_F64(x_1_4, x + 44);
+    real_v x_1_5;
+    LOAD_F64(x_1_5, x + 53);
+    real_v x_1_6;
+    LOAD_F64(x_1_6, x + 62);
+    real_v x_1_7;
+    LOAD_PART_F64(x_1_7, x + 71, 1);
     TRANSPOSE_F64(x_1_0, x_1_1, x_1_2, x_1_3, x_1_4, x_1_5, x_1_6, x_1_7);
     const real_v x0 = x_0_0;
     const real_v x1 = x_0_1;
@@ -370,14 +405,14 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     real_v out_0_7 = (real_v){0};
     TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f64(out + 0, out_0_0);
-    store_f64(out + 6, out_0_1);
-    store_f64(out + 12, out_0_2);
-    store_f64(out + 18, out_0_3);
-    store_f64(out + 24, out_0_4);
-    store_f64(out + 30, out_0_5);
-    store_f64(out + 36, out_0_6);
-    store_part_f64(out + 42, out_0_7, 6);
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 6, out_0_1);
+    STORE_F64(out + 12, out_0_2);
+    STORE_F64(out + 18, out_0_3);
+    STORE_F64(out + 24, out_0_4);
+    STORE_F64(out + 30, out_0_5);
+    STORE_F64(out + 36, out_0_6);
+    STORE_PART_F64(out + 42, out_0_7, 6);
 }
 
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
@@ -386,9 +421,10 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 #pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F64;
-        /* Software prefetch of the rows 8 blocks ahead: the forward streams one input and overlaps
-         * compute with memory only this way (measured: float64 beyond the cache 1.6x; with several
-         * inputs, as in vjp, it measured slower and is left to the hardware prefetcher). */
+        /* Software prefetch of the rows 4 blocks ahead: the forward streams one input and overlaps
+         * compute with memory only this way (measured at 1 thread beyond the L3: float64 1.6x at
+         * (3,4), 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at (4,4); with several
+         * inputs, as in the vjp, prefetching measured slower and is left to the hardware). */
         for (int line = 0; line < 72 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F64) * 9) + line, 0, 3);
         forward_block_f64(x + row * 9, out + row * 6);
     }
@@ -409,22 +445,38 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
 {
     typedef vec_f32 real_v;
-    real_v x_0_0 = load_f32(x + 0);
-    real_v x_0_1 = load_f32(x + 9);
-    real_v x_0_2 = load_f32(x + 18);
-    real_v x_0_3 = load_f32(x + 27);
-    real_v x_0_4 = load_f32(x + 36);
-    real_v x_0_5 = load_f32(x + 45);
-    real_v x_0_6 = load_f32(x + 54);
-    real_v x_0_7 = load_f32(x + 63);
-    real_v x_0_8 = load_f32(x + 72);
-    real_v x_0_9 = load_f32(x + 81);
-    real_v x_0_10 = load_f32(x + 90);
-    real_v x_0_11 = load_f32(x + 99);
-    real_v x_0_12 = load_f32(x + 108);
-    real_v x_0_13 = load_f32(x + 117);
-    real_v x_0_14 = load_f32(x + 126);
-    real_v x_0_15 = load_part_f32(x + 135, 9);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 63);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 72);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 81);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 90);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 99);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 108);
+    real_v x_0_13;
+    LOAD_F32(x_0_13, x + 117);
+    real_v x_0_14;
+    LOAD_F32(x_0_14, x + 126);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 135, 9);
     TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
     const real_v x1 = x_0_1;
     const real_v x2 = x_0_2;
@@ -434,22 +486,38 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v x6 = x_0_6;
     const real_v x7 = x_0_7;
     const real_v x8 = x_0_8;
-    real_v g_0_0 = load_f32(g + 0);
-    real_v g_0_1 = load_f32(g + 6);
-    real_v g_0_2 = load_f32(g + 12);
-    real_v g_0_3 = load_f32(g + 18);
-    real_v g_0_4 = load_f32(g + 24);
-    real_v g_0_5 = load_f32(g + 30);
-    real_v g_0_6 = load_f32(g + 36);
-    real_v g_0_7 = load_f32(g + 42);
-    real_v g_0_8 = load_f32(g + 48);
-    real_v g_0_9 = load_f32(g + 54);
-    real_v g_0_10 = load_f32(g + 60);
-    real_v g_0_11 = load_f32(g + 66);
-    real_v g_0_12 = load_f32(g + 72);
-    real_v g_0_13 = load_f32(g + 78);
-    real_v g_0_14 = load_part_f32(g + 84, 12);
-    real_v g_0_15 = load_part_f32(g + 90, 6);
+    real_v g_0_0;
+    LOAD_F32(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F32(g_0_1, g + 6);
+    real_v g_0_2;
+    LOAD_F32(g_0_2, g + 12);
+    real_v g_0_3;
+    LOAD_F32(g_0_3, g + 18);
+    real_v g_0_4;
+    LOAD_F32(g_0_4, g + 24);
+    real_v g_0_5;
+    LOAD_F32(g_0_5, g + 30);
+    real_v g_0_6;
+    LOAD_F32(g_0_6, g + 36);
+    real_v g_0_7;
+    LOAD_F32(g_0_7, g + 42);
+    real_v g_0_8;
+    LOAD_F32(g_0_8, g + 48);
+    real_v g_0_9;
+    LOAD_F32(g_0_9, g + 54);
+    real_v g_0_10;
+    LOAD_F32(g_0_10, g + 60);
+    real_v g_0_11;
+    LOAD_F32(g_0_11, g + 66);
+    real_v g_0_12;
+    LOAD_F32(g_0_12, g + 72);
+    real_v g_0_13;
+    LOAD_F32(g_0_13, g + 78);
+    real_v g_0_14;
+    LOAD_PART_F32(g_0_14, g + 84, 12);
+    real_v g_0_15;
+    LOAD_PART_F32(g_0_15, g + 90, 6);
     TRANSPOSE_F32(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7, g_0_8, g_0_9, g_0_10, g_0_11, g_0_12, g_0_13, g_0_14, g_0_15);
     const real_v g0 = g_0_0;
     const real_v g1 = g_0_1;
@@ -519,22 +587,22 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     real_v out_0_15 = (real_v){0};
     TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f32(out + 0, out_0_0);
-    store_f32(out + 9, out_0_1);
-    store_f32(out + 18, out_0_2);
-    store_f32(out + 27, out_0_3);
-    store_f32(out + 36, out_0_4);
-    store_f32(out + 45, out_0_5);
-    store_f32(out + 54, out_0_6);
-    store_f32(out + 63, out_0_7);
-    store_f32(out + 72, out_0_8);
-    store_f32(out + 81, out_0_9);
-    store_f32(out + 90, out_0_10);
-    store_f32(out + 99, out_0_11);
-    store_f32(out + 108, out_0_12);
-    store_f32(out + 117, out_0_13);
-    store_f32(out + 126, out_0_14);
-    store_part_f32(out + 135, out_0_15, 9);
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 9, out_0_1);
+    STORE_F32(out + 18, out_0_2);
+    STORE_F32(out + 27, out_0_3);
+    STORE_F32(out + 36, out_0_4);
+    STORE_F32(out + 45, out_0_5);
+    STORE_F32(out + 54, out_0_6);
+    STORE_F32(out + 63, out_0_7);
+    STORE_F32(out + 72, out_0_8);
+    STORE_F32(out + 81, out_0_9);
+    STORE_F32(out + 90, out_0_10);
+    STORE_F32(out + 99, out_0_11);
+    STORE_F32(out + 108, out_0_12);
+    STORE_F32(out + 117, out_0_13);
+    STORE_F32(out + 126, out_0_14);
+    STORE_PART_F32(out + 135, out_0_15, 9);
 }
 
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
@@ -565,23 +633,39 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
 static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
 {
     typedef vec_f64 real_v;
-    real_v x_0_0 = load_f64(x + 0);
-    real_v x_0_1 = load_f64(x + 9);
-    real_v x_0_2 = load_f64(x + 18);
-    real_v x_0_3 = load_f64(x + 27);
-    real_v x_0_4 = load_f64(x + 36);
-    real_v x_0_5 = load_f64(x + 45);
-    real_v x_0_6 = load_f64(x + 54);
-    real_v x_0_7 = load_f64(x + 63);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F64(x_0_7, x + 63);
     TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
-    real_v x_1_0 = load_f64(x + 8);
-    real_v x_1_1 = load_f64(x + 17);
-    real_v x_1_2 = load_f64(x + 26);
-    real_v x_1_3 = load_f64(x + 35);
-    real_v x_1_4 = load_f64(x + 44);
-    real_v x_1_5 = load_f64(x + 53);
-    real_v x_1_6 = load_f64(x + 62);
-    real_v x_1_7 = load_part_f64(x + 71, 1);
+    real_v x_1_0;
+    LOAD_F64(x_1_0, x + 8);
+    real_v x_1_1;
+    LOAD_F64(x_1_1, x + 17);
+    real_v x_1_2;
+    LOAD_F64(x_1_2, x + 26);
+    real_v x_1_3;
+    LOAD_F64(x_1_3, x + 35);
+    real_v x_1_4;
+    LOAD_F64(x_1_4, x + 44);
+    real_v x_1_5;
+    LOAD_F64(x_1_5, x + 53);
+    real_v x_1_6;
+    LOAD_F64(x_1_6, x + 62);
+    real_v x_1_7;
+    LOAD_PART_F64(x_1_7, x + 71, 1);
     TRANSPOSE_F64(x_1_0, x_1_1, x_1_2, x_1_3, x_1_4, x_1_5, x_1_6, x_1_7);
     const real_v x1 = x_0_1;
     const real_v x2 = x_0_2;
@@ -591,14 +675,22 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v x6 = x_0_6;
     const real_v x7 = x_0_7;
     const real_v x8 = x_1_0;
-    real_v g_0_0 = load_f64(g + 0);
-    real_v g_0_1 = load_f64(g + 6);
-    real_v g_0_2 = load_f64(g + 12);
-    real_v g_0_3 = load_f64(g + 18);
-    real_v g_0_4 = load_f64(g + 24);
-    real_v g_0_5 = load_f64(g + 30);
-    real_v g_0_6 = load_f64(g + 36);
-    real_v g_0_7 = load_part_f64(g + 42, 6);
+    real_v g_0_0;
+    LOAD_F64(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F64(g_0_1, g + 6);
+    real_v g_0_2;
+    LOAD_F64(g_0_2, g + 12);
+    real_v g_0_3;
+    LOAD_F64(g_0_3, g + 18);
+    real_v g_0_4;
+    LOAD_F64(g_0_4, g + 24);
+    real_v g_0_5;
+    LOAD_F64(g_0_5, g + 30);
+    real_v g_0_6;
+    LOAD_F64(g_0_6, g + 36);
+    real_v g_0_7;
+    LOAD_PART_F64(g_0_7, g + 42, 6);
     TRANSPOSE_F64(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7);
     const real_v g0 = g_0_0;
     const real_v g1 = g_0_1;
@@ -669,22 +761,22 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     real_v out_1_7 = (real_v){0};
     TRANSPOSE_F64(out_1_0, out_1_1, out_1_2, out_1_3, out_1_4, out_1_5, out_1_6, out_1_7);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f64(out + 0, out_0_0);
-    store_f64(out + 8, out_1_0);
-    store_f64(out + 9, out_0_1);
-    store_f64(out + 17, out_1_1);
-    store_f64(out + 18, out_0_2);
-    store_f64(out + 26, out_1_2);
-    store_f64(out + 27, out_0_3);
-    store_f64(out + 35, out_1_3);
-    store_f64(out + 36, out_0_4);
-    store_f64(out + 44, out_1_4);
-    store_f64(out + 45, out_0_5);
-    store_f64(out + 53, out_1_5);
-    store_f64(out + 54, out_0_6);
-    store_f64(out + 62, out_1_6);
-    store_f64(out + 63, out_0_7);
-    store_part_f64(out + 71, out_1_7, 1);
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 8, out_1_0);
+    STORE_F64(out + 9, out_0_1);
+    STORE_F64(out + 17, out_1_1);
+    STORE_F64(out + 18, out_0_2);
+    STORE_F64(out + 26, out_1_2);
+    STORE_F64(out + 27, out_0_3);
+    STORE_F64(out + 35, out_1_3);
+    STORE_F64(out + 36, out_0_4);
+    STORE_F64(out + 44, out_1_4);
+    STORE_F64(out + 45, out_0_5);
+    STORE_F64(out + 53, out_1_5);
+    STORE_F64(out + 54, out_0_6);
+    STORE_F64(out + 62, out_1_6);
+    STORE_F64(out + 63, out_0_7);
+    STORE_PART_F64(out + 71, out_1_7, 1);
 }
 
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
@@ -715,22 +807,38 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
 static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
-    real_v x_0_0 = load_f32(x + 0);
-    real_v x_0_1 = load_f32(x + 9);
-    real_v x_0_2 = load_f32(x + 18);
-    real_v x_0_3 = load_f32(x + 27);
-    real_v x_0_4 = load_f32(x + 36);
-    real_v x_0_5 = load_f32(x + 45);
-    real_v x_0_6 = load_f32(x + 54);
-    real_v x_0_7 = load_f32(x + 63);
-    real_v x_0_8 = load_f32(x + 72);
-    real_v x_0_9 = load_f32(x + 81);
-    real_v x_0_10 = load_f32(x + 90);
-    real_v x_0_11 = load_f32(x + 99);
-    real_v x_0_12 = load_f32(x + 108);
-    real_v x_0_13 = load_f32(x + 117);
-    real_v x_0_14 = load_f32(x + 126);
-    real_v x_0_15 = load_part_f32(x + 135, 9);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 63);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 72);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 81);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 90);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 99);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 108);
+    real_v x_0_13;
+    LOAD_F32(x_0_13, x + 117);
+    real_v x_0_14;
+    LOAD_F32(x_0_14, x + 126);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 135, 9);
     TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
     const real_v x1 = x_0_1;
     const real_v x2 = x_0_2;
@@ -740,22 +848,38 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v x6 = x_0_6;
     const real_v x7 = x_0_7;
     const real_v x8 = x_0_8;
-    real_v u_0_0 = load_f32(u + 0);
-    real_v u_0_1 = load_f32(u + 9);
-    real_v u_0_2 = load_f32(u + 18);
-    real_v u_0_3 = load_f32(u + 27);
-    real_v u_0_4 = load_f32(u + 36);
-    real_v u_0_5 = load_f32(u + 45);
-    real_v u_0_6 = load_f32(u + 54);
-    real_v u_0_7 = load_f32(u + 63);
-    real_v u_0_8 = load_f32(u + 72);
-    real_v u_0_9 = load_f32(u + 81);
-    real_v u_0_10 = load_f32(u + 90);
-    real_v u_0_11 = load_f32(u + 99);
-    real_v u_0_12 = load_f32(u + 108);
-    real_v u_0_13 = load_f32(u + 117);
-    real_v u_0_14 = load_f32(u + 126);
-    real_v u_0_15 = load_part_f32(u + 135, 9);
+    real_v u_0_0;
+    LOAD_F32(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F32(u_0_1, u + 9);
+    real_v u_0_2;
+    LOAD_F32(u_0_2, u + 18);
+    real_v u_0_3;
+    LOAD_F32(u_0_3, u + 27);
+    real_v u_0_4;
+    LOAD_F32(u_0_4, u + 36);
+    real_v u_0_5;
+    LOAD_F32(u_0_5, u + 45);
+    real_v u_0_6;
+    LOAD_F32(u_0_6, u + 54);
+    real_v u_0_7;
+    LOAD_F32(u_0_7, u + 63);
+    real_v u_0_8;
+    LOAD_F32(u_0_8, u + 72);
+    real_v u_0_9;
+    LOAD_F32(u_0_9, u + 81);
+    real_v u_0_10;
+    LOAD_F32(u_0_10, u + 90);
+    real_v u_0_11;
+    LOAD_F32(u_0_11, u + 99);
+    real_v u_0_12;
+    LOAD_F32(u_0_12, u + 108);
+    real_v u_0_13;
+    LOAD_F32(u_0_13, u + 117);
+    real_v u_0_14;
+    LOAD_F32(u_0_14, u + 126);
+    real_v u_0_15;
+    LOAD_PART_F32(u_0_15, u + 135, 9);
     TRANSPOSE_F32(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7, u_0_8, u_0_9, u_0_10, u_0_11, u_0_12, u_0_13, u_0_14, u_0_15);
     const real_v u0 = u_0_0;
     const real_v u1 = u_0_1;
@@ -828,22 +952,22 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     real_v out_0_15 = (real_v){0};
     TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f32(out + 0, out_0_0);
-    store_f32(out + 6, out_0_1);
-    store_f32(out + 12, out_0_2);
-    store_f32(out + 18, out_0_3);
-    store_f32(out + 24, out_0_4);
-    store_f32(out + 30, out_0_5);
-    store_f32(out + 36, out_0_6);
-    store_f32(out + 42, out_0_7);
-    store_f32(out + 48, out_0_8);
-    store_f32(out + 54, out_0_9);
-    store_f32(out + 60, out_0_10);
-    store_f32(out + 66, out_0_11);
-    store_f32(out + 72, out_0_12);
-    store_f32(out + 78, out_0_13);
-    store_part_f32(out + 84, out_0_14, 12);
-    store_part_f32(out + 90, out_0_15, 6);
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 6, out_0_1);
+    STORE_F32(out + 12, out_0_2);
+    STORE_F32(out + 18, out_0_3);
+    STORE_F32(out + 24, out_0_4);
+    STORE_F32(out + 30, out_0_5);
+    STORE_F32(out + 36, out_0_6);
+    STORE_F32(out + 42, out_0_7);
+    STORE_F32(out + 48, out_0_8);
+    STORE_F32(out + 54, out_0_9);
+    STORE_F32(out + 60, out_0_10);
+    STORE_F32(out + 66, out_0_11);
+    STORE_F32(out + 72, out_0_12);
+    STORE_F32(out + 78, out_0_13);
+    STORE_PART_F32(out + 84, out_0_14, 12);
+    STORE_PART_F32(out + 90, out_0_15, 6);
 }
 
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
@@ -874,23 +998,39 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
 static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
-    real_v x_0_0 = load_f64(x + 0);
-    real_v x_0_1 = load_f64(x + 9);
-    real_v x_0_2 = load_f64(x + 18);
-    real_v x_0_3 = load_f64(x + 27);
-    real_v x_0_4 = load_f64(x + 36);
-    real_v x_0_5 = load_f64(x + 45);
-    real_v x_0_6 = load_f64(x + 54);
-    real_v x_0_7 = load_f64(x + 63);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F64(x_0_7, x + 63);
     TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
-    real_v x_1_0 = load_f64(x + 8);
-    real_v x_1_1 = load_f64(x + 17);
-    real_v x_1_2 = load_f64(x + 26);
-    real_v x_1_3 = load_f64(x + 35);
-    real_v x_1_4 = load_f64(x + 44);
-    real_v x_1_5 = load_f64(x + 53);
-    real_v x_1_6 = load_f64(x + 62);
-    real_v x_1_7 = load_part_f64(x + 71, 1);
+    real_v x_1_0;
+    LOAD_F64(x_1_0, x + 8);
+    real_v x_1_1;
+    LOAD_F64(x_1_1, x + 17);
+    real_v x_1_2;
+    LOAD_F64(x_1_2, x + 26);
+    real_v x_1_3;
+    LOAD_F64(x_1_3, x + 35);
+    real_v x_1_4;
+    LOAD_F64(x_1_4, x + 44);
+    real_v x_1_5;
+    LOAD_F64(x_1_5, x + 53);
+    real_v x_1_6;
+    LOAD_F64(x_1_6, x + 62);
+    real_v x_1_7;
+    LOAD_PART_F64(x_1_7, x + 71, 1);
     TRANSPOSE_F64(x_1_0, x_1_1, x_1_2, x_1_3, x_1_4, x_1_5, x_1_6, x_1_7);
     const real_v x1 = x_0_1;
     const real_v x2 = x_0_2;
@@ -900,23 +1040,39 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v x6 = x_0_6;
     const real_v x7 = x_0_7;
     const real_v x8 = x_1_0;
-    real_v u_0_0 = load_f64(u + 0);
-    real_v u_0_1 = load_f64(u + 9);
-    real_v u_0_2 = load_f64(u + 18);
-    real_v u_0_3 = load_f64(u + 27);
-    real_v u_0_4 = load_f64(u + 36);
-    real_v u_0_5 = load_f64(u + 45);
-    real_v u_0_6 = load_f64(u + 54);
-    real_v u_0_7 = load_f64(u + 63);
+    real_v u_0_0;
+    LOAD_F64(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F64(u_0_1, u + 9);
+    real_v u_0_2;
+    LOAD_F64(u_0_2, u + 18);
+    real_v u_0_3;
+    LOAD_F64(u_0_3, u + 27);
+    real_v u_0_4;
+    LOAD_F64(u_0_4, u + 36);
+    real_v u_0_5;
+    LOAD_F64(u_0_5, u + 45);
+    real_v u_0_6;
+    LOAD_F64(u_0_6, u + 54);
+    real_v u_0_7;
+    LOAD_F64(u_0_7, u + 63);
     TRANSPOSE_F64(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7);
-    real_v u_1_0 = load_f64(u + 8);
-    real_v u_1_1 = load_f64(u + 17);
-    real_v u_1_2 = load_f64(u + 26);
-    real_v u_1_3 = load_f64(u + 35);
-    real_v u_1_4 = load_f64(u + 44);
-    real_v u_1_5 = load_f64(u + 53);
-    real_v u_1_6 = load_f64(u + 62);
-    real_v u_1_7 = load_part_f64(u + 71, 1);
+    real_v u_1_0;
+    LOAD_F64(u_1_0, u + 8);
+    real_v u_1_1;
+    LOAD_F64(u_1_1, u + 17);
+    real_v u_1_2;
+    LOAD_F64(u_1_2, u + 26);
+    real_v u_1_3;
+    LOAD_F64(u_1_3, u + 35);
+    real_v u_1_4;
+    LOAD_F64(u_1_4, u + 44);
+    real_v u_1_5;
+    LOAD_F64(u_1_5, u + 53);
+    real_v u_1_6;
+    LOAD_F64(u_1_6, u + 62);
+    real_v u_1_7;
+    LOAD_PART_F64(u_1_7, u + 71, 1);
     TRANSPOSE_F64(u_1_0, u_1_1, u_1_2, u_1_3, u_1_4, u_1_5, u_1_6, u_1_7);
     const real_v u0 = u_0_0;
     const real_v u1 = u_0_1;
@@ -981,14 +1137,14 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     real_v out_0_7 = (real_v){0};
     TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f64(out + 0, out_0_0);
-    store_f64(out + 6, out_0_1);
-    store_f64(out + 12, out_0_2);
-    store_f64(out + 18, out_0_3);
-    store_f64(out + 24, out_0_4);
-    store_f64(out + 30, out_0_5);
-    store_f64(out + 36, out_0_6);
-    store_part_f64(out + 42, out_0_7, 6);
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 6, out_0_1);
+    STORE_F64(out + 12, out_0_2);
+    STORE_F64(out + 18, out_0_3);
+    STORE_F64(out + 24, out_0_4);
+    STORE_F64(out + 30, out_0_5);
+    STORE_F64(out + 36, out_0_6);
+    STORE_PART_F64(out + 42, out_0_7, 6);
 }
 
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
@@ -1019,22 +1175,38 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
 static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
-    real_v x_0_0 = load_f32(x + 0);
-    real_v x_0_1 = load_f32(x + 9);
-    real_v x_0_2 = load_f32(x + 18);
-    real_v x_0_3 = load_f32(x + 27);
-    real_v x_0_4 = load_f32(x + 36);
-    real_v x_0_5 = load_f32(x + 45);
-    real_v x_0_6 = load_f32(x + 54);
-    real_v x_0_7 = load_f32(x + 63);
-    real_v x_0_8 = load_f32(x + 72);
-    real_v x_0_9 = load_f32(x + 81);
-    real_v x_0_10 = load_f32(x + 90);
-    real_v x_0_11 = load_f32(x + 99);
-    real_v x_0_12 = load_f32(x + 108);
-    real_v x_0_13 = load_f32(x + 117);
-    real_v x_0_14 = load_f32(x + 126);
-    real_v x_0_15 = load_part_f32(x + 135, 9);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 63);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 72);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 81);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 90);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 99);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 108);
+    real_v x_0_13;
+    LOAD_F32(x_0_13, x + 117);
+    real_v x_0_14;
+    LOAD_F32(x_0_14, x + 126);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 135, 9);
     TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
     const real_v x1 = x_0_1;
     const real_v x2 = x_0_2;
@@ -1044,44 +1216,76 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v x6 = x_0_6;
     const real_v x7 = x_0_7;
     const real_v x8 = x_0_8;
-    real_v g_0_0 = load_f32(g + 0);
-    real_v g_0_1 = load_f32(g + 6);
-    real_v g_0_2 = load_f32(g + 12);
-    real_v g_0_3 = load_f32(g + 18);
-    real_v g_0_4 = load_f32(g + 24);
-    real_v g_0_5 = load_f32(g + 30);
-    real_v g_0_6 = load_f32(g + 36);
-    real_v g_0_7 = load_f32(g + 42);
-    real_v g_0_8 = load_f32(g + 48);
-    real_v g_0_9 = load_f32(g + 54);
-    real_v g_0_10 = load_f32(g + 60);
-    real_v g_0_11 = load_f32(g + 66);
-    real_v g_0_12 = load_f32(g + 72);
-    real_v g_0_13 = load_f32(g + 78);
-    real_v g_0_14 = load_part_f32(g + 84, 12);
-    real_v g_0_15 = load_part_f32(g + 90, 6);
+    real_v g_0_0;
+    LOAD_F32(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F32(g_0_1, g + 6);
+    real_v g_0_2;
+    LOAD_F32(g_0_2, g + 12);
+    real_v g_0_3;
+    LOAD_F32(g_0_3, g + 18);
+    real_v g_0_4;
+    LOAD_F32(g_0_4, g + 24);
+    real_v g_0_5;
+    LOAD_F32(g_0_5, g + 30);
+    real_v g_0_6;
+    LOAD_F32(g_0_6, g + 36);
+    real_v g_0_7;
+    LOAD_F32(g_0_7, g + 42);
+    real_v g_0_8;
+    LOAD_F32(g_0_8, g + 48);
+    real_v g_0_9;
+    LOAD_F32(g_0_9, g + 54);
+    real_v g_0_10;
+    LOAD_F32(g_0_10, g + 60);
+    real_v g_0_11;
+    LOAD_F32(g_0_11, g + 66);
+    real_v g_0_12;
+    LOAD_F32(g_0_12, g + 72);
+    real_v g_0_13;
+    LOAD_F32(g_0_13, g + 78);
+    real_v g_0_14;
+    LOAD_PART_F32(g_0_14, g + 84, 12);
+    real_v g_0_15;
+    LOAD_PART_F32(g_0_15, g + 90, 6);
     TRANSPOSE_F32(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7, g_0_8, g_0_9, g_0_10, g_0_11, g_0_12, g_0_13, g_0_14, g_0_15);
     const real_v g1 = g_0_1;
     const real_v g2 = g_0_2;
     const real_v g3 = g_0_3;
     const real_v g4 = g_0_4;
     const real_v g5 = g_0_5;
-    real_v u_0_0 = load_f32(u + 0);
-    real_v u_0_1 = load_f32(u + 9);
-    real_v u_0_2 = load_f32(u + 18);
-    real_v u_0_3 = load_f32(u + 27);
-    real_v u_0_4 = load_f32(u + 36);
-    real_v u_0_5 = load_f32(u + 45);
-    real_v u_0_6 = load_f32(u + 54);
-    real_v u_0_7 = load_f32(u + 63);
-    real_v u_0_8 = load_f32(u + 72);
-    real_v u_0_9 = load_f32(u + 81);
-    real_v u_0_10 = load_f32(u + 90);
-    real_v u_0_11 = load_f32(u + 99);
-    real_v u_0_12 = load_f32(u + 108);
-    real_v u_0_13 = load_f32(u + 117);
-    real_v u_0_14 = load_f32(u + 126);
-    real_v u_0_15 = load_part_f32(u + 135, 9);
+    real_v u_0_0;
+    LOAD_F32(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F32(u_0_1, u + 9);
+    real_v u_0_2;
+    LOAD_F32(u_0_2, u + 18);
+    real_v u_0_3;
+    LOAD_F32(u_0_3, u + 27);
+    real_v u_0_4;
+    LOAD_F32(u_0_4, u + 36);
+    real_v u_0_5;
+    LOAD_F32(u_0_5, u + 45);
+    real_v u_0_6;
+    LOAD_F32(u_0_6, u + 54);
+    real_v u_0_7;
+    LOAD_F32(u_0_7, u + 63);
+    real_v u_0_8;
+    LOAD_F32(u_0_8, u + 72);
+    real_v u_0_9;
+    LOAD_F32(u_0_9, u + 81);
+    real_v u_0_10;
+    LOAD_F32(u_0_10, u + 90);
+    real_v u_0_11;
+    LOAD_F32(u_0_11, u + 99);
+    real_v u_0_12;
+    LOAD_F32(u_0_12, u + 108);
+    real_v u_0_13;
+    LOAD_F32(u_0_13, u + 117);
+    real_v u_0_14;
+    LOAD_F32(u_0_14, u + 126);
+    real_v u_0_15;
+    LOAD_PART_F32(u_0_15, u + 135, 9);
     TRANSPOSE_F32(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7, u_0_8, u_0_9, u_0_10, u_0_11, u_0_12, u_0_13, u_0_14, u_0_15);
     const real_v u1 = u_0_1;
     const real_v u2 = u_0_2;
@@ -1182,22 +1386,22 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     real_v out_0_15 = (real_v){0};
     TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f32(out + 0, out_0_0);
-    store_f32(out + 9, out_0_1);
-    store_f32(out + 18, out_0_2);
-    store_f32(out + 27, out_0_3);
-    store_f32(out + 36, out_0_4);
-    store_f32(out + 45, out_0_5);
-    store_f32(out + 54, out_0_6);
-    store_f32(out + 63, out_0_7);
-    store_f32(out + 72, out_0_8);
-    store_f32(out + 81, out_0_9);
-    store_f32(out + 90, out_0_10);
-    store_f32(out + 99, out_0_11);
-    store_f32(out + 108, out_0_12);
-    store_f32(out + 117, out_0_13);
-    store_f32(out + 126, out_0_14);
-    store_part_f32(out + 135, out_0_15, 9);
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 9, out_0_1);
+    STORE_F32(out + 18, out_0_2);
+    STORE_F32(out + 27, out_0_3);
+    STORE_F32(out + 36, out_0_4);
+    STORE_F32(out + 45, out_0_5);
+    STORE_F32(out + 54, out_0_6);
+    STORE_F32(out + 63, out_0_7);
+    STORE_F32(out + 72, out_0_8);
+    STORE_F32(out + 81, out_0_9);
+    STORE_F32(out + 90, out_0_10);
+    STORE_F32(out + 99, out_0_11);
+    STORE_F32(out + 108, out_0_12);
+    STORE_F32(out + 117, out_0_13);
+    STORE_F32(out + 126, out_0_14);
+    STORE_PART_F32(out + 135, out_0_15, 9);
 }
 
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
@@ -1231,23 +1435,39 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
 static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
-    real_v x_0_0 = load_f64(x + 0);
-    real_v x_0_1 = load_f64(x + 9);
-    real_v x_0_2 = load_f64(x + 18);
-    real_v x_0_3 = load_f64(x + 27);
-    real_v x_0_4 = load_f64(x + 36);
-    real_v x_0_5 = load_f64(x + 45);
-    real_v x_0_6 = load_f64(x + 54);
-    real_v x_0_7 = load_f64(x + 63);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F64(x_0_7, x + 63);
     TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
-    real_v x_1_0 = load_f64(x + 8);
-    real_v x_1_1 = load_f64(x + 17);
-    real_v x_1_2 = load_f64(x + 26);
-    real_v x_1_3 = load_f64(x + 35);
-    real_v x_1_4 = load_f64(x + 44);
-    real_v x_1_5 = load_f64(x + 53);
-    real_v x_1_6 = load_f64(x + 62);
-    real_v x_1_7 = load_part_f64(x + 71, 1);
+    real_v x_1_0;
+    LOAD_F64(x_1_0, x + 8);
+    real_v x_1_1;
+    LOAD_F64(x_1_1, x + 17);
+    real_v x_1_2;
+    LOAD_F64(x_1_2, x + 26);
+    real_v x_1_3;
+    LOAD_F64(x_1_3, x + 35);
+    real_v x_1_4;
+    LOAD_F64(x_1_4, x + 44);
+    real_v x_1_5;
+    LOAD_F64(x_1_5, x + 53);
+    real_v x_1_6;
+    LOAD_F64(x_1_6, x + 62);
+    real_v x_1_7;
+    LOAD_PART_F64(x_1_7, x + 71, 1);
     TRANSPOSE_F64(x_1_0, x_1_1, x_1_2, x_1_3, x_1_4, x_1_5, x_1_6, x_1_7);
     const real_v x1 = x_0_1;
     const real_v x2 = x_0_2;
@@ -1257,37 +1477,61 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v x6 = x_0_6;
     const real_v x7 = x_0_7;
     const real_v x8 = x_1_0;
-    real_v g_0_0 = load_f64(g + 0);
-    real_v g_0_1 = load_f64(g + 6);
-    real_v g_0_2 = load_f64(g + 12);
-    real_v g_0_3 = load_f64(g + 18);
-    real_v g_0_4 = load_f64(g + 24);
-    real_v g_0_5 = load_f64(g + 30);
-    real_v g_0_6 = load_f64(g + 36);
-    real_v g_0_7 = load_part_f64(g + 42, 6);
+    real_v g_0_0;
+    LOAD_F64(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F64(g_0_1, g + 6);
+    real_v g_0_2;
+    LOAD_F64(g_0_2, g + 12);
+    real_v g_0_3;
+    LOAD_F64(g_0_3, g + 18);
+    real_v g_0_4;
+    LOAD_F64(g_0_4, g + 24);
+    real_v g_0_5;
+    LOAD_F64(g_0_5, g + 30);
+    real_v g_0_6;
+    LOAD_F64(g_0_6, g + 36);
+    real_v g_0_7;
+    LOAD_PART_F64(g_0_7, g + 42, 6);
     TRANSPOSE_F64(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7);
     const real_v g1 = g_0_1;
     const real_v g2 = g_0_2;
     const real_v g3 = g_0_3;
     const real_v g4 = g_0_4;
     const real_v g5 = g_0_5;
-    real_v u_0_0 = load_f64(u + 0);
-    real_v u_0_1 = load_f64(u + 9);
-    real_v u_0_2 = load_f64(u + 18);
-    real_v u_0_3 = load_f64(u + 27);
-    real_v u_0_4 = load_f64(u + 36);
-    real_v u_0_5 = load_f64(u + 45);
-    real_v u_0_6 = load_f64(u + 54);
-    real_v u_0_7 = load_f64(u + 63);
+    real_v u_0_0;
+    LOAD_F64(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F64(u_0_1, u + 9);
+    real_v u_0_2;
+    LOAD_F64(u_0_2, u + 18);
+    real_v u_0_3;
+    LOAD_F64(u_0_3, u + 27);
+    real_v u_0_4;
+    LOAD_F64(u_0_4, u + 36);
+    real_v u_0_5;
+    LOAD_F64(u_0_5, u + 45);
+    real_v u_0_6;
+    LOAD_F64(u_0_6, u + 54);
+    real_v u_0_7;
+    LOAD_F64(u_0_7, u + 63);
     TRANSPOSE_F64(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7);
-    real_v u_1_0 = load_f64(u + 8);
-    real_v u_1_1 = load_f64(u + 17);
-    real_v u_1_2 = load_f64(u + 26);
-    real_v u_1_3 = load_f64(u + 35);
-    real_v u_1_4 = load_f64(u + 44);
-    real_v u_1_5 = load_f64(u + 53);
-    real_v u_1_6 = load_f64(u + 62);
-    real_v u_1_7 = load_part_f64(u + 71, 1);
+    real_v u_1_0;
+    LOAD_F64(u_1_0, u + 8);
+    real_v u_1_1;
+    LOAD_F64(u_1_1, u + 17);
+    real_v u_1_2;
+    LOAD_F64(u_1_2, u + 26);
+    real_v u_1_3;
+    LOAD_F64(u_1_3, u + 35);
+    real_v u_1_4;
+    LOAD_F64(u_1_4, u + 44);
+    real_v u_1_5;
+    LOAD_F64(u_1_5, u + 53);
+    real_v u_1_6;
+    LOAD_F64(u_1_6, u + 62);
+    real_v u_1_7;
+    LOAD_PART_F64(u_1_7, u + 71, 1);
     TRANSPOSE_F64(u_1_0, u_1_1, u_1_2, u_1_3, u_1_4, u_1_5, u_1_6, u_1_7);
     const real_v u1 = u_0_1;
     const real_v u2 = u_0_2;
@@ -1389,22 +1633,22 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     real_v out_1_7 = (real_v){0};
     TRANSPOSE_F64(out_1_0, out_1_1, out_1_2, out_1_3, out_1_4, out_1_5, out_1_6, out_1_7);
     /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    store_f64(out + 0, out_0_0);
-    store_f64(out + 8, out_1_0);
-    store_f64(out + 9, out_0_1);
-    store_f64(out + 17, out_1_1);
-    store_f64(out + 18, out_0_2);
-    store_f64(out + 26, out_1_2);
-    store_f64(out + 27, out_0_3);
-    store_f64(out + 35, out_1_3);
-    store_f64(out + 36, out_0_4);
-    store_f64(out + 44, out_1_4);
-    store_f64(out + 45, out_0_5);
-    store_f64(out + 53, out_1_5);
-    store_f64(out + 54, out_0_6);
-    store_f64(out + 62, out_1_6);
-    store_f64(out + 63, out_0_7);
-    store_part_f64(out + 71, out_1_7, 1);
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 8, out_1_0);
+    STORE_F64(out + 9, out_0_1);
+    STORE_F64(out + 17, out_1_1);
+    STORE_F64(out + 18, out_0_2);
+    STORE_F64(out + 26, out_1_2);
+    STORE_F64(out + 27, out_0_3);
+    STORE_F64(out + 35, out_1_3);
+    STORE_F64(out + 36, out_0_4);
+    STORE_F64(out + 44, out_1_4);
+    STORE_F64(out + 45, out_0_5);
+    STORE_F64(out + 53, out_1_5);
+    STORE_F64(out + 54, out_0_6);
+    STORE_F64(out + 62, out_1_6);
+    STORE_F64(out + 63, out_0_7);
+    STORE_PART_F64(out + 71, out_1_7, 1);
 }
 
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
