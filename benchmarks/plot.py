@@ -1,9 +1,12 @@
-"""Plot a benchmark result: rows/s against N, one panel per (l_max, n_max) x (dtype, mode).
+"""Plot a benchmark result (1 thread, CPU time): rows/s against N and latency per call.
 
     .venv/bin/python benchmarks/plot.py benchmarks/results/<file>.json   # writes <file>.png next to it
 
-Colours are methods; solid lines are 2 threads, dashed 1 thread.  Both axes are
-logarithmic, so a method whose cost is linear in N is a flat line.
+One row of panels per (l_max, n_max, dtype): forward rows/s, forward+backward
+rows/s (both against N, log-log: a method whose cost is linear in N is a flat
+line; the dotted black line is the cache-aware roofline bound of optinv's
+kernel), and microseconds per call at small N (solid forward, dashed
+forward+backward).  Colours are methods.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ from pathlib import Path
 
 COLOURS = {
     "optinv": "#d62728",
+    "optinv+out": "#8c564b",
+    "optinv-torch": "#ff7f0e",
+    "optinv-layer": "#bcbd22",
     "optinv-h13": "#ff9896",
     "hippynn": "#1f77b4",
+    "hippynn-compiled": "#17becf",
     "numpy-ref": "#7f7f7f",
     "sparse-poly": "#2ca02c",
-    "sparse-poly-h13": "#98df8a",
+    "sparse-poly+out": "#98df8a",
+    "sparse-poly-h13": "#9467bd",
 }
-STYLES = {1: "--", 2: "-"}
 
 
 def plot(result: dict, path) -> Path:
@@ -29,50 +36,48 @@ def plot(result: dict, path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recs = [r for r in result["records"] if "rows_per_s" in r]
-    pairs = sorted({(r["l_max"], r["n_max"]) for r in recs})
-    cols = [(dt, mode) for dt in ("float32", "float64") for mode in ("forward", "forward+backward")]
-    cols = [c for c in cols if any((r["dtype"], r["mode"]) == c for r in recs)]
-    if not pairs or not cols:
-        raise ValueError("no timed records to plot")
-    fig, axes = plt.subplots(len(pairs), len(cols), figsize=(4.6 * len(cols), 3.6 * len(pairs)),
-                             squeeze=False, sharex=True)
+    recs = [r for r in result["records"] if "rows_per_s" in r and r["threads"] == 1]
+    keys = sorted({(r["l_max"], r["n_max"], r["dtype"]) for r in recs if r["section"] == "throughput"})
+    fig, axes = plt.subplots(len(keys) or 1, 3, figsize=(16, 3.6 * max(len(keys), 1)), squeeze=False)
+    for row, key in enumerate(keys):
+        sel = [r for r in recs if (r["l_max"], r["n_max"], r["dtype"]) == key]
+        for col, mode in enumerate(("forward", "forward+backward")):
+            ax = axes[row][col]
+            thr = [r for r in sel if r["section"] == "throughput" and r["mode"] == mode]
+            for meth in dict.fromkeys(r["method"] for r in thr):
+                pts = sorted((r["n_rows"], r["rows_per_s"]) for r in thr if r["method"] == meth)
+                ax.plot(*zip(*pts), marker="o", ms=3, color=COLOURS.get(meth), label=meth)
+            bound = sorted((r["n_rows"], r["roofline"]["bound_rows_s"]) for r in thr if r["method"] == "optinv+out")
+            if bound:
+                ax.plot(*zip(*bound), ":", color="k", label="roofline (optinv)")
+            ax.set(xscale="log", yscale="log", xlabel="rows N", ylabel="rows/s (1 thread, CPU time)",
+                   title=f"({key[0]},{key[1]}) {key[2]} {mode}")
+            ax.grid(True, which="both", alpha=0.3)
+        ax = axes[row][2]
+        lat = [r for r in sel if r["section"] == "latency"]
+        if not lat:
+            ax.axis("off")
+            continue
+        for meth in dict.fromkeys(r["method"] for r in lat):
+            for mode, style in (("forward", "-"), ("forward+backward", "--")):
+                pts = sorted((r["n_rows"], r["median_s"] * 1e6) for r in lat if r["method"] == meth and r["mode"] == mode)
+                if pts:
+                    ax.plot(*zip(*pts), style, marker="o", ms=3, color=COLOURS.get(meth),
+                            label=meth if mode == "forward" else None)
+        ax.set(xscale="log", yscale="log", xlabel="rows N", ylabel="us per call (1 thread, CPU time)",
+               title=f"({key[0]},{key[1]}) {key[2]} latency (dashed: fwd+bwd)")
+        ax.grid(True, which="both", alpha=0.3)
     handles = {}
-    for i, (l, n) in enumerate(pairs):
-        for j, (dt, mode) in enumerate(cols):
-            ax = axes[i][j]
-            sel = [r for r in recs if (r["l_max"], r["n_max"], r["dtype"], r["mode"]) == (l, n, dt, mode)]
-            K = next((r["K"] for r in sel if r["method"] == "optinv" or r["method"] == "sparse-poly"), None)
-            for (meth, t) in sorted({(r["method"], r["threads"]) for r in sel}):
-                pts = sorted((r["n_rows"], r["rows_per_s"]) for r in sel if r["method"] == meth and r["threads"] == t)
-                (h,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], STYLES.get(t, ":"), marker="o", ms=3,
-                               color=COLOURS.get(meth), label=f"{meth} {t}t")
-                handles[f"{meth} {t}t"] = h
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.grid(True, which="major", alpha=0.3)
-            ax.set_title(f"l_max={l}, n_max={n}" + (f" (K={K})" if K else "") + f"\n{dt}, {mode}", fontsize=10)
-            if i == len(pairs) - 1:
-                ax.set_xlabel("rows N")
-            if j == 0:
-                ax.set_ylabel("rows / s")
-    m = result.get("machine", {})
-    peak = m.get("peak_gflops", {}).get("float32", {})
-    bw = m.get("bandwidth_gbs", {}).get("copy", {})
-    fig.suptitle(
-        f"optinv benchmarks, {result.get('date', '')[:10]}, {m.get('cpu_model', '?')} x{m.get('usable_cpus', '?')}; "
-        f"peak f32 {', '.join(f'{t}t {v:.0f}' for t, v in peak.items())} GFLOP/s; "
-        f"copy {', '.join(f'{t}t {v:.0f}' for t, v in bw.items())} GB/s" + ("  [quick]" if result.get("quick") else ""),
-        fontsize=11,
-    )
-    labels = sorted(handles, key=lambda s: (list(COLOURS).index(s.split()[0]) if s.split()[0] in COLOURS else 99, s))
-    fig.legend([handles[k] for k in labels], labels, loc="lower center", ncol=min(6, len(labels)), fontsize=9,
-               frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    path = Path(path)
-    fig.savefig(path, dpi=110)
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 7), fontsize=8)
+    fig.suptitle(f"optinv benchmark {result['date']} ({result['machine'].get('cpu_model', '')}, 1 thread, CPU time)")
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    out = Path(path)
+    fig.savefig(out, dpi=90)
     plt.close(fig)
-    return path
+    return out
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,11 @@ compiled at run time with the kernels' flags (:mod:`.cbuild`):
   ``a[i] = b[i]`` with OpenMP (per thread count); bytes counted are read +
   written (write-allocate traffic not counted, as in STREAM).
 
+With one thread both are timed in the thread's CPU time, like the harness's
+1-thread figures (on a busy machine wall time would measure the neighbours and
+give a peak that is too low, which would flatter every fraction of it); with
+more threads in wall time.
+
 >>> m = measure_machine(threads=(1,), quick=True)
 >>> m["peak_gflops"]["float32"]["1"] > 0
 True
@@ -42,14 +47,16 @@ _PEAK_SRC = r"""
 typedef float vf __attribute__((vector_size(VB)));
 typedef double vd __attribute__((vector_size(VB)));
 
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+/* One thread: CPU time of the calling thread (a descheduled thread accrues none, as in the harness's
+ * process_time); more threads: wall time. */
+static double now_for(int threads) { struct timespec t; clock_gettime(threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
 int vector_bytes(void) { return VB; }
 
 #define PEAK(NAME, V, T)                                                           \
 double NAME(long iters, int threads, double *sink_out)                             \
 {                                                                                  \
     double sink = 0;                                                               \
-    double t0 = now();                                                             \
+    double t0 = now_for(threads);                                                  \
     _Pragma("omp parallel num_threads(threads) reduction(+:sink)")                 \
     {                                                                              \
         const T s = (T)omp_get_thread_num();                                       \
@@ -66,7 +73,7 @@ double NAME(long iters, int threads, double *sink_out)                          
         V tot = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;      \
         for (int w = 0; w < (int)(VB / sizeof(T)); ++w) sink += tot[w];           \
     }                                                                              \
-    double dt = now() - t0;                                                        \
+    double dt = now_for(threads) - t0;                                             \
     *sink_out = sink;                                                              \
     return 2.0 * NACC * (VB / sizeof(T)) * (double)iters * threads / dt;           \
 }
@@ -79,6 +86,7 @@ _BW_SRC = r"""
 #include <string.h>
 #include <time.h>
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+static double now_for(int threads) { struct timespec t; clock_gettime(threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
 void init(double *a, double *b, long n, int threads)
 {
     #pragma omp parallel for num_threads(threads) schedule(static)
@@ -92,10 +100,10 @@ double bw_memcpy(double *dst, const double *src, long n)
 }
 double bw_copy(double *restrict dst, const double *restrict src, long n, int threads)
 {
-    double t0 = now();
+    double t0 = now_for(threads);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long i = 0; i < n; ++i) dst[i] = src[i];
-    return 2.0 * n * sizeof(double) / (now() - t0);
+    return 2.0 * n * sizeof(double) / (now_for(threads) - t0);
 }
 """
 
@@ -140,6 +148,86 @@ def copy_bandwidth(threads=(1, 2), quick: bool = False) -> dict:
     reps = 3 if quick else 8
     out = {"buffer_bytes": n * 8, "memcpy": max(lib.bw_memcpy(b.ctypes.data, a.ctypes.data, n) for _ in range(reps)) / 1e9}
     out["copy"] = {str(t): max(lib.bw_copy(b.ctypes.data, a.ctypes.data, n, t) for _ in range(reps)) / 1e9 for t in threads}
+    return out
+
+
+def _size_bytes(text: str) -> int:
+    text = text.strip().upper()
+    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+    return int(float(text[:-1]) * mult[text[-1]]) if text and text[-1] in mult else int(text)
+
+
+def cache_info() -> dict:
+    """Data and unified caches of CPU 0 from /sys (level, size in bytes, CPUs sharing it); {} if unreadable.
+
+    ``last_level_bytes`` is the largest level's size: working sets beyond it stream from main memory.
+    """
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    levels = {}
+    try:
+        for entry in sorted(os.listdir(root)):
+            if not entry.startswith("index"):
+                continue
+            d = os.path.join(root, entry)
+            kind = open(os.path.join(d, "type")).read().strip()
+            if kind not in ("Data", "Unified"):
+                continue
+            level = int(open(os.path.join(d, "level")).read())
+            shared = open(os.path.join(d, "shared_cpu_list")).read().strip()
+            levels[f"L{level}"] = {"bytes": _size_bytes(open(os.path.join(d, "size")).read()), "shared_cpu_list": shared}
+    except OSError:
+        return {}
+    if levels:
+        last = max(levels, key=lambda k: int(k[1:]))
+        levels["last_level"] = last
+        levels["last_level_bytes"] = levels[last]["bytes"]
+    return levels
+
+
+def lscpu() -> dict:
+    """``lscpu`` fields that identify the machine (model, cores, caches), or {} without lscpu."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    keep = ("Model name", "CPU(s)", "Thread(s) per core", "Core(s) per socket", "Socket(s)", "L1d cache",
+            "L2 cache", "L3 cache", "Hypervisor vendor", "CPU max MHz")
+    fields = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in keep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def bandwidth_by_level(threads=(1, 2), quick: bool = False) -> dict:
+    """Copy bandwidth (GB/s, read + write bytes) for working sets in L2, in the last-level cache and in DRAM.
+
+    Sizes are total bytes of the two buffers: half of (L2 per core x threads), half of the last-level
+    cache, and four times the last-level cache, so the three regimes of a kernel's roofline are measured
+    on this machine rather than assumed.
+    """
+    import numpy as np
+
+    caches = cache_info()
+    llc = caches.get("last_level_bytes", 32 * 1024 ** 2)
+    l2 = caches.get("L2", {}).get("bytes", 1024 ** 2)
+    lib = build_and_load(_BW_SRC, "machine_bw")
+    P = ctypes.c_void_p
+    lib.init.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
+    lib.bw_copy.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
+    lib.bw_copy.restype = ctypes.c_double
+    out = {}
+    for t in threads:
+        sizes = {"L2": l2 * t // 2, "LLC": llc // 2, "DRAM": 4 * llc}
+        out[str(t)] = {}
+        for level, total in sizes.items():
+            n = max(total // 16, 1024)  # two double buffers
+            a, b = np.empty(n), np.empty(n)
+            lib.init(a.ctypes.data, b.ctypes.data, n, t)
+            reps = max(3, min(200, int((2e9 if not quick else 2e8) / (16 * n))))
+            out[str(t)][level] = {"bytes": 16 * n,
+                                  "gbs": max(lib.bw_copy(b.ctypes.data, a.ctypes.data, n, t) for _ in range(reps)) / 1e9}
     return out
 
 

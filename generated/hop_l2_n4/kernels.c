@@ -4,12 +4,16 @@
  * regenerate with `optinv compile` instead.
  *
  * Rows are C-contiguous: x is (n, 9), outputs are (n, width).
- * Each kernel works on blocks of OPTINV_LANES rows held in GCC/Clang vector
- * types, so the straight-line body is vectorised across rows; a short tail
- * is zero-padded into one extra block.  OpenMP splits blocks over threads
- * (guided: large chunks first, small ones at the end, so a busy core does not
- * hold the others back and scheduling costs little); batches under
- * 256 rows stay on the calling thread, where starting threads would cost more.
+ * Each kernel works on blocks of rows held in 64-byte GCC/Clang vector types
+ * (16 float or 8 double lanes, one row per lane), so the straight-line body is
+ * vectorised across rows.  A block is read with whole-row vector loads and
+ * turned into one vector per column by an in-register transpose (log2(lanes)
+ * stages of two-source shuffles), and written back the same way, so no lane
+ * is gathered or stored one element at a time.  A short tail is zero-padded
+ * into one extra block.  OpenMP splits blocks over threads (guided: large
+ * chunks first, small ones at the end, so a busy core does not hold the others
+ * back and scheduling costs little); batches under 256 rows stay on the
+ * calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
 #include <string.h>
@@ -19,12 +23,7 @@
 
 #define OPTINV_D 9
 #define OPTINV_K 6
-#define OPTINV_LANES 8
 
-typedef float vec_f32 __attribute__((vector_size(OPTINV_LANES * sizeof(float))));
-typedef double vec_f64 __attribute__((vector_size(OPTINV_LANES * sizeof(double))));
-
-int optinv_lanes(void) { return OPTINV_LANES; }
 int optinv_dim(void) { return OPTINV_D; }
 int optinv_count(void) { return OPTINV_K; }
 
@@ -37,26 +36,208 @@ static int resolve_threads(int requested) {
 #endif
 }
 
-/* Gather column k of a block of rows with row stride `width` into one vector. */
-#define LOAD_F32(p, width, k) ((vec_f32){ (p)[k], (p)[(width) + (k)], (p)[2 * (width) + (k)], (p)[3 * (width) + (k)], (p)[4 * (width) + (k)], (p)[5 * (width) + (k)], (p)[6 * (width) + (k)], (p)[7 * (width) + (k)] })
+#define OPTINV_LANES_F32 16
+#define PREFETCH_ROWS_F32 (16 * 4)
+typedef float vec_f32 __attribute__((vector_size(16 * sizeof(float))));
+typedef int32_t mask_f32 __attribute__((vector_size(16 * sizeof(float))));
+int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
+#if defined(__clang__)
+#define SHUFFLE_F32(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#else
+#define SHUFFLE_F32(a, b, ...) __builtin_shuffle((a), (b), (mask_f32){__VA_ARGS__})
+#endif
 
-/* Gather column k of a block of rows with row stride `width` into one vector. */
-#define LOAD_F64(p, width, k) ((vec_f64){ (p)[k], (p)[(width) + (k)], (p)[2 * (width) + (k)], (p)[3 * (width) + (k)], (p)[4 * (width) + (k)], (p)[5 * (width) + (k)], (p)[6 * (width) + (k)], (p)[7 * (width) + (k)] })
+/* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
+ * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
+#define LOAD_F32(v, p) memcpy(&(v), (p), sizeof(v))
+#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
+#define STORE_F32(p, v) memcpy((p), &(v), sizeof(v))
+#define STORE_PART_F32(p, v, n) memcpy((p), &(v), (size_t)(n) * sizeof(float))
+
+/* Transpose a 16x16 tile held in 16 vectors in place (m_r[j] -> m_j[r]): stage b swaps
+ * bit b of the row index with bit b of the lane index, one two-source shuffle per vector. */
+#define TRANSPOSE_F32(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15) do { \
+    { \
+        const vec_f32 s0 = SHUFFLE_F32(m0, m1, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
+        const vec_f32 s1 = SHUFFLE_F32(m1, m0, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
+        const vec_f32 s2 = SHUFFLE_F32(m2, m3, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
+        const vec_f32 s3 = SHUFFLE_F32(m3, m2, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
+        const vec_f32 s4 = SHUFFLE_F32(m4, m5, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
+        const vec_f32 s5 = SHUFFLE_F32(m5, m4, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
+        const vec_f32 s6 = SHUFFLE_F32(m6, m7, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
+        const vec_f32 s7 = SHUFFLE_F32(m7, m6, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
+        const vec_f32 s8 = SHUFFLE_F32(m8, m9, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
+        const vec_f32 s9 = SHUFFLE_F32(m9, m8, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
+        const vec_f32 s10 = SHUFFLE_F32(m10, m11, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
+        const vec_f32 s11 = SHUFFLE_F32(m11, m10, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
+        const vec_f32 s12 = SHUFFLE_F32(m12, m13, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
+        const vec_f32 s13 = SHUFFLE_F32(m13, m12, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
+        const vec_f32 s14 = SHUFFLE_F32(m14, m15, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
+        const vec_f32 s15 = SHUFFLE_F32(m15, m14, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
+        m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
+    } \
+    { \
+        const vec_f32 s0 = SHUFFLE_F32(m0, m2, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s1 = SHUFFLE_F32(m1, m3, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s2 = SHUFFLE_F32(m2, m0, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s3 = SHUFFLE_F32(m3, m1, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s4 = SHUFFLE_F32(m4, m6, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s5 = SHUFFLE_F32(m5, m7, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s6 = SHUFFLE_F32(m6, m4, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s7 = SHUFFLE_F32(m7, m5, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s8 = SHUFFLE_F32(m8, m10, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s9 = SHUFFLE_F32(m9, m11, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s10 = SHUFFLE_F32(m10, m8, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s11 = SHUFFLE_F32(m11, m9, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s12 = SHUFFLE_F32(m12, m14, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s13 = SHUFFLE_F32(m13, m15, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s14 = SHUFFLE_F32(m14, m12, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s15 = SHUFFLE_F32(m15, m13, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
+    } \
+    { \
+        const vec_f32 s0 = SHUFFLE_F32(m0, m4, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
+        const vec_f32 s1 = SHUFFLE_F32(m1, m5, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
+        const vec_f32 s2 = SHUFFLE_F32(m2, m6, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
+        const vec_f32 s3 = SHUFFLE_F32(m3, m7, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
+        const vec_f32 s4 = SHUFFLE_F32(m4, m0, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
+        const vec_f32 s5 = SHUFFLE_F32(m5, m1, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
+        const vec_f32 s6 = SHUFFLE_F32(m6, m2, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
+        const vec_f32 s7 = SHUFFLE_F32(m7, m3, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
+        const vec_f32 s8 = SHUFFLE_F32(m8, m12, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
+        const vec_f32 s9 = SHUFFLE_F32(m9, m13, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
+        const vec_f32 s10 = SHUFFLE_F32(m10, m14, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
+        const vec_f32 s11 = SHUFFLE_F32(m11, m15, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
+        const vec_f32 s12 = SHUFFLE_F32(m12, m8, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
+        const vec_f32 s13 = SHUFFLE_F32(m13, m9, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
+        const vec_f32 s14 = SHUFFLE_F32(m14, m10, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
+        const vec_f32 s15 = SHUFFLE_F32(m15, m11, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
+        m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
+    } \
+    { \
+        const vec_f32 s0 = SHUFFLE_F32(m0, m8, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
+        const vec_f32 s1 = SHUFFLE_F32(m1, m9, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
+        const vec_f32 s2 = SHUFFLE_F32(m2, m10, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
+        const vec_f32 s3 = SHUFFLE_F32(m3, m11, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
+        const vec_f32 s4 = SHUFFLE_F32(m4, m12, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
+        const vec_f32 s5 = SHUFFLE_F32(m5, m13, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
+        const vec_f32 s6 = SHUFFLE_F32(m6, m14, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
+        const vec_f32 s7 = SHUFFLE_F32(m7, m15, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
+        const vec_f32 s8 = SHUFFLE_F32(m8, m0, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
+        const vec_f32 s9 = SHUFFLE_F32(m9, m1, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
+        const vec_f32 s10 = SHUFFLE_F32(m10, m2, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
+        const vec_f32 s11 = SHUFFLE_F32(m11, m3, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
+        const vec_f32 s12 = SHUFFLE_F32(m12, m4, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
+        const vec_f32 s13 = SHUFFLE_F32(m13, m5, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
+        const vec_f32 s14 = SHUFFLE_F32(m14, m6, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
+        const vec_f32 s15 = SHUFFLE_F32(m15, m7, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
+        m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
+    } \
+} while (0)
+
+#define OPTINV_LANES_F64 8
+#define PREFETCH_ROWS_F64 (8 * 4)
+typedef double vec_f64 __attribute__((vector_size(8 * sizeof(double))));
+typedef int64_t mask_f64 __attribute__((vector_size(8 * sizeof(double))));
+int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
+#if defined(__clang__)
+#define SHUFFLE_F64(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#else
+#define SHUFFLE_F64(a, b, ...) __builtin_shuffle((a), (b), (mask_f64){__VA_ARGS__})
+#endif
+
+/* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
+ * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
+#define LOAD_F64(v, p) memcpy(&(v), (p), sizeof(v))
+#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
+#define STORE_F64(p, v) memcpy((p), &(v), sizeof(v))
+#define STORE_PART_F64(p, v, n) memcpy((p), &(v), (size_t)(n) * sizeof(double))
+
+/* Transpose a 8x8 tile held in 8 vectors in place (m_r[j] -> m_j[r]): stage b swaps
+ * bit b of the row index with bit b of the lane index, one two-source shuffle per vector. */
+#define TRANSPOSE_F64(m0, m1, m2, m3, m4, m5, m6, m7) do { \
+    { \
+        const vec_f64 s0 = SHUFFLE_F64(m0, m1, 0, 8, 2, 10, 4, 12, 6, 14); \
+        const vec_f64 s1 = SHUFFLE_F64(m1, m0, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s2 = SHUFFLE_F64(m2, m3, 0, 8, 2, 10, 4, 12, 6, 14); \
+        const vec_f64 s3 = SHUFFLE_F64(m3, m2, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s4 = SHUFFLE_F64(m4, m5, 0, 8, 2, 10, 4, 12, 6, 14); \
+        const vec_f64 s5 = SHUFFLE_F64(m5, m4, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s6 = SHUFFLE_F64(m6, m7, 0, 8, 2, 10, 4, 12, 6, 14); \
+        const vec_f64 s7 = SHUFFLE_F64(m7, m6, 9, 1, 11, 3, 13, 5, 15, 7); \
+        m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; \
+    } \
+    { \
+        const vec_f64 s0 = SHUFFLE_F64(m0, m2, 0, 1, 8, 9, 4, 5, 12, 13); \
+        const vec_f64 s1 = SHUFFLE_F64(m1, m3, 0, 1, 8, 9, 4, 5, 12, 13); \
+        const vec_f64 s2 = SHUFFLE_F64(m2, m0, 10, 11, 2, 3, 14, 15, 6, 7); \
+        const vec_f64 s3 = SHUFFLE_F64(m3, m1, 10, 11, 2, 3, 14, 15, 6, 7); \
+        const vec_f64 s4 = SHUFFLE_F64(m4, m6, 0, 1, 8, 9, 4, 5, 12, 13); \
+        const vec_f64 s5 = SHUFFLE_F64(m5, m7, 0, 1, 8, 9, 4, 5, 12, 13); \
+        const vec_f64 s6 = SHUFFLE_F64(m6, m4, 10, 11, 2, 3, 14, 15, 6, 7); \
+        const vec_f64 s7 = SHUFFLE_F64(m7, m5, 10, 11, 2, 3, 14, 15, 6, 7); \
+        m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; \
+    } \
+    { \
+        const vec_f64 s0 = SHUFFLE_F64(m0, m4, 0, 1, 2, 3, 8, 9, 10, 11); \
+        const vec_f64 s1 = SHUFFLE_F64(m1, m5, 0, 1, 2, 3, 8, 9, 10, 11); \
+        const vec_f64 s2 = SHUFFLE_F64(m2, m6, 0, 1, 2, 3, 8, 9, 10, 11); \
+        const vec_f64 s3 = SHUFFLE_F64(m3, m7, 0, 1, 2, 3, 8, 9, 10, 11); \
+        const vec_f64 s4 = SHUFFLE_F64(m4, m0, 12, 13, 14, 15, 4, 5, 6, 7); \
+        const vec_f64 s5 = SHUFFLE_F64(m5, m1, 12, 13, 14, 15, 4, 5, 6, 7); \
+        const vec_f64 s6 = SHUFFLE_F64(m6, m2, 12, 13, 14, 15, 4, 5, 6, 7); \
+        const vec_f64 s7 = SHUFFLE_F64(m7, m3, 12, 13, 14, 15, 4, 5, 6, 7); \
+        m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; \
+    } \
+} while (0)
 
 
 /* forward: invariants I(x) (float; 85 flops per row) */
 static void forward_block_f32(const float *restrict x, float *restrict out)
 {
     typedef vec_f32 real_v;
-    const real_v x0 = LOAD_F32(x, 9, 0);
-    const real_v x1 = LOAD_F32(x, 9, 1);
-    const real_v x2 = LOAD_F32(x, 9, 2);
-    const real_v x3 = LOAD_F32(x, 9, 3);
-    const real_v x4 = LOAD_F32(x, 9, 4);
-    const real_v x5 = LOAD_F32(x, 9, 5);
-    const real_v x6 = LOAD_F32(x, 9, 6);
-    const real_v x7 = LOAD_F32(x, 9, 7);
-    const real_v x8 = LOAD_F32(x, 9, 8);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 63);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 72);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 81);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 90);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 99);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 108);
+    real_v x_0_13;
+    LOAD_F32(x_0_13, x + 117);
+    real_v x_0_14;
+    LOAD_F32(x_0_14, x + 126);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 135, 9);
+    TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
+    const real_v x0 = x_0_0;
+    const real_v x1 = x_0_1;
+    const real_v x2 = x_0_2;
+    const real_v x3 = x_0_3;
+    const real_v x4 = x_0_4;
+    const real_v x5 = x_0_5;
+    const real_v x6 = x_0_6;
+    const real_v x7 = x_0_7;
+    const real_v x8 = x_0_8;
     const real_v t0 = x1*x1;
     const real_v t1 = x2*x2;
     const real_v t2 = x3*x3;
@@ -81,37 +262,62 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v t21 = t0*x4 + t10*t13 + t12 + t15 - t9 + x7*(t1 - t2);
     const real_v t22 = t16*(-t6 - t7) + t17*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
     const real_v t23 = t0*(t3 + t4 + t5) + t1*(t4 + t6 + t7) + t10*(t14*x6 + x3*x5*x8) + t11*(2*t13 + t18) - t13*t18 + t2*(t3 + t5 + t6 + t7) + t8*t9 + x4*(t12 - t15);
-    const real_v out0 = x0;
-    const real_v out1 = t19;
-    const real_v out2 = t20;
-    const real_v out3 = t21;
-    const real_v out4 = t22;
-    const real_v out5 = t23;
-    for (int lane = 0; lane < OPTINV_LANES; ++lane) {
-        out[lane * 6 + 0] = out0[lane];
-        out[lane * 6 + 1] = out1[lane];
-        out[lane * 6 + 2] = out2[lane];
-        out[lane * 6 + 3] = out3[lane];
-        out[lane * 6 + 4] = out4[lane];
-        out[lane * 6 + 5] = out5[lane];
-    }
+    real_v out_0_0 = x0;
+    real_v out_0_1 = t19;
+    real_v out_0_2 = t20;
+    real_v out_0_3 = t21;
+    real_v out_0_4 = t22;
+    real_v out_0_5 = t23;
+    real_v out_0_6 = (real_v){0};
+    real_v out_0_7 = (real_v){0};
+    real_v out_0_8 = (real_v){0};
+    real_v out_0_9 = (real_v){0};
+    real_v out_0_10 = (real_v){0};
+    real_v out_0_11 = (real_v){0};
+    real_v out_0_12 = (real_v){0};
+    real_v out_0_13 = (real_v){0};
+    real_v out_0_14 = (real_v){0};
+    real_v out_0_15 = (real_v){0};
+    TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
+    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 6, out_0_1);
+    STORE_F32(out + 12, out_0_2);
+    STORE_F32(out + 18, out_0_3);
+    STORE_F32(out + 24, out_0_4);
+    STORE_F32(out + 30, out_0_5);
+    STORE_F32(out + 36, out_0_6);
+    STORE_F32(out + 42, out_0_7);
+    STORE_F32(out + 48, out_0_8);
+    STORE_F32(out + 54, out_0_9);
+    STORE_F32(out + 60, out_0_10);
+    STORE_F32(out + 66, out_0_11);
+    STORE_F32(out + 72, out_0_12);
+    STORE_F32(out + 78, out_0_13);
+    STORE_PART_F32(out + 84, out_0_14, 12);
+    STORE_PART_F32(out + 90, out_0_15, 6);
 }
 
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
-    const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+    const int64_t full_blocks = n / OPTINV_LANES_F32;
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
-        const int64_t row = b * OPTINV_LANES;
+        const int64_t row = b * OPTINV_LANES_F32;
+        /* Software prefetch of the rows 4 blocks ahead: the forward streams one input and overlaps
+         * compute with memory only this way (measured at 1 thread beyond the L3: float64 1.6x at
+         * (3,4), 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at (4,4); with several
+         * inputs, as in the vjp, prefetching measured slower and is left to the hardware). */
+        for (int line = 0; line < 144 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F32) * 9) + line, 0, 3);
         forward_block_f32(x + row * 9, out + row * 6);
     }
-    const int64_t done = full_blocks * OPTINV_LANES;
+    const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
     if (rest > 0) {
-        float pad_x[OPTINV_LANES * 9];
+        float pad_x[OPTINV_LANES_F32 * 9];
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 9, (size_t)rest * 9 * sizeof(float));
-        float pad_out[OPTINV_LANES * 6];
+        float pad_out[OPTINV_LANES_F32 * 6];
         forward_block_f32(pad_x, pad_out);
         memcpy(out + done * 6, pad_out, (size_t)rest * 6 * sizeof(float));
     }
@@ -122,15 +328,49 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 static void forward_block_f64(const double *restrict x, double *restrict out)
 {
     typedef vec_f64 real_v;
-    const real_v x0 = LOAD_F64(x, 9, 0);
-    const real_v x1 = LOAD_F64(x, 9, 1);
-    const real_v x2 = LOAD_F64(x, 9, 2);
-    const real_v x3 = LOAD_F64(x, 9, 3);
-    const real_v x4 = LOAD_F64(x, 9, 4);
-    const real_v x5 = LOAD_F64(x, 9, 5);
-    const real_v x6 = LOAD_F64(x, 9, 6);
-    const real_v x7 = LOAD_F64(x, 9, 7);
-    const real_v x8 = LOAD_F64(x, 9, 8);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F64(x_0_7, x + 63);
+    TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
+    real_v x_1_0;
+    LOAD_F64(x_1_0, x + 8);
+    real_v x_1_1;
+    LOAD_F64(x_1_1, x + 17);
+    real_v x_1_2;
+    LOAD_F64(x_1_2, x + 26);
+    real_v x_1_3;
+    LOAD_F64(x_1_3, x + 35);
+    real_v x_1_4;
+    LOAD_F64(x_1_4, x + 44);
+    real_v x_1_5;
+    LOAD_F64(x_1_5, x + 53);
+    real_v x_1_6;
+    LOAD_F64(x_1_6, x + 62);
+    real_v x_1_7;
+    LOAD_PART_F64(x_1_7, x + 71, 1);
+    TRANSPOSE_F64(x_1_0, x_1_1, x_1_2, x_1_3, x_1_4, x_1_5, x_1_6, x_1_7);
+    const real_v x0 = x_0_0;
+    const real_v x1 = x_0_1;
+    const real_v x2 = x_0_2;
+    const real_v x3 = x_0_3;
+    const real_v x4 = x_0_4;
+    const real_v x5 = x_0_5;
+    const real_v x6 = x_0_6;
+    const real_v x7 = x_0_7;
+    const real_v x8 = x_1_0;
     const real_v t0 = x1*x1;
     const real_v t1 = x2*x2;
     const real_v t2 = x3*x3;
@@ -155,37 +395,46 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v t21 = t0*x4 + t10*t13 + t12 + t15 - t9 + x7*(t1 - t2);
     const real_v t22 = t16*(-t6 - t7) + t17*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
     const real_v t23 = t0*(t3 + t4 + t5) + t1*(t4 + t6 + t7) + t10*(t14*x6 + x3*x5*x8) + t11*(2*t13 + t18) - t13*t18 + t2*(t3 + t5 + t6 + t7) + t8*t9 + x4*(t12 - t15);
-    const real_v out0 = x0;
-    const real_v out1 = t19;
-    const real_v out2 = t20;
-    const real_v out3 = t21;
-    const real_v out4 = t22;
-    const real_v out5 = t23;
-    for (int lane = 0; lane < OPTINV_LANES; ++lane) {
-        out[lane * 6 + 0] = out0[lane];
-        out[lane * 6 + 1] = out1[lane];
-        out[lane * 6 + 2] = out2[lane];
-        out[lane * 6 + 3] = out3[lane];
-        out[lane * 6 + 4] = out4[lane];
-        out[lane * 6 + 5] = out5[lane];
-    }
+    real_v out_0_0 = x0;
+    real_v out_0_1 = t19;
+    real_v out_0_2 = t20;
+    real_v out_0_3 = t21;
+    real_v out_0_4 = t22;
+    real_v out_0_5 = t23;
+    real_v out_0_6 = (real_v){0};
+    real_v out_0_7 = (real_v){0};
+    TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
+    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 6, out_0_1);
+    STORE_F64(out + 12, out_0_2);
+    STORE_F64(out + 18, out_0_3);
+    STORE_F64(out + 24, out_0_4);
+    STORE_F64(out + 30, out_0_5);
+    STORE_F64(out + 36, out_0_6);
+    STORE_PART_F64(out + 42, out_0_7, 6);
 }
 
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
-    const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+    const int64_t full_blocks = n / OPTINV_LANES_F64;
+#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
-        const int64_t row = b * OPTINV_LANES;
+        const int64_t row = b * OPTINV_LANES_F64;
+        /* Software prefetch of the rows 4 blocks ahead: the forward streams one input and overlaps
+         * compute with memory only this way (measured at 1 thread beyond the L3: float64 1.6x at
+         * (3,4), 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at (4,4); with several
+         * inputs, as in the vjp, prefetching measured slower and is left to the hardware). */
+        for (int line = 0; line < 72 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F64) * 9) + line, 0, 3);
         forward_block_f64(x + row * 9, out + row * 6);
     }
-    const int64_t done = full_blocks * OPTINV_LANES;
+    const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
     if (rest > 0) {
-        double pad_x[OPTINV_LANES * 9];
+        double pad_x[OPTINV_LANES_F64 * 9];
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 9, (size_t)rest * 9 * sizeof(double));
-        double pad_out[OPTINV_LANES * 6];
+        double pad_out[OPTINV_LANES_F64 * 6];
         forward_block_f64(pad_x, pad_out);
         memcpy(out + done * 6, pad_out, (size_t)rest * 6 * sizeof(double));
     }
@@ -196,20 +445,86 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
 {
     typedef vec_f32 real_v;
-    const real_v x1 = LOAD_F32(x, 9, 1);
-    const real_v x2 = LOAD_F32(x, 9, 2);
-    const real_v x3 = LOAD_F32(x, 9, 3);
-    const real_v x4 = LOAD_F32(x, 9, 4);
-    const real_v x5 = LOAD_F32(x, 9, 5);
-    const real_v x6 = LOAD_F32(x, 9, 6);
-    const real_v x7 = LOAD_F32(x, 9, 7);
-    const real_v x8 = LOAD_F32(x, 9, 8);
-    const real_v g0 = LOAD_F32(g, 6, 0);
-    const real_v g1 = LOAD_F32(g, 6, 1);
-    const real_v g2 = LOAD_F32(g, 6, 2);
-    const real_v g3 = LOAD_F32(g, 6, 3);
-    const real_v g4 = LOAD_F32(g, 6, 4);
-    const real_v g5 = LOAD_F32(g, 6, 5);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 63);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 72);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 81);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 90);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 99);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 108);
+    real_v x_0_13;
+    LOAD_F32(x_0_13, x + 117);
+    real_v x_0_14;
+    LOAD_F32(x_0_14, x + 126);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 135, 9);
+    TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
+    const real_v x1 = x_0_1;
+    const real_v x2 = x_0_2;
+    const real_v x3 = x_0_3;
+    const real_v x4 = x_0_4;
+    const real_v x5 = x_0_5;
+    const real_v x6 = x_0_6;
+    const real_v x7 = x_0_7;
+    const real_v x8 = x_0_8;
+    real_v g_0_0;
+    LOAD_F32(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F32(g_0_1, g + 6);
+    real_v g_0_2;
+    LOAD_F32(g_0_2, g + 12);
+    real_v g_0_3;
+    LOAD_F32(g_0_3, g + 18);
+    real_v g_0_4;
+    LOAD_F32(g_0_4, g + 24);
+    real_v g_0_5;
+    LOAD_F32(g_0_5, g + 30);
+    real_v g_0_6;
+    LOAD_F32(g_0_6, g + 36);
+    real_v g_0_7;
+    LOAD_F32(g_0_7, g + 42);
+    real_v g_0_8;
+    LOAD_F32(g_0_8, g + 48);
+    real_v g_0_9;
+    LOAD_F32(g_0_9, g + 54);
+    real_v g_0_10;
+    LOAD_F32(g_0_10, g + 60);
+    real_v g_0_11;
+    LOAD_F32(g_0_11, g + 66);
+    real_v g_0_12;
+    LOAD_F32(g_0_12, g + 72);
+    real_v g_0_13;
+    LOAD_F32(g_0_13, g + 78);
+    real_v g_0_14;
+    LOAD_PART_F32(g_0_14, g + 84, 12);
+    real_v g_0_15;
+    LOAD_PART_F32(g_0_15, g + 90, 6);
+    TRANSPOSE_F32(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7, g_0_8, g_0_9, g_0_10, g_0_11, g_0_12, g_0_13, g_0_14, g_0_15);
+    const real_v g0 = g_0_0;
+    const real_v g1 = g_0_1;
+    const real_v g2 = g_0_2;
+    const real_v g3 = g_0_3;
+    const real_v g4 = g_0_4;
+    const real_v g5 = g_0_5;
     const real_v t0 = x1*x1;
     const real_v t1 = x2*x2;
     const real_v t2 = x3*x3;
@@ -254,46 +569,60 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v t46 = 6*g4*x5*x8 + g5*t10*t14 + t29*x3 + 2*t36*x6;
     const real_v t47 = g3*(t1 - t2) + 3*g4*t4 + 3*t25 + 2*t34 + 2*t35*x7;
     const real_v t48 = t28*x2 + 2*t35*x8 + x5*(6*g4*x6 + g5*t10*x3);
-    const real_v out0 = g0;
-    const real_v out1 = t41;
-    const real_v out2 = t42;
-    const real_v out3 = t43;
-    const real_v out4 = t44;
-    const real_v out5 = t45;
-    const real_v out6 = t46;
-    const real_v out7 = t47;
-    const real_v out8 = t48;
-    for (int lane = 0; lane < OPTINV_LANES; ++lane) {
-        out[lane * 9 + 0] = out0[lane];
-        out[lane * 9 + 1] = out1[lane];
-        out[lane * 9 + 2] = out2[lane];
-        out[lane * 9 + 3] = out3[lane];
-        out[lane * 9 + 4] = out4[lane];
-        out[lane * 9 + 5] = out5[lane];
-        out[lane * 9 + 6] = out6[lane];
-        out[lane * 9 + 7] = out7[lane];
-        out[lane * 9 + 8] = out8[lane];
-    }
+    real_v out_0_0 = g0;
+    real_v out_0_1 = t41;
+    real_v out_0_2 = t42;
+    real_v out_0_3 = t43;
+    real_v out_0_4 = t44;
+    real_v out_0_5 = t45;
+    real_v out_0_6 = t46;
+    real_v out_0_7 = t47;
+    real_v out_0_8 = t48;
+    real_v out_0_9 = (real_v){0};
+    real_v out_0_10 = (real_v){0};
+    real_v out_0_11 = (real_v){0};
+    real_v out_0_12 = (real_v){0};
+    real_v out_0_13 = (real_v){0};
+    real_v out_0_14 = (real_v){0};
+    real_v out_0_15 = (real_v){0};
+    TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
+    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 9, out_0_1);
+    STORE_F32(out + 18, out_0_2);
+    STORE_F32(out + 27, out_0_3);
+    STORE_F32(out + 36, out_0_4);
+    STORE_F32(out + 45, out_0_5);
+    STORE_F32(out + 54, out_0_6);
+    STORE_F32(out + 63, out_0_7);
+    STORE_F32(out + 72, out_0_8);
+    STORE_F32(out + 81, out_0_9);
+    STORE_F32(out + 90, out_0_10);
+    STORE_F32(out + 99, out_0_11);
+    STORE_F32(out + 108, out_0_12);
+    STORE_F32(out + 117, out_0_13);
+    STORE_F32(out + 126, out_0_14);
+    STORE_PART_F32(out + 135, out_0_15, 9);
 }
 
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
-    const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+    const int64_t full_blocks = n / OPTINV_LANES_F32;
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
-        const int64_t row = b * OPTINV_LANES;
+        const int64_t row = b * OPTINV_LANES_F32;
         vjp_block_f32(x + row * 9, g + row * 6, out + row * 9);
     }
-    const int64_t done = full_blocks * OPTINV_LANES;
+    const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
     if (rest > 0) {
-        float pad_x[OPTINV_LANES * 9];
+        float pad_x[OPTINV_LANES_F32 * 9];
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 9, (size_t)rest * 9 * sizeof(float));
-        float pad_g[OPTINV_LANES * 6];
+        float pad_g[OPTINV_LANES_F32 * 6];
         memset(pad_g, 0, sizeof(pad_g));
         memcpy(pad_g, g + done * 6, (size_t)rest * 6 * sizeof(float));
-        float pad_out[OPTINV_LANES * 9];
+        float pad_out[OPTINV_LANES_F32 * 9];
         vjp_block_f32(pad_x, pad_g, pad_out);
         memcpy(out + done * 9, pad_out, (size_t)rest * 9 * sizeof(float));
     }
@@ -304,20 +633,71 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
 static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
 {
     typedef vec_f64 real_v;
-    const real_v x1 = LOAD_F64(x, 9, 1);
-    const real_v x2 = LOAD_F64(x, 9, 2);
-    const real_v x3 = LOAD_F64(x, 9, 3);
-    const real_v x4 = LOAD_F64(x, 9, 4);
-    const real_v x5 = LOAD_F64(x, 9, 5);
-    const real_v x6 = LOAD_F64(x, 9, 6);
-    const real_v x7 = LOAD_F64(x, 9, 7);
-    const real_v x8 = LOAD_F64(x, 9, 8);
-    const real_v g0 = LOAD_F64(g, 6, 0);
-    const real_v g1 = LOAD_F64(g, 6, 1);
-    const real_v g2 = LOAD_F64(g, 6, 2);
-    const real_v g3 = LOAD_F64(g, 6, 3);
-    const real_v g4 = LOAD_F64(g, 6, 4);
-    const real_v g5 = LOAD_F64(g, 6, 5);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F64(x_0_7, x + 63);
+    TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
+    real_v x_1_0;
+    LOAD_F64(x_1_0, x + 8);
+    real_v x_1_1;
+    LOAD_F64(x_1_1, x + 17);
+    real_v x_1_2;
+    LOAD_F64(x_1_2, x + 26);
+    real_v x_1_3;
+    LOAD_F64(x_1_3, x + 35);
+    real_v x_1_4;
+    LOAD_F64(x_1_4, x + 44);
+    real_v x_1_5;
+    LOAD_F64(x_1_5, x + 53);
+    real_v x_1_6;
+    LOAD_F64(x_1_6, x + 62);
+    real_v x_1_7;
+    LOAD_PART_F64(x_1_7, x + 71, 1);
+    TRANSPOSE_F64(x_1_0, x_1_1, x_1_2, x_1_3, x_1_4, x_1_5, x_1_6, x_1_7);
+    const real_v x1 = x_0_1;
+    const real_v x2 = x_0_2;
+    const real_v x3 = x_0_3;
+    const real_v x4 = x_0_4;
+    const real_v x5 = x_0_5;
+    const real_v x6 = x_0_6;
+    const real_v x7 = x_0_7;
+    const real_v x8 = x_1_0;
+    real_v g_0_0;
+    LOAD_F64(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F64(g_0_1, g + 6);
+    real_v g_0_2;
+    LOAD_F64(g_0_2, g + 12);
+    real_v g_0_3;
+    LOAD_F64(g_0_3, g + 18);
+    real_v g_0_4;
+    LOAD_F64(g_0_4, g + 24);
+    real_v g_0_5;
+    LOAD_F64(g_0_5, g + 30);
+    real_v g_0_6;
+    LOAD_F64(g_0_6, g + 36);
+    real_v g_0_7;
+    LOAD_PART_F64(g_0_7, g + 42, 6);
+    TRANSPOSE_F64(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7);
+    const real_v g0 = g_0_0;
+    const real_v g1 = g_0_1;
+    const real_v g2 = g_0_2;
+    const real_v g3 = g_0_3;
+    const real_v g4 = g_0_4;
+    const real_v g5 = g_0_5;
     const real_v t0 = x1*x1;
     const real_v t1 = x2*x2;
     const real_v t2 = x3*x3;
@@ -362,46 +742,61 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     const real_v t46 = 6*g4*x5*x8 + g5*t10*t14 + t29*x3 + 2*t36*x6;
     const real_v t47 = g3*(t1 - t2) + 3*g4*t4 + 3*t25 + 2*t34 + 2*t35*x7;
     const real_v t48 = t28*x2 + 2*t35*x8 + x5*(6*g4*x6 + g5*t10*x3);
-    const real_v out0 = g0;
-    const real_v out1 = t41;
-    const real_v out2 = t42;
-    const real_v out3 = t43;
-    const real_v out4 = t44;
-    const real_v out5 = t45;
-    const real_v out6 = t46;
-    const real_v out7 = t47;
-    const real_v out8 = t48;
-    for (int lane = 0; lane < OPTINV_LANES; ++lane) {
-        out[lane * 9 + 0] = out0[lane];
-        out[lane * 9 + 1] = out1[lane];
-        out[lane * 9 + 2] = out2[lane];
-        out[lane * 9 + 3] = out3[lane];
-        out[lane * 9 + 4] = out4[lane];
-        out[lane * 9 + 5] = out5[lane];
-        out[lane * 9 + 6] = out6[lane];
-        out[lane * 9 + 7] = out7[lane];
-        out[lane * 9 + 8] = out8[lane];
-    }
+    real_v out_0_0 = g0;
+    real_v out_0_1 = t41;
+    real_v out_0_2 = t42;
+    real_v out_0_3 = t43;
+    real_v out_0_4 = t44;
+    real_v out_0_5 = t45;
+    real_v out_0_6 = t46;
+    real_v out_0_7 = t47;
+    TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
+    real_v out_1_0 = t48;
+    real_v out_1_1 = (real_v){0};
+    real_v out_1_2 = (real_v){0};
+    real_v out_1_3 = (real_v){0};
+    real_v out_1_4 = (real_v){0};
+    real_v out_1_5 = (real_v){0};
+    real_v out_1_6 = (real_v){0};
+    real_v out_1_7 = (real_v){0};
+    TRANSPOSE_F64(out_1_0, out_1_1, out_1_2, out_1_3, out_1_4, out_1_5, out_1_6, out_1_7);
+    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 8, out_1_0);
+    STORE_F64(out + 9, out_0_1);
+    STORE_F64(out + 17, out_1_1);
+    STORE_F64(out + 18, out_0_2);
+    STORE_F64(out + 26, out_1_2);
+    STORE_F64(out + 27, out_0_3);
+    STORE_F64(out + 35, out_1_3);
+    STORE_F64(out + 36, out_0_4);
+    STORE_F64(out + 44, out_1_4);
+    STORE_F64(out + 45, out_0_5);
+    STORE_F64(out + 53, out_1_5);
+    STORE_F64(out + 54, out_0_6);
+    STORE_F64(out + 62, out_1_6);
+    STORE_F64(out + 63, out_0_7);
+    STORE_PART_F64(out + 71, out_1_7, 1);
 }
 
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
-    const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+    const int64_t full_blocks = n / OPTINV_LANES_F64;
+#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
-        const int64_t row = b * OPTINV_LANES;
+        const int64_t row = b * OPTINV_LANES_F64;
         vjp_block_f64(x + row * 9, g + row * 6, out + row * 9);
     }
-    const int64_t done = full_blocks * OPTINV_LANES;
+    const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
     if (rest > 0) {
-        double pad_x[OPTINV_LANES * 9];
+        double pad_x[OPTINV_LANES_F64 * 9];
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 9, (size_t)rest * 9 * sizeof(double));
-        double pad_g[OPTINV_LANES * 6];
+        double pad_g[OPTINV_LANES_F64 * 6];
         memset(pad_g, 0, sizeof(pad_g));
         memcpy(pad_g, g + done * 6, (size_t)rest * 6 * sizeof(double));
-        double pad_out[OPTINV_LANES * 9];
+        double pad_out[OPTINV_LANES_F64 * 9];
         vjp_block_f64(pad_x, pad_g, pad_out);
         memcpy(out + done * 9, pad_out, (size_t)rest * 9 * sizeof(double));
     }
@@ -412,23 +807,89 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
 static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
-    const real_v x1 = LOAD_F32(x, 9, 1);
-    const real_v x2 = LOAD_F32(x, 9, 2);
-    const real_v x3 = LOAD_F32(x, 9, 3);
-    const real_v x4 = LOAD_F32(x, 9, 4);
-    const real_v x5 = LOAD_F32(x, 9, 5);
-    const real_v x6 = LOAD_F32(x, 9, 6);
-    const real_v x7 = LOAD_F32(x, 9, 7);
-    const real_v x8 = LOAD_F32(x, 9, 8);
-    const real_v u0 = LOAD_F32(u, 9, 0);
-    const real_v u1 = LOAD_F32(u, 9, 1);
-    const real_v u2 = LOAD_F32(u, 9, 2);
-    const real_v u3 = LOAD_F32(u, 9, 3);
-    const real_v u4 = LOAD_F32(u, 9, 4);
-    const real_v u5 = LOAD_F32(u, 9, 5);
-    const real_v u6 = LOAD_F32(u, 9, 6);
-    const real_v u7 = LOAD_F32(u, 9, 7);
-    const real_v u8 = LOAD_F32(u, 9, 8);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 63);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 72);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 81);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 90);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 99);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 108);
+    real_v x_0_13;
+    LOAD_F32(x_0_13, x + 117);
+    real_v x_0_14;
+    LOAD_F32(x_0_14, x + 126);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 135, 9);
+    TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
+    const real_v x1 = x_0_1;
+    const real_v x2 = x_0_2;
+    const real_v x3 = x_0_3;
+    const real_v x4 = x_0_4;
+    const real_v x5 = x_0_5;
+    const real_v x6 = x_0_6;
+    const real_v x7 = x_0_7;
+    const real_v x8 = x_0_8;
+    real_v u_0_0;
+    LOAD_F32(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F32(u_0_1, u + 9);
+    real_v u_0_2;
+    LOAD_F32(u_0_2, u + 18);
+    real_v u_0_3;
+    LOAD_F32(u_0_3, u + 27);
+    real_v u_0_4;
+    LOAD_F32(u_0_4, u + 36);
+    real_v u_0_5;
+    LOAD_F32(u_0_5, u + 45);
+    real_v u_0_6;
+    LOAD_F32(u_0_6, u + 54);
+    real_v u_0_7;
+    LOAD_F32(u_0_7, u + 63);
+    real_v u_0_8;
+    LOAD_F32(u_0_8, u + 72);
+    real_v u_0_9;
+    LOAD_F32(u_0_9, u + 81);
+    real_v u_0_10;
+    LOAD_F32(u_0_10, u + 90);
+    real_v u_0_11;
+    LOAD_F32(u_0_11, u + 99);
+    real_v u_0_12;
+    LOAD_F32(u_0_12, u + 108);
+    real_v u_0_13;
+    LOAD_F32(u_0_13, u + 117);
+    real_v u_0_14;
+    LOAD_F32(u_0_14, u + 126);
+    real_v u_0_15;
+    LOAD_PART_F32(u_0_15, u + 135, 9);
+    TRANSPOSE_F32(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7, u_0_8, u_0_9, u_0_10, u_0_11, u_0_12, u_0_13, u_0_14, u_0_15);
+    const real_v u0 = u_0_0;
+    const real_v u1 = u_0_1;
+    const real_v u2 = u_0_2;
+    const real_v u3 = u_0_3;
+    const real_v u4 = u_0_4;
+    const real_v u5 = u_0_5;
+    const real_v u6 = u_0_6;
+    const real_v u7 = u_0_7;
+    const real_v u8 = u_0_8;
     const real_v t0 = x1*x1;
     const real_v t1 = x2*x2;
     const real_v t2 = x3*x3;
@@ -473,40 +934,60 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v t46 = t0*u4 + t10*t37 + t13*t34 + t24*x4 - t33 + t36 + t40 + u7*(t1 - t2) + x7*(t25 - t26);
     const real_v t47 = t16*(-t30 - t31) + t17*(-t27 - t29) + t28*(3*x4 + 3*x7) + t4*(3*u4 + 3*u7) + t41*(-t6 - t7) + t42*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
     const real_v t48 = t10*(t14*u6 + t38*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t37*(2*t11 - t18) + t43*(t11 - t13) + u4*(t12 - t15) + x4*(t36 - t40);
-    const real_v out0 = u0;
-    const real_v out1 = t44;
-    const real_v out2 = t45;
-    const real_v out3 = t46;
-    const real_v out4 = t47;
-    const real_v out5 = t48;
-    for (int lane = 0; lane < OPTINV_LANES; ++lane) {
-        out[lane * 6 + 0] = out0[lane];
-        out[lane * 6 + 1] = out1[lane];
-        out[lane * 6 + 2] = out2[lane];
-        out[lane * 6 + 3] = out3[lane];
-        out[lane * 6 + 4] = out4[lane];
-        out[lane * 6 + 5] = out5[lane];
-    }
+    real_v out_0_0 = u0;
+    real_v out_0_1 = t44;
+    real_v out_0_2 = t45;
+    real_v out_0_3 = t46;
+    real_v out_0_4 = t47;
+    real_v out_0_5 = t48;
+    real_v out_0_6 = (real_v){0};
+    real_v out_0_7 = (real_v){0};
+    real_v out_0_8 = (real_v){0};
+    real_v out_0_9 = (real_v){0};
+    real_v out_0_10 = (real_v){0};
+    real_v out_0_11 = (real_v){0};
+    real_v out_0_12 = (real_v){0};
+    real_v out_0_13 = (real_v){0};
+    real_v out_0_14 = (real_v){0};
+    real_v out_0_15 = (real_v){0};
+    TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
+    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 6, out_0_1);
+    STORE_F32(out + 12, out_0_2);
+    STORE_F32(out + 18, out_0_3);
+    STORE_F32(out + 24, out_0_4);
+    STORE_F32(out + 30, out_0_5);
+    STORE_F32(out + 36, out_0_6);
+    STORE_F32(out + 42, out_0_7);
+    STORE_F32(out + 48, out_0_8);
+    STORE_F32(out + 54, out_0_9);
+    STORE_F32(out + 60, out_0_10);
+    STORE_F32(out + 66, out_0_11);
+    STORE_F32(out + 72, out_0_12);
+    STORE_F32(out + 78, out_0_13);
+    STORE_PART_F32(out + 84, out_0_14, 12);
+    STORE_PART_F32(out + 90, out_0_15, 6);
 }
 
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
-    const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+    const int64_t full_blocks = n / OPTINV_LANES_F32;
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
-        const int64_t row = b * OPTINV_LANES;
+        const int64_t row = b * OPTINV_LANES_F32;
         jvp_block_f32(x + row * 9, u + row * 9, out + row * 6);
     }
-    const int64_t done = full_blocks * OPTINV_LANES;
+    const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
     if (rest > 0) {
-        float pad_x[OPTINV_LANES * 9];
+        float pad_x[OPTINV_LANES_F32 * 9];
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 9, (size_t)rest * 9 * sizeof(float));
-        float pad_u[OPTINV_LANES * 9];
+        float pad_u[OPTINV_LANES_F32 * 9];
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 9, (size_t)rest * 9 * sizeof(float));
-        float pad_out[OPTINV_LANES * 6];
+        float pad_out[OPTINV_LANES_F32 * 6];
         jvp_block_f32(pad_x, pad_u, pad_out);
         memcpy(out + done * 6, pad_out, (size_t)rest * 6 * sizeof(float));
     }
@@ -517,23 +998,91 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
 static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
-    const real_v x1 = LOAD_F64(x, 9, 1);
-    const real_v x2 = LOAD_F64(x, 9, 2);
-    const real_v x3 = LOAD_F64(x, 9, 3);
-    const real_v x4 = LOAD_F64(x, 9, 4);
-    const real_v x5 = LOAD_F64(x, 9, 5);
-    const real_v x6 = LOAD_F64(x, 9, 6);
-    const real_v x7 = LOAD_F64(x, 9, 7);
-    const real_v x8 = LOAD_F64(x, 9, 8);
-    const real_v u0 = LOAD_F64(u, 9, 0);
-    const real_v u1 = LOAD_F64(u, 9, 1);
-    const real_v u2 = LOAD_F64(u, 9, 2);
-    const real_v u3 = LOAD_F64(u, 9, 3);
-    const real_v u4 = LOAD_F64(u, 9, 4);
-    const real_v u5 = LOAD_F64(u, 9, 5);
-    const real_v u6 = LOAD_F64(u, 9, 6);
-    const real_v u7 = LOAD_F64(u, 9, 7);
-    const real_v u8 = LOAD_F64(u, 9, 8);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F64(x_0_7, x + 63);
+    TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
+    real_v x_1_0;
+    LOAD_F64(x_1_0, x + 8);
+    real_v x_1_1;
+    LOAD_F64(x_1_1, x + 17);
+    real_v x_1_2;
+    LOAD_F64(x_1_2, x + 26);
+    real_v x_1_3;
+    LOAD_F64(x_1_3, x + 35);
+    real_v x_1_4;
+    LOAD_F64(x_1_4, x + 44);
+    real_v x_1_5;
+    LOAD_F64(x_1_5, x + 53);
+    real_v x_1_6;
+    LOAD_F64(x_1_6, x + 62);
+    real_v x_1_7;
+    LOAD_PART_F64(x_1_7, x + 71, 1);
+    TRANSPOSE_F64(x_1_0, x_1_1, x_1_2, x_1_3, x_1_4, x_1_5, x_1_6, x_1_7);
+    const real_v x1 = x_0_1;
+    const real_v x2 = x_0_2;
+    const real_v x3 = x_0_3;
+    const real_v x4 = x_0_4;
+    const real_v x5 = x_0_5;
+    const real_v x6 = x_0_6;
+    const real_v x7 = x_0_7;
+    const real_v x8 = x_1_0;
+    real_v u_0_0;
+    LOAD_F64(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F64(u_0_1, u + 9);
+    real_v u_0_2;
+    LOAD_F64(u_0_2, u + 18);
+    real_v u_0_3;
+    LOAD_F64(u_0_3, u + 27);
+    real_v u_0_4;
+    LOAD_F64(u_0_4, u + 36);
+    real_v u_0_5;
+    LOAD_F64(u_0_5, u + 45);
+    real_v u_0_6;
+    LOAD_F64(u_0_6, u + 54);
+    real_v u_0_7;
+    LOAD_F64(u_0_7, u + 63);
+    TRANSPOSE_F64(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7);
+    real_v u_1_0;
+    LOAD_F64(u_1_0, u + 8);
+    real_v u_1_1;
+    LOAD_F64(u_1_1, u + 17);
+    real_v u_1_2;
+    LOAD_F64(u_1_2, u + 26);
+    real_v u_1_3;
+    LOAD_F64(u_1_3, u + 35);
+    real_v u_1_4;
+    LOAD_F64(u_1_4, u + 44);
+    real_v u_1_5;
+    LOAD_F64(u_1_5, u + 53);
+    real_v u_1_6;
+    LOAD_F64(u_1_6, u + 62);
+    real_v u_1_7;
+    LOAD_PART_F64(u_1_7, u + 71, 1);
+    TRANSPOSE_F64(u_1_0, u_1_1, u_1_2, u_1_3, u_1_4, u_1_5, u_1_6, u_1_7);
+    const real_v u0 = u_0_0;
+    const real_v u1 = u_0_1;
+    const real_v u2 = u_0_2;
+    const real_v u3 = u_0_3;
+    const real_v u4 = u_0_4;
+    const real_v u5 = u_0_5;
+    const real_v u6 = u_0_6;
+    const real_v u7 = u_0_7;
+    const real_v u8 = u_1_0;
     const real_v t0 = x1*x1;
     const real_v t1 = x2*x2;
     const real_v t2 = x3*x3;
@@ -578,40 +1127,44 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v t46 = t0*u4 + t10*t37 + t13*t34 + t24*x4 - t33 + t36 + t40 + u7*(t1 - t2) + x7*(t25 - t26);
     const real_v t47 = t16*(-t30 - t31) + t17*(-t27 - t29) + t28*(3*x4 + 3*x7) + t4*(3*u4 + 3*u7) + t41*(-t6 - t7) + t42*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
     const real_v t48 = t10*(t14*u6 + t38*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t37*(2*t11 - t18) + t43*(t11 - t13) + u4*(t12 - t15) + x4*(t36 - t40);
-    const real_v out0 = u0;
-    const real_v out1 = t44;
-    const real_v out2 = t45;
-    const real_v out3 = t46;
-    const real_v out4 = t47;
-    const real_v out5 = t48;
-    for (int lane = 0; lane < OPTINV_LANES; ++lane) {
-        out[lane * 6 + 0] = out0[lane];
-        out[lane * 6 + 1] = out1[lane];
-        out[lane * 6 + 2] = out2[lane];
-        out[lane * 6 + 3] = out3[lane];
-        out[lane * 6 + 4] = out4[lane];
-        out[lane * 6 + 5] = out5[lane];
-    }
+    real_v out_0_0 = u0;
+    real_v out_0_1 = t44;
+    real_v out_0_2 = t45;
+    real_v out_0_3 = t46;
+    real_v out_0_4 = t47;
+    real_v out_0_5 = t48;
+    real_v out_0_6 = (real_v){0};
+    real_v out_0_7 = (real_v){0};
+    TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
+    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 6, out_0_1);
+    STORE_F64(out + 12, out_0_2);
+    STORE_F64(out + 18, out_0_3);
+    STORE_F64(out + 24, out_0_4);
+    STORE_F64(out + 30, out_0_5);
+    STORE_F64(out + 36, out_0_6);
+    STORE_PART_F64(out + 42, out_0_7, 6);
 }
 
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
-    const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+    const int64_t full_blocks = n / OPTINV_LANES_F64;
+#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
-        const int64_t row = b * OPTINV_LANES;
+        const int64_t row = b * OPTINV_LANES_F64;
         jvp_block_f64(x + row * 9, u + row * 9, out + row * 6);
     }
-    const int64_t done = full_blocks * OPTINV_LANES;
+    const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
     if (rest > 0) {
-        double pad_x[OPTINV_LANES * 9];
+        double pad_x[OPTINV_LANES_F64 * 9];
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 9, (size_t)rest * 9 * sizeof(double));
-        double pad_u[OPTINV_LANES * 9];
+        double pad_u[OPTINV_LANES_F64 * 9];
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 9, (size_t)rest * 9 * sizeof(double));
-        double pad_out[OPTINV_LANES * 6];
+        double pad_out[OPTINV_LANES_F64 * 6];
         jvp_block_f64(pad_x, pad_u, pad_out);
         memcpy(out + done * 6, pad_out, (size_t)rest * 6 * sizeof(double));
     }
@@ -622,27 +1175,126 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
 static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
 {
     typedef vec_f32 real_v;
-    const real_v x1 = LOAD_F32(x, 9, 1);
-    const real_v x2 = LOAD_F32(x, 9, 2);
-    const real_v x3 = LOAD_F32(x, 9, 3);
-    const real_v x4 = LOAD_F32(x, 9, 4);
-    const real_v x5 = LOAD_F32(x, 9, 5);
-    const real_v x6 = LOAD_F32(x, 9, 6);
-    const real_v x7 = LOAD_F32(x, 9, 7);
-    const real_v x8 = LOAD_F32(x, 9, 8);
-    const real_v g1 = LOAD_F32(g, 6, 1);
-    const real_v g2 = LOAD_F32(g, 6, 2);
-    const real_v g3 = LOAD_F32(g, 6, 3);
-    const real_v g4 = LOAD_F32(g, 6, 4);
-    const real_v g5 = LOAD_F32(g, 6, 5);
-    const real_v u1 = LOAD_F32(u, 9, 1);
-    const real_v u2 = LOAD_F32(u, 9, 2);
-    const real_v u3 = LOAD_F32(u, 9, 3);
-    const real_v u4 = LOAD_F32(u, 9, 4);
-    const real_v u5 = LOAD_F32(u, 9, 5);
-    const real_v u6 = LOAD_F32(u, 9, 6);
-    const real_v u7 = LOAD_F32(u, 9, 7);
-    const real_v u8 = LOAD_F32(u, 9, 8);
+    real_v x_0_0;
+    LOAD_F32(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F32(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F32(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F32(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F32(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F32(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F32(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F32(x_0_7, x + 63);
+    real_v x_0_8;
+    LOAD_F32(x_0_8, x + 72);
+    real_v x_0_9;
+    LOAD_F32(x_0_9, x + 81);
+    real_v x_0_10;
+    LOAD_F32(x_0_10, x + 90);
+    real_v x_0_11;
+    LOAD_F32(x_0_11, x + 99);
+    real_v x_0_12;
+    LOAD_F32(x_0_12, x + 108);
+    real_v x_0_13;
+    LOAD_F32(x_0_13, x + 117);
+    real_v x_0_14;
+    LOAD_F32(x_0_14, x + 126);
+    real_v x_0_15;
+    LOAD_PART_F32(x_0_15, x + 135, 9);
+    TRANSPOSE_F32(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7, x_0_8, x_0_9, x_0_10, x_0_11, x_0_12, x_0_13, x_0_14, x_0_15);
+    const real_v x1 = x_0_1;
+    const real_v x2 = x_0_2;
+    const real_v x3 = x_0_3;
+    const real_v x4 = x_0_4;
+    const real_v x5 = x_0_5;
+    const real_v x6 = x_0_6;
+    const real_v x7 = x_0_7;
+    const real_v x8 = x_0_8;
+    real_v g_0_0;
+    LOAD_F32(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F32(g_0_1, g + 6);
+    real_v g_0_2;
+    LOAD_F32(g_0_2, g + 12);
+    real_v g_0_3;
+    LOAD_F32(g_0_3, g + 18);
+    real_v g_0_4;
+    LOAD_F32(g_0_4, g + 24);
+    real_v g_0_5;
+    LOAD_F32(g_0_5, g + 30);
+    real_v g_0_6;
+    LOAD_F32(g_0_6, g + 36);
+    real_v g_0_7;
+    LOAD_F32(g_0_7, g + 42);
+    real_v g_0_8;
+    LOAD_F32(g_0_8, g + 48);
+    real_v g_0_9;
+    LOAD_F32(g_0_9, g + 54);
+    real_v g_0_10;
+    LOAD_F32(g_0_10, g + 60);
+    real_v g_0_11;
+    LOAD_F32(g_0_11, g + 66);
+    real_v g_0_12;
+    LOAD_F32(g_0_12, g + 72);
+    real_v g_0_13;
+    LOAD_F32(g_0_13, g + 78);
+    real_v g_0_14;
+    LOAD_PART_F32(g_0_14, g + 84, 12);
+    real_v g_0_15;
+    LOAD_PART_F32(g_0_15, g + 90, 6);
+    TRANSPOSE_F32(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7, g_0_8, g_0_9, g_0_10, g_0_11, g_0_12, g_0_13, g_0_14, g_0_15);
+    const real_v g1 = g_0_1;
+    const real_v g2 = g_0_2;
+    const real_v g3 = g_0_3;
+    const real_v g4 = g_0_4;
+    const real_v g5 = g_0_5;
+    real_v u_0_0;
+    LOAD_F32(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F32(u_0_1, u + 9);
+    real_v u_0_2;
+    LOAD_F32(u_0_2, u + 18);
+    real_v u_0_3;
+    LOAD_F32(u_0_3, u + 27);
+    real_v u_0_4;
+    LOAD_F32(u_0_4, u + 36);
+    real_v u_0_5;
+    LOAD_F32(u_0_5, u + 45);
+    real_v u_0_6;
+    LOAD_F32(u_0_6, u + 54);
+    real_v u_0_7;
+    LOAD_F32(u_0_7, u + 63);
+    real_v u_0_8;
+    LOAD_F32(u_0_8, u + 72);
+    real_v u_0_9;
+    LOAD_F32(u_0_9, u + 81);
+    real_v u_0_10;
+    LOAD_F32(u_0_10, u + 90);
+    real_v u_0_11;
+    LOAD_F32(u_0_11, u + 99);
+    real_v u_0_12;
+    LOAD_F32(u_0_12, u + 108);
+    real_v u_0_13;
+    LOAD_F32(u_0_13, u + 117);
+    real_v u_0_14;
+    LOAD_F32(u_0_14, u + 126);
+    real_v u_0_15;
+    LOAD_PART_F32(u_0_15, u + 135, 9);
+    TRANSPOSE_F32(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7, u_0_8, u_0_9, u_0_10, u_0_11, u_0_12, u_0_13, u_0_14, u_0_15);
+    const real_v u1 = u_0_1;
+    const real_v u2 = u_0_2;
+    const real_v u3 = u_0_3;
+    const real_v u4 = u_0_4;
+    const real_v u5 = u_0_5;
+    const real_v u6 = u_0_6;
+    const real_v u7 = u_0_7;
+    const real_v u8 = u_0_8;
     const real_v t0 = x1*x1;
     const real_v t1 = x2*x2;
     const real_v t2 = x3*x3;
@@ -716,49 +1368,63 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v t90 = g4*(6*u5*x8 + 6*u8*x5) + g5*(t10*t63 + t14*t59) + t29*u3 + 2*t36*u6 + t74*x3 + 2*t80*x6;
     const real_v t91 = g3*(t50 - t51) + 3*g4*t53 + 2*t35*u7 + 3*t70 + 2*t78 + 2*t79*x7;
     const real_v t92 = t28*u2 + 2*t35*u8 + t73*x2 + 2*t79*x8 + u5*(6*g4*x6 + g5*t10*x3) + x5*(6*g4*u6 + g5*(t10*u3 + t59*x3));
-    const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t85;
-    const real_v out2 = t86;
-    const real_v out3 = t87;
-    const real_v out4 = t88;
-    const real_v out5 = t89;
-    const real_v out6 = t90;
-    const real_v out7 = t91;
-    const real_v out8 = t92;
-    for (int lane = 0; lane < OPTINV_LANES; ++lane) {
-        out[lane * 9 + 0] = out0[lane];
-        out[lane * 9 + 1] = out1[lane];
-        out[lane * 9 + 2] = out2[lane];
-        out[lane * 9 + 3] = out3[lane];
-        out[lane * 9 + 4] = out4[lane];
-        out[lane * 9 + 5] = out5[lane];
-        out[lane * 9 + 6] = out6[lane];
-        out[lane * 9 + 7] = out7[lane];
-        out[lane * 9 + 8] = out8[lane];
-    }
+    real_v out_0_0 = (real_v){0} + 0;
+    real_v out_0_1 = t85;
+    real_v out_0_2 = t86;
+    real_v out_0_3 = t87;
+    real_v out_0_4 = t88;
+    real_v out_0_5 = t89;
+    real_v out_0_6 = t90;
+    real_v out_0_7 = t91;
+    real_v out_0_8 = t92;
+    real_v out_0_9 = (real_v){0};
+    real_v out_0_10 = (real_v){0};
+    real_v out_0_11 = (real_v){0};
+    real_v out_0_12 = (real_v){0};
+    real_v out_0_13 = (real_v){0};
+    real_v out_0_14 = (real_v){0};
+    real_v out_0_15 = (real_v){0};
+    TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
+    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
+    STORE_F32(out + 0, out_0_0);
+    STORE_F32(out + 9, out_0_1);
+    STORE_F32(out + 18, out_0_2);
+    STORE_F32(out + 27, out_0_3);
+    STORE_F32(out + 36, out_0_4);
+    STORE_F32(out + 45, out_0_5);
+    STORE_F32(out + 54, out_0_6);
+    STORE_F32(out + 63, out_0_7);
+    STORE_F32(out + 72, out_0_8);
+    STORE_F32(out + 81, out_0_9);
+    STORE_F32(out + 90, out_0_10);
+    STORE_F32(out + 99, out_0_11);
+    STORE_F32(out + 108, out_0_12);
+    STORE_F32(out + 117, out_0_13);
+    STORE_F32(out + 126, out_0_14);
+    STORE_PART_F32(out + 135, out_0_15, 9);
 }
 
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
-    const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+    const int64_t full_blocks = n / OPTINV_LANES_F32;
+#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
-        const int64_t row = b * OPTINV_LANES;
+        const int64_t row = b * OPTINV_LANES_F32;
         hvp_block_f32(x + row * 9, g + row * 6, u + row * 9, out + row * 9);
     }
-    const int64_t done = full_blocks * OPTINV_LANES;
+    const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
     if (rest > 0) {
-        float pad_x[OPTINV_LANES * 9];
+        float pad_x[OPTINV_LANES_F32 * 9];
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 9, (size_t)rest * 9 * sizeof(float));
-        float pad_g[OPTINV_LANES * 6];
+        float pad_g[OPTINV_LANES_F32 * 6];
         memset(pad_g, 0, sizeof(pad_g));
         memcpy(pad_g, g + done * 6, (size_t)rest * 6 * sizeof(float));
-        float pad_u[OPTINV_LANES * 9];
+        float pad_u[OPTINV_LANES_F32 * 9];
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 9, (size_t)rest * 9 * sizeof(float));
-        float pad_out[OPTINV_LANES * 9];
+        float pad_out[OPTINV_LANES_F32 * 9];
         hvp_block_f32(pad_x, pad_g, pad_u, pad_out);
         memcpy(out + done * 9, pad_out, (size_t)rest * 9 * sizeof(float));
     }
@@ -769,27 +1435,112 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
 static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
 {
     typedef vec_f64 real_v;
-    const real_v x1 = LOAD_F64(x, 9, 1);
-    const real_v x2 = LOAD_F64(x, 9, 2);
-    const real_v x3 = LOAD_F64(x, 9, 3);
-    const real_v x4 = LOAD_F64(x, 9, 4);
-    const real_v x5 = LOAD_F64(x, 9, 5);
-    const real_v x6 = LOAD_F64(x, 9, 6);
-    const real_v x7 = LOAD_F64(x, 9, 7);
-    const real_v x8 = LOAD_F64(x, 9, 8);
-    const real_v g1 = LOAD_F64(g, 6, 1);
-    const real_v g2 = LOAD_F64(g, 6, 2);
-    const real_v g3 = LOAD_F64(g, 6, 3);
-    const real_v g4 = LOAD_F64(g, 6, 4);
-    const real_v g5 = LOAD_F64(g, 6, 5);
-    const real_v u1 = LOAD_F64(u, 9, 1);
-    const real_v u2 = LOAD_F64(u, 9, 2);
-    const real_v u3 = LOAD_F64(u, 9, 3);
-    const real_v u4 = LOAD_F64(u, 9, 4);
-    const real_v u5 = LOAD_F64(u, 9, 5);
-    const real_v u6 = LOAD_F64(u, 9, 6);
-    const real_v u7 = LOAD_F64(u, 9, 7);
-    const real_v u8 = LOAD_F64(u, 9, 8);
+    real_v x_0_0;
+    LOAD_F64(x_0_0, x + 0);
+    real_v x_0_1;
+    LOAD_F64(x_0_1, x + 9);
+    real_v x_0_2;
+    LOAD_F64(x_0_2, x + 18);
+    real_v x_0_3;
+    LOAD_F64(x_0_3, x + 27);
+    real_v x_0_4;
+    LOAD_F64(x_0_4, x + 36);
+    real_v x_0_5;
+    LOAD_F64(x_0_5, x + 45);
+    real_v x_0_6;
+    LOAD_F64(x_0_6, x + 54);
+    real_v x_0_7;
+    LOAD_F64(x_0_7, x + 63);
+    TRANSPOSE_F64(x_0_0, x_0_1, x_0_2, x_0_3, x_0_4, x_0_5, x_0_6, x_0_7);
+    real_v x_1_0;
+    LOAD_F64(x_1_0, x + 8);
+    real_v x_1_1;
+    LOAD_F64(x_1_1, x + 17);
+    real_v x_1_2;
+    LOAD_F64(x_1_2, x + 26);
+    real_v x_1_3;
+    LOAD_F64(x_1_3, x + 35);
+    real_v x_1_4;
+    LOAD_F64(x_1_4, x + 44);
+    real_v x_1_5;
+    LOAD_F64(x_1_5, x + 53);
+    real_v x_1_6;
+    LOAD_F64(x_1_6, x + 62);
+    real_v x_1_7;
+    LOAD_PART_F64(x_1_7, x + 71, 1);
+    TRANSPOSE_F64(x_1_0, x_1_1, x_1_2, x_1_3, x_1_4, x_1_5, x_1_6, x_1_7);
+    const real_v x1 = x_0_1;
+    const real_v x2 = x_0_2;
+    const real_v x3 = x_0_3;
+    const real_v x4 = x_0_4;
+    const real_v x5 = x_0_5;
+    const real_v x6 = x_0_6;
+    const real_v x7 = x_0_7;
+    const real_v x8 = x_1_0;
+    real_v g_0_0;
+    LOAD_F64(g_0_0, g + 0);
+    real_v g_0_1;
+    LOAD_F64(g_0_1, g + 6);
+    real_v g_0_2;
+    LOAD_F64(g_0_2, g + 12);
+    real_v g_0_3;
+    LOAD_F64(g_0_3, g + 18);
+    real_v g_0_4;
+    LOAD_F64(g_0_4, g + 24);
+    real_v g_0_5;
+    LOAD_F64(g_0_5, g + 30);
+    real_v g_0_6;
+    LOAD_F64(g_0_6, g + 36);
+    real_v g_0_7;
+    LOAD_PART_F64(g_0_7, g + 42, 6);
+    TRANSPOSE_F64(g_0_0, g_0_1, g_0_2, g_0_3, g_0_4, g_0_5, g_0_6, g_0_7);
+    const real_v g1 = g_0_1;
+    const real_v g2 = g_0_2;
+    const real_v g3 = g_0_3;
+    const real_v g4 = g_0_4;
+    const real_v g5 = g_0_5;
+    real_v u_0_0;
+    LOAD_F64(u_0_0, u + 0);
+    real_v u_0_1;
+    LOAD_F64(u_0_1, u + 9);
+    real_v u_0_2;
+    LOAD_F64(u_0_2, u + 18);
+    real_v u_0_3;
+    LOAD_F64(u_0_3, u + 27);
+    real_v u_0_4;
+    LOAD_F64(u_0_4, u + 36);
+    real_v u_0_5;
+    LOAD_F64(u_0_5, u + 45);
+    real_v u_0_6;
+    LOAD_F64(u_0_6, u + 54);
+    real_v u_0_7;
+    LOAD_F64(u_0_7, u + 63);
+    TRANSPOSE_F64(u_0_0, u_0_1, u_0_2, u_0_3, u_0_4, u_0_5, u_0_6, u_0_7);
+    real_v u_1_0;
+    LOAD_F64(u_1_0, u + 8);
+    real_v u_1_1;
+    LOAD_F64(u_1_1, u + 17);
+    real_v u_1_2;
+    LOAD_F64(u_1_2, u + 26);
+    real_v u_1_3;
+    LOAD_F64(u_1_3, u + 35);
+    real_v u_1_4;
+    LOAD_F64(u_1_4, u + 44);
+    real_v u_1_5;
+    LOAD_F64(u_1_5, u + 53);
+    real_v u_1_6;
+    LOAD_F64(u_1_6, u + 62);
+    real_v u_1_7;
+    LOAD_PART_F64(u_1_7, u + 71, 1);
+    TRANSPOSE_F64(u_1_0, u_1_1, u_1_2, u_1_3, u_1_4, u_1_5, u_1_6, u_1_7);
+    const real_v u1 = u_0_1;
+    const real_v u2 = u_0_2;
+    const real_v u3 = u_0_3;
+    const real_v u4 = u_0_4;
+    const real_v u5 = u_0_5;
+    const real_v u6 = u_0_6;
+    const real_v u7 = u_0_7;
+    const real_v u8 = u_1_0;
     const real_v t0 = x1*x1;
     const real_v t1 = x2*x2;
     const real_v t2 = x3*x3;
@@ -863,49 +1614,64 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     const real_v t90 = g4*(6*u5*x8 + 6*u8*x5) + g5*(t10*t63 + t14*t59) + t29*u3 + 2*t36*u6 + t74*x3 + 2*t80*x6;
     const real_v t91 = g3*(t50 - t51) + 3*g4*t53 + 2*t35*u7 + 3*t70 + 2*t78 + 2*t79*x7;
     const real_v t92 = t28*u2 + 2*t35*u8 + t73*x2 + 2*t79*x8 + u5*(6*g4*x6 + g5*t10*x3) + x5*(6*g4*u6 + g5*(t10*u3 + t59*x3));
-    const real_v out0 = (real_v){0} + 0;
-    const real_v out1 = t85;
-    const real_v out2 = t86;
-    const real_v out3 = t87;
-    const real_v out4 = t88;
-    const real_v out5 = t89;
-    const real_v out6 = t90;
-    const real_v out7 = t91;
-    const real_v out8 = t92;
-    for (int lane = 0; lane < OPTINV_LANES; ++lane) {
-        out[lane * 9 + 0] = out0[lane];
-        out[lane * 9 + 1] = out1[lane];
-        out[lane * 9 + 2] = out2[lane];
-        out[lane * 9 + 3] = out3[lane];
-        out[lane * 9 + 4] = out4[lane];
-        out[lane * 9 + 5] = out5[lane];
-        out[lane * 9 + 6] = out6[lane];
-        out[lane * 9 + 7] = out7[lane];
-        out[lane * 9 + 8] = out8[lane];
-    }
+    real_v out_0_0 = (real_v){0} + 0;
+    real_v out_0_1 = t85;
+    real_v out_0_2 = t86;
+    real_v out_0_3 = t87;
+    real_v out_0_4 = t88;
+    real_v out_0_5 = t89;
+    real_v out_0_6 = t90;
+    real_v out_0_7 = t91;
+    TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
+    real_v out_1_0 = t92;
+    real_v out_1_1 = (real_v){0};
+    real_v out_1_2 = (real_v){0};
+    real_v out_1_3 = (real_v){0};
+    real_v out_1_4 = (real_v){0};
+    real_v out_1_5 = (real_v){0};
+    real_v out_1_6 = (real_v){0};
+    real_v out_1_7 = (real_v){0};
+    TRANSPOSE_F64(out_1_0, out_1_1, out_1_2, out_1_3, out_1_4, out_1_5, out_1_6, out_1_7);
+    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
+    STORE_F64(out + 0, out_0_0);
+    STORE_F64(out + 8, out_1_0);
+    STORE_F64(out + 9, out_0_1);
+    STORE_F64(out + 17, out_1_1);
+    STORE_F64(out + 18, out_0_2);
+    STORE_F64(out + 26, out_1_2);
+    STORE_F64(out + 27, out_0_3);
+    STORE_F64(out + 35, out_1_3);
+    STORE_F64(out + 36, out_0_4);
+    STORE_F64(out + 44, out_1_4);
+    STORE_F64(out + 45, out_0_5);
+    STORE_F64(out + 53, out_1_5);
+    STORE_F64(out + 54, out_0_6);
+    STORE_F64(out + 62, out_1_6);
+    STORE_F64(out + 63, out_0_7);
+    STORE_PART_F64(out + 71, out_1_7, 1);
 }
 
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
-    const int64_t full_blocks = n / OPTINV_LANES;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(full_blocks >= 32)
+    const int64_t full_blocks = n / OPTINV_LANES_F64;
+#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
     for (int64_t b = 0; b < full_blocks; ++b) {
-        const int64_t row = b * OPTINV_LANES;
+        const int64_t row = b * OPTINV_LANES_F64;
         hvp_block_f64(x + row * 9, g + row * 6, u + row * 9, out + row * 9);
     }
-    const int64_t done = full_blocks * OPTINV_LANES;
+    const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
     if (rest > 0) {
-        double pad_x[OPTINV_LANES * 9];
+        double pad_x[OPTINV_LANES_F64 * 9];
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 9, (size_t)rest * 9 * sizeof(double));
-        double pad_g[OPTINV_LANES * 6];
+        double pad_g[OPTINV_LANES_F64 * 6];
         memset(pad_g, 0, sizeof(pad_g));
         memcpy(pad_g, g + done * 6, (size_t)rest * 6 * sizeof(double));
-        double pad_u[OPTINV_LANES * 9];
+        double pad_u[OPTINV_LANES_F64 * 9];
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 9, (size_t)rest * 9 * sizeof(double));
-        double pad_out[OPTINV_LANES * 9];
+        double pad_out[OPTINV_LANES_F64 * 9];
         hvp_block_f64(pad_x, pad_g, pad_u, pad_out);
         memcpy(out + done * 9, pad_out, (size_t)rest * 9 * sizeof(double));
     }
