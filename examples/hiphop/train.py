@@ -4,7 +4,7 @@ Energy + force loss, early stopping on the validation loss (hippynn's
 ``PatienceController``), float32, any Lightning strategy (``--strategy ddp``
 with ``--devices`` / ``--num-nodes`` for several GPUs or nodes).
 
-    python -m examples.hiphop.train --quick           # the demo: two (3,4) models on 1,000 methane configurations
+    python -m examples.hiphop.train --quick           # the demo: HIP-NN and two (3,4) HIP-HOP-NN on 1,000 methane
     python -m examples.hiphop.train --variant hiphop-l4n4-generic --n-train 16000 --accelerator gpu --devices 4 --strategy ddp
 
 Variants (``--variant``):
@@ -198,6 +198,12 @@ def run(variant: str, data: dict, n_train: int, seed: int = 0, n_valid: int = 50
     }
 
 
+def set_threads(n: int) -> None:
+    """Threads for torch now and for the optinv C kernels (OpenMP reads this when they first load)."""
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
+
+
 def environment() -> dict:
     import hippynn
     import pytorch_lightning as pl
@@ -220,7 +226,7 @@ def _cpu_name() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m examples.hiphop.train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="the demo: hippynn's (3,4) vs ours on 1,000 methane configurations")
+    ap.add_argument("--quick", action="store_true", help="the demo: HIP-NN, hippynn's (3,4) and ours on 1,000 methane configurations")
     ap.add_argument("--variant", action="append", help="a variant (repeatable); see the module docstring")
     ap.add_argument("--system", default="methane", choices=["methane", "ethanol"])
     ap.add_argument("--n-train", type=int, default=4000)
@@ -232,14 +238,19 @@ def main(argv=None) -> int:
     ap.add_argument("--devices", default="auto")
     ap.add_argument("--strategy", default="auto", help="Lightning strategy: auto, ddp, ddp_spawn, ...")
     ap.add_argument("--num-nodes", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads for torch and the optinv kernels (default 1: on a shared machine OpenMP "
+                         "threads that wait for busy cores make a step 30x slower)")
     ap.add_argument("--out", type=Path, default=None, help="write the results JSON here")
     args = ap.parse_args(argv)
+    set_threads(args.threads)
 
     from examples.hiphop.data import load
 
     t0 = time.perf_counter()
     if args.quick:
-        variants, n_train, max_epochs, patience, n_set = ["hiphop-l3n4-hippynn", "hiphop-l3n4-generic"], 1000, 40, 8, 200_000
+        variants = ["hipnn", "hiphop-l3n4-hippynn", "hiphop-l3n4-generic"]
+        n_train, max_epochs, patience, n_set = 1000, 60, 10, 200_000
     else:
         variants, n_train, max_epochs, patience, n_set = args.variant or ["hiphop-l3n4-generic"], args.n_train, \
             args.max_epochs, args.patience, None
