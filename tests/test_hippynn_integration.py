@@ -342,3 +342,28 @@ def test_user_list_and_basis_object():
     assert net.invariants.einsums == ("ij,ij->,q,q", "->,s")
     species, pos = molecule(9)
     assert torch.isfinite(net(species, *pairs(pos.float()))[-1]).all()
+
+
+# -- degenerate environments ------------------------------------------------------------------
+
+
+def test_pairs_equal_in_degree_2_invariants_are_told_apart_by_degree_4():
+    """Rotating v, q, t by different rotations keeps every degree-2 invariant (|v|^2, |q|^2, |t|^2)
+    and changes the couplings: the n_max=2 layer sees one environment, n_max=3 and 4 see two."""
+    from optinv.algebra.cartesian import transform_coefficients
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(20, 16))
+    y = x.copy()
+    for l, cols in ((1, slice(1, 4)), (2, slice(4, 9)), (3, slice(9, 16))):
+        y[:, cols] = transform_coefficients(x[:, cols], l, random_rotation(rng))
+    x, y = torch.tensor(x), torch.tensor(y)
+    two = oh.HopInvariantLayer(n_max=2, l_max=3)
+    torch.testing.assert_close(two(y), two(x), rtol=1e-12, atol=1e-12)
+    for n_max in (3, 4):
+        layer = oh.HopInvariantLayer(n_max=n_max, l_max=3)
+        gap = (layer(y) - layer(x)).abs().max(dim=1).values
+        assert (gap > 1e-3 * layer(x).abs().max()).all()
+    # hippynn's own n_max=2 list is blind to the same pairs
+    hip2 = oh.HopInvariantLayer(n_max=2, l_max=3, basis="hippynn")
+    torch.testing.assert_close(hip2(y), hip2(x), rtol=1e-12, atol=1e-12)
