@@ -21,9 +21,11 @@ chunks; the merged set is ``<set>.npz`` beside them.
     python -m examples.hiphop.data --scheduler tcp://host:8786 # a running Dask cluster
     python -m examples.hiphop.data --scaling 1000              # 1 vs 2 workers on a small set
 
-On a multi-node cluster, start ``dask scheduler`` and one ``dask worker
-ADDRESS --nthreads 1`` per core (``OMP_NUM_THREADS=1``) on machines where this
-repository is installed (``pip install -e '.[hiphop]'``), then pass the address.
+On a multi-node cluster, start ``dask scheduler`` and, on each node where this
+repository is installed (``pip install -e '.[hiphop]'``), ``PYTHONPATH=/path/to/repo
+OMP_NUM_THREADS=1 dask worker ADDRESS --nthreads 1 --nworkers N`` (``examples`` is not
+an installed package), then pass ``--scheduler ADDRESS``.  Checked here with a
+separate scheduler and worker process on one machine.
 
 Units: Angstrom, eV, eV/Angstrom.
 """
@@ -133,9 +135,10 @@ def generate(system: str, n: int | None = None, seed: int = 0, workers: int = 2,
     if todo:
         client, cluster = _client(scheduler, workers)
         try:
+            workers = len(client.scheduler_info()["workers"])  # what ran, not what was asked for
             futures = [client.submit(compute_chunk, system, seed, s, min(s + chunk, n), pure=False) for s in todo]
             bar = tqdm(total=n, initial=n - sum(min(s + chunk, n) - s for s in todo),
-                       desc=f"{system} GFN2-xTB ({len(client.scheduler_info()['workers'])} workers)",
+                       desc=f"{system} GFN2-xTB ({workers} workers)",
                        unit="conf", disable=not progress)
             for future in as_completed(futures):
                 out = future.result()
