@@ -95,7 +95,13 @@ def summarise(log: Path, name: str, extra: dict | None = None) -> dict:
     """Mean and std over seeds per (variant, size); writes ``results/<name>.json`` and the plot."""
     from examples.hiphop.train import environment
 
-    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    runs, seen = [], set()
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        key = (r["variant"], r["n_train"], r["seed"])
+        if key not in seen:  # two processes may have run the same one: keep the first
+            seen.add(key)
+            runs.append(r)
     table: dict = {}
     for r in runs:
         table.setdefault(r["variant"], {}).setdefault(r["n_train"], []).append(r)
