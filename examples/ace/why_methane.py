@@ -103,6 +103,34 @@ def conditioning(sets, A, G, numbers) -> dict:
     return out
 
 
+def near_strata(sets, A, numbers) -> dict:
+    """Is bad conditioning concentrated near the strata ``v_n = 0``?  Per centre element: the median
+    kappa (w.r.t. ``A``) in the fifth of rows with the smallest ``min_n |v_n| / |A|`` against the fifth
+    with the largest, and the Spearman correlation of kappa with that distance."""
+    sig = next(iter(sets.values())).signature
+    vecs = [sl for name, sl in sig.slices().items() if name.startswith("v")]
+    D = A.shape[1]
+    out = {}
+    for name, z in (("C", 6), ("H", 1)):
+        m = torch.as_tensor(numbers == z)
+        Az = A[m]
+        dist = torch.stack([Az[:, sl].norm(dim=1) for sl in vecs]).min(0).values / Az.norm(dim=1)
+        dist = dist.numpy()
+        lo, hi = dist <= np.quantile(dist, 0.2), dist >= np.quantile(dist, 0.8)
+        res = {}
+        for kind, ds in sets.items():
+            V, JA = descriptor_jacobian_A(ds, Az)
+            sv = torch.linalg.svdvals(JA / V.std(0).clamp_min(1e-12)[None, :, None])
+            kappa = (sv[:, 0] / sv[:, D - 4]).numpy()
+            rank_d = np.argsort(np.argsort(dist))
+            rank_k = np.argsort(np.argsort(kappa))
+            rho = float(np.corrcoef(rank_d, rank_k)[0, 1])
+            res[kind] = {"kappa_median_near": float(np.median(kappa[lo])), "kappa_median_far": float(np.median(kappa[hi])),
+                         "spearman_kappa_vs_distance": rho}
+        out[name] = res
+    return out
+
+
 def ridge_energy(sets, data, train, test, lam=1e-6) -> dict:
     """Test energy RMSE (meV/atom) of a ridge model linear in the per-element descriptor sums."""
     out = {}
@@ -165,6 +193,7 @@ def run(settings, out_dir: Path, n_configs: int = 300) -> dict:
         for r, w in zip(ranks[-len(who):], who):
             r["stratum"] = f"methane {w} row {r['stratum'].split('#')[-1]}"
         cond = conditioning(sets, A, G, numbers)
+        near = near_strata(sets, A, numbers)
         Aeq, Geq = equilibrium_rows(sets["linear"])
         eq = {}
         for kind, ds in sets.items():
@@ -176,7 +205,7 @@ def run(settings, out_dir: Path, n_configs: int = 300) -> dict:
         pool = np.arange(n - 2000 - 500)
         ridge = ridge_energy(sets, data, pool[:4000], test[:1000])
         result["settings"][str(setting)] = {"K": {k: len(s) for k, s in sets.items()}, "strata": ranks,
-                                            "conditioning": cond, "equilibrium_ranks": eq, "ridge": ridge,
+                                            "conditioning": cond, "near_strata": near, "equilibrium_ranks": eq, "ridge": ridge,
                                             "cpu_s": time.process_time() - t0}
         lines += [f"## {setting}: K = " + ", ".join(f"{k} {len(s)}" for k, s in sets.items()), ""]
         lines += [format_strata_table(ranks, list(KINDS)), ""]
@@ -189,6 +218,11 @@ def run(settings, out_dir: Path, n_configs: int = 300) -> dict:
                 a, x = cond[kind][c]["wrt_A"], cond[kind][c]["wrt_positions"]
                 lines.append(f"| {kind} | {c} | {a['median']:.3g} / {a['p95']:.3g} | {a['rank_min']}-{a['rank_max']} | "
                              f"{x['median']:.3g} / {x['p95']:.3g} | {x['rank_min']}-{x['rank_max']} |")
+        lines += ["", "Near the strata v_n = 0? Median kappa w.r.t. A in the fifth of rows with the smallest "
+                  "min_n |v_n| / |A| vs the fifth with the largest, and the Spearman correlation of kappa with that "
+                  "distance: " + "; ".join(f"{k} {c}: {near[c][k]['kappa_median_near']:.3g} vs "
+                                          f"{near[c][k]['kappa_median_far']:.3g} (rho {near[c][k]['spearman_kappa_vs_distance']:+.2f})"
+                                          for k in KINDS for c in ("C", "H"))]
         lines += ["", "Float rank at the tetrahedral equilibrium (w.r.t. positions / w.r.t. A): " + "; ".join(
             f"{k}: " + ", ".join(f"{c} {v['rank_wrt_positions']}/{v['rank_wrt_A']}" for c, v in eq[k].items())
             for k in KINDS), "",
