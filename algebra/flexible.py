@@ -164,6 +164,7 @@ class FlexibleSearch:
     cost_proven: bool  # no set of this size that does is cheaper
     nodes: int  # search nodes visited
     seconds: float
+    exchanged: bool = True  # single cheaper exchanges were made when the budget ran out
 
     def describe(self) -> str:
         size = len(self.members)
@@ -175,7 +176,8 @@ class FlexibleSearch:
             how = (f"{size} invariants, best found (lower bound {self.lower_bound}); the exhaustive search "
                    f"spent its budget of {self.nodes} nodes, so a smaller set is not ruled out")
         cost = ("lowest total cost for that size, proven by exhaustive search" if self.cost_proven
-                else "cost locally minimal under single exchanges")
+                else "cost locally minimal under single exchanges" if self.exchanged
+                else "cost not optimised (greedy cover only)")
         return f"flexible: {how}; {cost}"
 
 
@@ -183,12 +185,16 @@ DEFAULT_NODES = 50_000
 
 
 def search_flexible(matrices: list[np.ndarray], targets: list[int], costs: list[int], degrees: list[int],
-                    generic_index: int = 0, p: int = PRIME, max_nodes: int = DEFAULT_NODES) -> FlexibleSearch:
+                    generic_index: int = 0, p: int = PRIME, max_nodes: int = DEFAULT_NODES,
+                    exchanges: bool = True) -> FlexibleSearch:
     """Smallest, then cheapest, set of candidates (rows) reaching ``targets`` (ranks) on every matrix.
 
     A greedy cover gives an upper bound; exhaustive depth-first search then
     tries every smaller size from the lower bound up, and finally the cheapest
-    set of the size found, visiting at most ``max_nodes`` search nodes.
+    set of the size found, visiting at most ``max_nodes`` search nodes; if
+    the budget runs out, single cheaper exchanges follow unless ``exchanges``
+    is False (they cost ``O(size x candidates)`` rank updates: slow for
+    hundreds of candidates and strata).
     """
     start = time.perf_counter()
     budget = [int(max_nodes)]
@@ -214,18 +220,19 @@ def search_flexible(matrices: list[np.ndarray], targets: list[int], costs: list[
             chosen = cheaper if cheaper is not None else chosen
             cost_proven = True
     except _BudgetSpent:
-        chosen = _cheapen(chosen, R0, goal, costs, p)
+        if exchanges:
+            chosen = _cheapen(chosen, R0, goal, costs, p)
     if not (ranks_after(R0, chosen, p) == goal).all():
         raise AssertionError("flexible search lost a stratum's rank")  # every path checks the targets
     rank_in_order = {c: k for k, c in enumerate(sorted(range(n), key=lambda c: (degrees[c], costs[c], c)))}
     members = tuple(sorted(chosen, key=lambda c: rank_in_order[c]))
     return FlexibleSearch(members, lower, size_proven, cost_proven, int(max_nodes) - max(budget[0], 0),
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, exchanges)
 
 
 def select_flexible_basis(signature: Signature, n_max: int, strata: Sequence[Stratum] | None = None, seed: int = 0,
                           progress: Progress | None = None, request: dict | None = None,
-                          max_nodes: int = DEFAULT_NODES) -> Basis:
+                          max_nodes: int = DEFAULT_NODES, exchanges: bool = True) -> Basis:
     """A set complete at generic points that also reaches the maximum achievable rank on every stratum.
 
     Parameters
@@ -244,6 +251,8 @@ def select_flexible_basis(signature: Signature, n_max: int, strata: Sequence[Str
         Recorded in the basis.
     max_nodes : int
         Budget of the exhaustive search, in nodes (deterministic, unlike a clock).
+    exchanges : bool
+        Whether single cheaper exchanges follow when the budget runs out.
 
     Returns
     -------
@@ -273,7 +282,7 @@ def select_flexible_basis(signature: Signature, n_max: int, strata: Sequence[Str
     if progress:
         progress("maximum achievable rank per stratum: " + ", ".join(f"{s.name} {t}" for s, t in zip(strata, targets)))
     found = search_flexible(matrices, targets, [g.cost for g in pool], [g.degree for g in pool], 0, sr.p,
-                            max_nodes)
+                            max_nodes, exchanges)
     graphs = [pool[c] for c in found.members]
     # certificates: the generic rank reached after each member, in the final order
     generic = matrices[0]

@@ -622,13 +622,13 @@ class StrataRows:
         self.points = np.array([x for x, _ in at], dtype=np.int64)
         self.restrictions = [tangent for _, tangent in at]
         self.geometries = [geometry(s, signature, p=p, at=pt) for s, pt in zip(self.strata, at)]
-        self._tensors = exact_tensors(self.points, signature, p)
+        self.tensors = exact_tensors(self.points, signature, p)
 
     def rows(self, graphs: Sequence[ContractionGraph]) -> list[np.ndarray]:
         """One matrix ``(len(graphs), k_s)`` per stratum: each graph's gradient restricted to the slice."""
         grads = np.zeros((len(self.strata), len(graphs), self.signature.dim), dtype=np.int64)
         for c, g in enumerate(graphs):
-            grads[:, c, :] = exact_values_and_gradients(g, self._tensors, self.signature, self.p)[1]
+            grads[:, c, :] = exact_values_and_gradients(g, self.tensors, self.signature, self.p)[1]
         return [matmul_mod(grads[s], R.T.copy(), self.p) for s, R in enumerate(self.restrictions)]
 
 

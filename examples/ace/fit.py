@@ -1,9 +1,12 @@
-"""The comparison: the same MLP on (a) the full linear ACE basis and (b) the functionally independent subset.
+"""The comparison: the same MLP recipe on (a) the full linear ACE basis, (b) the functionally
+independent subset and (c) the flexible subset (complete on degenerate strata too).
 
-``python -m examples.ace.fit`` (default settings, under 30 minutes on 2 cores) fits, for each
+``python -m examples.ace.fit`` (default settings, about 35 minutes on 2 busy cores) fits, for each
 system (methane / GFN2-xTB, bulk Cu / EMT), each ``(n_rad, l_max, nu_max)`` setting, each
 descriptor set, each training-set size and each seed, a per-element MLP on energies and
-forces, and writes to ``examples/ace/results/``:
+forces, trained to convergence: Adam, learning rate halved when the validation loss stalls,
+early stopping on a fixed validation set (best weights kept).  The MLP width follows one rule
+for every set (:func:`mlp_width`).  It writes to ``examples/ace/results/``:
 
 * ``fit_runs.json``   every run (rewritten after each one; ``--resume`` skips finished runs),
 * ``comparison.md``   the table (mean +- std over seeds) with machine information,
@@ -11,8 +14,9 @@ forces, and writes to ``examples/ace/results/``:
 * ``sets/*.json``     the descriptor sets used (einsum strings of every factor).
 
 Everything but the data split is seeded by the run's seed: MLP initialisation, batch order
-and which training configurations are drawn from the pool; the test set is fixed.  Both
-descriptor sets see exactly the same training configurations, batches and optimiser budget.
+and which training configurations are drawn from the pool; the validation and test sets are
+fixed.  All descriptor sets see exactly the same training configurations, batches and
+stopping rule.
 
 ``python -m examples.ace.fit --report-only`` rebuilds the table and plot from ``fit_runs.json``.
 """
@@ -34,6 +38,7 @@ import torch
 
 from .data import load_dataset
 from .descriptors import ACEDescriptor, Structures, energy_and_forces_from_base
+from .flexible_sets import flexible_set
 from .sets import DescriptorSet, independent_set, linear_ace_set
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -48,26 +53,42 @@ class SystemConfig:
     n_test: int
     sizes: list[int]  # training-set sizes (configurations)
     batch: int  # configurations per optimiser step
-    steps: int  # optimiser steps per fit (the training budget)
+    steps: int  # most optimiser steps per fit (early stopping usually ends it first)
     timing_configs: int  # configurations used to time the descriptors
     title: str = ""
+    n_val: int = 500  # fixed validation configurations (disjoint from the test set and from training)
+    eval_every: int = 100  # optimiser steps between validation checks
+    patience: int = 6  # validation checks without improvement before stopping
+    lr_patience: int = 2  # validation checks without improvement before the learning rate is halved
 
 
 SYSTEMS = {
-    "methane": SystemConfig("methane", 3.5, [1, 6], 50_000, 2_000, [250, 1000, 4000], 32, 1500, 400,
-                            "CH4, GFN2-xTB (tblite)"),
-    "cu": SystemConfig("cu", 5.0, [29], 2_000, 200, [10, 40, 160], 4, 800, 20, "Cu fcc 32-atom cells, EMT"),
+    "methane": SystemConfig("methane", 3.5, [1, 6], 50_000, 2_000, [4000], 32, 3000, 400,
+                            "CH4, GFN2-xTB (tblite)", n_val=500, eval_every=100, patience=5),
+    "cu": SystemConfig("cu", 5.0, [29], 2_000, 200, [160], 4, 1500, 20, "Cu fcc 32-atom cells, EMT",
+                       n_val=100, eval_every=50, patience=5),
 }
-DEFAULT_SETTINGS = [(3, 2, 3), (3, 2, 4), (4, 3, 3)]
+DEFAULT_SETTINGS = [(3, 2, 3), (4, 3, 3)]  # (3, 2, 4): same independent and flexible sets as (3, 2, 3)
 DEFAULT_SEEDS = [0, 1, 2]
+KINDS = ("linear", "independent", "flexible")
+
+
+def mlp_width(n_features: int, per_feature: int = 2, lo: int = 32, hi: int = 128) -> int:
+    """The one width rule for every set: ``per_feature`` hidden units per descriptor, within ``[lo, hi]``.
+
+    A set with more inputs gets a wider first layer, so no set is starved of (or buried in)
+    parameters by a width chosen for another; the bounds keep tiny sets trainable and big
+    ones affordable.
+    """
+    return int(min(hi, max(lo, per_feature * n_features)))
 
 
 @dataclass
 class FitConfig:
-    width: int = 64
+    width: int | None = None  # None: mlp_width(K) per set
     depth: int = 2
     lr: float = 3e-3
-    lr_final: float = 3e-5
+    lr_final: float = 3e-5  # training stops once the halved learning rate falls below this
     force_weight: float = 1.0
     dtype: torch.dtype = torch.float32
     backend: str = "poly"
@@ -131,9 +152,10 @@ def prepare_system(cfg: SystemConfig, data_dir=None, progress=True) -> dict:
         structs = Structures.from_atoms(atoms, cfg.cutoff)
     n = len(data["energy"])
     test = np.arange(n - cfg.n_test, n)
-    pool = np.arange(n - cfg.n_test)
+    val = np.arange(n - cfg.n_test - cfg.n_val, n - cfg.n_test)
+    pool = np.arange(n - cfg.n_test - cfg.n_val)
     return {"structs": structs, "energy": data["energy"], "forces": data["forces"].reshape(-1, 3),
-            "test": test, "pool": pool}
+            "test": test, "val": val, "pool": pool}
 
 
 def _targets(d: dict, configs: np.ndarray, dtype):
@@ -162,27 +184,52 @@ def evaluate(model, desc, d, configs, dtype, chunk=500) -> dict:
             "force_rmse_meV_per_A": 1e3 * math.sqrt(se_f / n_f)}
 
 
-def train_one(desc: ACEDescriptor, d: dict, cfg: SystemConfig, size: int, seed: int, fc: FitConfig) -> dict:
+class _Precomputed:
+    """A fixed set of configurations with ``A`` and ``J`` precomputed: cheap repeated loss evaluations."""
+
+    def __init__(self, desc: ACEDescriptor, d: dict, configs: np.ndarray, dtype):
+        self.s, self.E, self.F = _targets(d, configs, dtype)
+        self.A, self.J = desc.base_and_jacobian(self.s, dtype)
+        self.nat = torch.as_tensor(np.diff(self.s.atom_offsets), dtype=dtype)
+
+    def loss(self, model, backend, var_e: float, var_f: float, force_weight: float) -> float:
+        Ep, Fp = energy_and_forces_from_base(model, backend, self.A, self.J, self.s)
+        e = ((Ep.detach() - self.E) / self.nat).pow(2).mean() / var_e
+        f = (Fp.detach() - self.F).pow(2).mean() / var_f
+        return float(e + force_weight * f)
+
+
+def train_one(desc: ACEDescriptor, d: dict, cfg: SystemConfig, size: int, seed: int, fc: FitConfig,
+              val: "_Precomputed | None" = None) -> dict:
+    """One fit to convergence: Adam; the learning rate is halved after ``lr_patience`` validation
+    checks without improvement; stop after ``patience`` checks without improvement, when the
+    learning rate falls below ``lr_final``, or at ``cfg.steps``; the best validation weights are kept."""
     dtype = fc.dtype
     rng = np.random.default_rng([seed, size, 12345])
     train = np.sort(rng.choice(d["pool"], size=size, replace=False))
     torch.manual_seed(seed)
     t0 = time.perf_counter()
+    c0 = time.process_time()
+    if val is None:
+        val = _Precomputed(desc, d, d["val"], dtype)
     s_train, E_train, F_train = _targets(d, train, dtype)
     A_train, J_train = desc.base_and_jacobian(s_train, dtype)
     nat_train = torch.as_tensor(np.diff(s_train.atom_offsets), dtype=dtype)
     mean, std = _descriptor_stats(desc, A_train, s_train, cfg.species, dtype)
     e_atom = E_train / nat_train
     f_rms = float(F_train.pow(2).mean().sqrt())
-    model = ElementMLP(cfg.species, desc.n_features, fc.width, fc.depth, mean, std, float(e_atom.mean()), f_rms)
+    width = fc.width or mlp_width(desc.n_features)
+    model = ElementMLP(cfg.species, desc.n_features, width, fc.depth, mean, std, float(e_atom.mean()), f_rms)
     var_e = float(e_atom.var()) if size > 1 else 1.0
     var_f = f_rms ** 2
     opt = torch.optim.Adam(model.parameters(), lr=fc.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=fc.lr_final)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=cfg.lr_patience - 1, threshold=1e-3)
     batch = min(cfg.batch, size)
     order = np.array([], dtype=np.int64)
     losses = []
-    for step in range(cfg.steps):
+    best = (float("inf"), 0, {k: v.clone() for k, v in model.state_dict().items()})
+    since_best, stop = 0, "max steps"
+    for step in range(1, cfg.steps + 1):
         if len(order) < batch:
             order = np.concatenate([order, rng.permutation(size)])
         ids, order = np.sort(order[:batch]), order[batch:]
@@ -194,11 +241,27 @@ def train_one(desc: ACEDescriptor, d: dict, cfg: SystemConfig, size: int, seed: 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         losses.append(loss.detach().item())
+        if step % cfg.eval_every:
+            continue
+        v = val.loss(model, desc.backend, var_e, var_f, fc.force_weight)
+        if v < best[0] * (1 - 1e-3):
+            best, since_best = (v, step, {k: t.clone() for k, t in model.state_dict().items()}), 0
+        else:
+            since_best += 1
+        sched.step(v)
+        if since_best >= cfg.patience:
+            stop = "patience"
+            break
+        if opt.param_groups[0]["lr"] < fc.lr_final:
+            stop = "learning rate"
+            break
+    model.load_state_dict(best[2])
     train_time = time.perf_counter() - t0
+    train_cpu = time.process_time() - c0
     test = evaluate(model, desc, d, d["test"], dtype)
-    return {"train_time_s": train_time, "final_loss": float(np.mean(losses[-20:])), **test}
+    return {"train_time_s": train_time, "train_cpu_s": train_cpu, "final_loss": float(np.mean(losses[-20:])),
+            "width": width, "steps_run": step, "best_step": best[1], "best_val_loss": best[0], "stop": stop, **test}
 
 
 def time_descriptors(desc: ACEDescriptor, d: dict, n_configs: int, dtype, repeats: int = 3) -> dict:
@@ -236,6 +299,33 @@ def machine_info() -> dict:
             "platform": platform.platform()}
 
 
+def merge_runs(parts: list[dict]) -> dict:
+    """One payload from runs done in parallel processes: runs and systems joined, wall time the longest."""
+    out = dict(parts[0])
+    out["runs"] = [r for p in parts for r in p["runs"]]
+    out["systems"] = {k: v for p in parts for k, v in p.get("systems", {}).items()}
+    out["wall_s"] = max(p.get("wall_s") or 0 for p in parts)
+    out["load_start"] = [p.get("load_start") for p in parts]
+    out["load_end"] = [p.get("load_end") for p in parts]
+    out["parallel_processes"] = len(parts)
+    return out
+
+
+def _versions() -> dict:
+    out = {}
+    try:
+        out["optinv_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                              cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for mod in ("ase", "tblite"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - optional, informational only
+            pass
+    return out
+
+
 def _group(runs):
     out: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -254,37 +344,52 @@ def _ms(values, fmt="{:.1f}"):
 def write_report(payload: dict, out_dir: Path) -> tuple[Path, Path | None]:
     runs = payload["runs"]
     groups = _group(runs)
-    lines = ["# ACE descriptors: full linear basis vs functionally independent subset", ""]
+    lines = ["# ACE descriptors: full linear basis vs independent subset vs flexible subset", ""]
     info = payload.get("machine", {})
     lines.append(f"Machine: {info.get('cpu', '?')}, {info.get('cores', '?')} cores, torch {info.get('torch', '?')} "
                  f"({info.get('torch_threads', '?')} threads), Python {info.get('python', '?')}; "
                  f"load average at start {payload.get('load_start', '?')}, at end {payload.get('load_end', '?')}.")
     if payload.get("wall_s") is not None:
-        lines.append(f"Total wall time {payload['wall_s'] / 60:.1f} min; backend `{payload.get('backend')}`; "
+        par = payload.get("parallel_processes", 1)
+        lines.append(f"Total wall time {payload['wall_s'] / 60:.1f} min"
+                     + (f" ({par} processes in parallel, one per system)" if par > 1 else "")
+                     + f"; backend `{payload.get('backend')}`; "
                      f"MLP {payload.get('mlp')}.")
+    if payload.get("versions"):
+        lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in payload["versions"].items()) + ".")
     lines.append("")
     lines.append("Errors on the fixed held-out test set, mean ± sample std over seeds "
                  f"({', '.join(str(s) for s in payload.get('seeds', []))}); energy RMSE per atom, force RMSE per "
-                 "component. K = descriptors per atom. Descriptor time: per atom, values only / values + gradient "
+                 "component. K = descriptors per atom. Train CPU s: process CPU time of one fit (training + "
+                 "validation checks), a fairer measure than wall time on a shared machine. Descriptor time (wall): "
+                 "per atom, values only / values + gradient "
                  f"w.r.t. positions, float32, `{payload.get('backend')}` invariant backend, on this machine.")
     lines.append("")
     for system in dict.fromkeys(r["system"] for r in runs):
         cfg = payload.get("systems", {}).get(system, {})
         lines.append(f"## {cfg.get('title', system)}")
         lines.append("")
-        lines.append(f"Cutoff {cfg.get('cutoff')} Å; {cfg.get('steps')} optimiser steps of {cfg.get('batch')} "
-                     f"configurations per fit; test set {cfg.get('n_test')} configurations.")
+        if "eval_every" in cfg:
+            lines.append(f"Cutoff {cfg.get('cutoff')} Å; batches of {cfg.get('batch')} configurations; validation "
+                         f"every {cfg.get('eval_every')} steps on {cfg.get('n_val')} fixed configurations, early "
+                         f"stopping after {cfg.get('patience')} checks without improvement (at most "
+                         f"{cfg.get('steps')} steps); test set {cfg.get('n_test')} configurations.")
+        else:
+            lines.append(f"Cutoff {cfg.get('cutoff')} Å; {cfg.get('steps')} optimiser steps of {cfg.get('batch')} "
+                         f"configurations per fit; test set {cfg.get('n_test')} configurations.")
         lines.append("")
-        lines.append("| setting (n_rad, l_max, nu_max) | set | K | desc µs/atom (val / +grad) | train configs | "
-                     "train time s | E RMSE meV/atom | F RMSE meV/Å | seeds |")
-        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append("| setting (n_rad, l_max, nu_max) | set | K | width | desc µs/atom (val / +grad) | train configs | "
+                     "steps (best / run) | train CPU s | E RMSE meV/atom | F RMSE meV/Å | seeds |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for (sys_, setting, kind, size), rs in groups.items():
             if sys_ != system:
                 continue
             r0 = rs[0]
+            steps = (f"{_ms([r['best_step'] for r in rs], '{:.0f}')} / {_ms([r['steps_run'] for r in rs], '{:.0f}')}"
+                     if "best_step" in r0 else "-")
             lines.append(
-                f"| {setting} | {kind} | {r0['n_features']} | {r0['desc_us_per_atom']:.1f} / "
-                f"{r0['desc_grad_us_per_atom']:.1f} | {size} | {_ms([r['train_time_s'] for r in rs])} | "
+                f"| {setting} | {kind} | {r0['n_features']} | {r0.get('width', 64)} | {r0['desc_us_per_atom']:.1f} / "
+                f"{r0['desc_grad_us_per_atom']:.1f} | {size} | {steps} | {_ms([r.get('train_cpu_s', r['train_time_s']) for r in rs], '{:.0f}')} | "
                 f"{_ms([r['energy_rmse_meV_per_atom'] for r in rs])} | {_ms([r['force_rmse_meV_per_A'] for r in rs], '{:.0f}')} "
                 f"| {len(rs)} |")
         lines.append("")
@@ -299,49 +404,53 @@ def write_report(payload: dict, out_dir: Path) -> tuple[Path, Path | None]:
 
 
 def plot(payload: dict, path: Path) -> Path:
+    """Test errors at each system's largest training size: one group per setting, one marker per set."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from matplotlib.ticker import NullFormatter
-
     runs = payload["runs"]
     systems = list(dict.fromkeys(r["system"] for r in runs))
     same_as = _identical_sets(path.parent)
-    fig, axes = plt.subplots(2, len(systems), figsize=(5.2 * len(systems), 7.5), squeeze=False)
-    settings = list(dict.fromkeys(tuple(r["setting"]) for r in runs))
+    fig, axes = plt.subplots(2, len(systems), figsize=(5.2 * len(systems), 7.0), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = {"linear": ("s", colours[0], -0.22), "independent": ("o", colours[1], 0.0), "flexible": ("^", colours[2], 0.22)}
     for c, system in enumerate(systems):
+        size = max(r["size"] for r in runs if r["system"] == system)
+        rs_sys = [r for r in runs if r["system"] == system and r["size"] == size]
+        settings = list(dict.fromkeys(tuple(r["setting"]) for r in rs_sys))
         for row, (metric, label) in enumerate([("energy_rmse_meV_per_atom", "energy RMSE (meV/atom)"),
                                                ("force_rmse_meV_per_A", "force RMSE (meV/Å)")]):
             ax = axes[row][c]
-            for si, setting in enumerate(settings):
-                for kind, style, marker in (("linear", "--", "s"), ("independent", "-", "o")):
-                    rs = [r for r in runs if r["system"] == system and tuple(r["setting"]) == setting and r["kind"] == kind]
-                    if not rs:
+            for kind, (marker, colour, dx) in styles.items():
+                xs, ms, es, first = [], [], [], True
+                for si, setting in enumerate(settings):
+                    vals = [r[metric] for r in rs_sys if tuple(r["setting"]) == setting and r["kind"] == kind]
+                    if not vals:
                         continue
-                    sizes = sorted({r["size"] for r in rs})
-                    m = [np.mean([r[metric] for r in rs if r["size"] == n]) for n in sizes]
-                    e = [np.std([r[metric] for r in rs if r["size"] == n]) for n in sizes]
-                    note = f" (same set as {same_as[(kind, setting)]})" if (kind, setting) in same_as else ""
-                    ax.errorbar(sizes, m, yerr=e, ls=style, marker=marker, color=colours[si % len(colours)], capsize=3,
-                                label=f"{kind} {setting}, K={rs[0]['n_features']}{note}")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ticks = sorted({r["size"] for r in runs if r["system"] == system})
-            ax.set_xticks(ticks)
-            ax.set_xticklabels([str(t) for t in ticks])
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xlabel("training configurations")
+                    xs.append(si + dx)
+                    ms.append(np.mean(vals))
+                    es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0.0)
+                    K = next(r["n_features"] for r in rs_sys if tuple(r["setting"]) == setting and r["kind"] == kind)
+                    note = " (same set as " + str(same_as[(kind, setting)]) + ")" if (kind, setting) in same_as else ""
+                    ax.annotate(f"K={K}{note}", (si + dx, np.mean(vals)), textcoords="offset points", xytext=(4, 4),
+                                fontsize=6, color=colour)
+                if xs:
+                    ax.errorbar(xs, ms, yerr=es, ls="none", marker=marker, color=colour, capsize=3, label=kind)
+            ax.set_xticks(range(len(settings)))
+            ax.set_xticklabels([str(st) for st in settings])
+            ax.set_xlim(-0.6, len(settings) - 0.4)
+            ax.set_xlabel("(n_rad, l_max, nu_max)")
             ax.set_ylabel(label)
-            ax.grid(True, which="both", alpha=0.3)
+            ax.grid(True, axis="y", alpha=0.3)
             if row == 0:
-                ax.set_title(payload.get("systems", {}).get(system, {}).get("title", system))
+                title = payload.get("systems", {}).get(system, {}).get("title", system)
+                ax.set_title(f"{title}, {size} training configurations", fontsize=9)
             if row == 0 and c == 0:
                 ax.legend(fontsize=7)
-    fig.suptitle("ACE: full linear basis (dashed) vs functionally independent subset (solid); mean ± std over seeds",
-                 fontsize=9)
+    fig.suptitle("ACE: full linear basis, independent subset, flexible subset; early stopping; "
+                 "mean ± std over seeds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -371,11 +480,22 @@ def _setting(text: str) -> tuple[int, int, int]:
     return parts
 
 
-def build_sets(settings, out_dir: Path) -> dict[tuple, dict[str, DescriptorSet]]:
+def build_sets(settings, out_dir: Path, rebuild_flexible: bool = False) -> dict[tuple, dict[str, DescriptorSet]]:
+    """The three sets per setting, written to ``out_dir/sets``.
+
+    The flexible set is read back from ``sets/flexible_*.json`` when present (its search is the
+    slow one; ``rebuild_flexible`` recomputes it).  It is deterministic (time limit 0), so
+    rebuilding gives the same list.
+    """
     sets = {}
     (out_dir / "sets").mkdir(parents=True, exist_ok=True)
     for st in settings:
-        sets[st] = {"linear": linear_ace_set(*st), "independent": independent_set(*st)}
+        flex_path = out_dir / "sets" / f"flexible_{st[0]}_{st[1]}_{st[2]}.json"
+        if flex_path.exists() and not rebuild_flexible:
+            flex = DescriptorSet.from_dict(json.loads(flex_path.read_text()))
+        else:
+            flex = flexible_set(*st)
+        sets[st] = {"linear": linear_ace_set(*st), "independent": independent_set(*st), "flexible": flex}
         for kind, ds in sets[st].items():
             (out_dir / "sets" / f"{kind}_{st[0]}_{st[1]}_{st[2]}.json").write_text(ds.to_json())
     return sets
@@ -388,7 +508,12 @@ def main(argv=None) -> int:
                     help="n_rad,l_max,nu_max triples (default: 3,2,3 3,2,4 4,3,3)")
     ap.add_argument("--seeds", nargs="+", type=int, default=DEFAULT_SEEDS)
     ap.add_argument("--sizes", nargs="+", type=int, default=None, help="training-set sizes (default per system)")
-    ap.add_argument("--steps", type=int, default=None, help="optimiser steps per fit (default per system)")
+    ap.add_argument("--steps", type=int, default=None, help="most optimiser steps per fit (default per system)")
+    ap.add_argument("--seeds-below-largest", type=int, default=None,
+                    help="how many of the seeds to run at sizes below the largest (default: all)")
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS), help="descriptor sets to fit")
+    ap.add_argument("--rebuild-flexible", action="store_true",
+                    help="recompute the flexible sets instead of reading results/sets/flexible_*.json")
     ap.add_argument("--backend", default="codegen",
                     help="invariant backend: codegen (default: optinv-generated C kernels), poly, einsum")
     ap.add_argument("--threads", type=int, default=1,
@@ -397,12 +522,21 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--resume", action="store_true", help="keep finished runs from fit_runs.json and skip them")
     ap.add_argument("--report-only", action="store_true", help="rebuild comparison.md/png from fit_runs.json")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="DIR",
+                    help="merge the fit_runs.json of runs done in parallel (e.g. one process per system) into --out")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (1 seed, small sizes, few steps)")
     args = ap.parse_args(argv)
     out_dir: Path = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_path = out_dir / "fit_runs.json"
-    if args.report_only:
+    if args.merge:
+        payload = merge_runs([json.loads((m / "fit_runs.json").read_text()) for m in args.merge])
+        for m in args.merge:  # the sets are the same lists in every part
+            for f in sorted((m / "sets").glob("*.json")):
+                (out_dir / "sets").mkdir(parents=True, exist_ok=True)
+                (out_dir / "sets" / f.name).write_text(f.read_text())
+        runs_path.write_text(json.dumps(payload, indent=1) + "\n")
+    if args.report_only or args.merge:
         payload = json.loads(runs_path.read_text())
         md, png = write_report(payload, out_dir)
         print(md.read_text())
@@ -418,41 +552,55 @@ def main(argv=None) -> int:
         if args.steps:
             cfg.steps = args.steps
         if args.quick:
-            cfg.sizes, cfg.steps = cfg.sizes[:2], min(cfg.steps, 30)
+            cfg.sizes, cfg.steps = cfg.sizes[:1], min(cfg.steps, 60)
+            cfg.eval_every = min(cfg.eval_every, 20)
             cfg.n_test = min(cfg.n_test, 100)
+            cfg.n_val = min(cfg.n_val, 50)
             cfg.timing_configs = min(cfg.timing_configs, 20)
     seeds = args.seeds[:1] if args.quick else args.seeds
     fc = FitConfig(backend=args.backend)
     t_start = time.perf_counter()
     payload = {"machine": machine_info(), "load_start": [round(x, 2) for x in os.getloadavg()],
                "backend": fc.backend, "seeds": seeds,
-               "mlp": f"per-element {fc.depth}x{fc.width} SiLU, Adam lr {fc.lr}->{fc.lr_final} cosine, "
-                      f"force weight {fc.force_weight}, {str(fc.dtype).replace('torch.', '')}",
+               "mlp": f"per-element {fc.depth} hidden layers SiLU, width "
+                      + (str(fc.width) if fc.width else "min(128, max(32, 2K)) for K descriptors")
+                      + f", Adam lr {fc.lr} halved on validation plateaus, early stopping (best validation "
+                        f"weights), stop below lr {fc.lr_final}; force weight {fc.force_weight}, "
+                        f"{str(fc.dtype).replace('torch.', '')}",
+               "versions": _versions(),
                "systems": {k: v.__dict__ for k, v in systems.items()}, "runs": []}
     done = {}
     if args.resume and runs_path.exists():
         for r in json.loads(runs_path.read_text())["runs"]:
             done[(r["system"], tuple(r["setting"]), r["kind"], r["size"], r["seed"])] = r
-    sets = build_sets(args.settings, out_dir)
+    sets = build_sets(args.settings, out_dir, args.rebuild_flexible)
+    kinds = [k for k in KINDS if k in args.kinds]
+    payload["flexible_sets"] = {f"{st}": {k: v for k, v in sets[st]["flexible"].info.items() if k != "strata"}
+                                for st in args.settings}
+
+    def seeds_for(cfg, n):
+        return seeds if n == max(cfg.sizes) or args.seeds_below_largest is None else seeds[: args.seeds_below_largest]
+
     jobs = [(sy, st, kind, n, seed) for sy in systems for st in args.settings for n in systems[sy].sizes
-            for seed in seeds for kind in ("linear", "independent")]
+            for seed in seeds_for(systems[sy], n) for kind in kinds]
     bar = tqdm(total=len(jobs), desc="fits", unit="fit")
     for sy, cfg in systems.items():
         d = prepare_system(cfg, args.data_dir)
         for st in args.settings:
-            descs, timing = {}, {}
-            for kind, ds in sets[st].items():
-                descs[kind] = ACEDescriptor(ds, cfg.cutoff, cfg.species, backend=fc.backend)
+            descs, timing, vals = {}, {}, {}
+            for kind in kinds:
+                descs[kind] = ACEDescriptor(sets[st][kind], cfg.cutoff, cfg.species, backend=fc.backend)
                 timing[kind] = time_descriptors(descs[kind], d, cfg.timing_configs, fc.dtype)
-            for n in cfg.sizes:
-                for seed in seeds:
-                    for kind in ("linear", "independent"):
+                vals[kind] = _Precomputed(descs[kind], d, d["val"], fc.dtype)
+            for n in sorted(cfg.sizes, reverse=True):  # the largest size (all seeds) first
+                for seed in seeds_for(cfg, n):
+                    for kind in kinds:
                         key = (sy, st, kind, n, seed)
                         bar.set_postfix_str(f"{sy} {st} {kind} n={n} seed={seed}")
                         if key in done:
                             payload["runs"].append(done[key])
                         else:
-                            res = train_one(descs[kind], d, cfg, n, seed, fc)
+                            res = train_one(descs[kind], d, cfg, n, seed, fc, vals[kind])
                             payload["runs"].append({"system": sy, "setting": list(st), "kind": kind, "size": n,
                                                     "seed": seed, "n_features": len(sets[st][kind]),
                                                     "n_connected": len(sets[st][kind].connected),
