@@ -22,7 +22,7 @@ from optinv.cli_args import (
     add_strata_args,
     progress_printer,
     read_text_lines,
-    search_nodes_type,
+    nonnegative_int,
     seed_type,
     signature_from_args,
     strata_from_args,
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--flexible", action="store_true",
                    help="per-stratum tables instead: generic and flexible bases side by side with the maximum")
-    p.add_argument("--search-nodes", type=search_nodes_type, default=DEFAULT_NODES,
+    p.add_argument("--search-nodes", type=nonnegative_int, default=DEFAULT_NODES,
                    help=f"node budget of each flexible search (default {DEFAULT_NODES})")
     p.set_defaults(func=cmd_table)
 

@@ -65,8 +65,8 @@ def read_text_lines(path: Path, what: str) -> list[str]:
         raise OptinvError(f"{what}: {str(path)!r} is not a UTF-8 text file") from None
 
 
-def seed_type(text: str) -> int:
-    """argparse type for --seed: a non-negative integer (NumPy's generators need one)."""
+def nonnegative_int(text: str) -> int:
+    """argparse type for an integer >= 0 (--seed: NumPy's generators need one; --search-nodes)."""
     try:
         value = int(text)
     except ValueError:
@@ -74,6 +74,9 @@ def seed_type(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
+
+
+seed_type = nonnegative_int
 
 
 def group_name(text: str) -> str:
@@ -104,17 +107,6 @@ def strata_from_args(args, sig: Signature):
     return parse_strata_spec(spec, sig)
 
 
-def search_nodes_type(text: str) -> int:
-    """argparse type for --search-nodes: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def add_strata_args(p: argparse.ArgumentParser, flexible: bool = True) -> None:
     p.add_argument("--strata", metavar="SPEC|FILE",
                    help="degenerate strata to report (and, with --flexible, to be complete on): a comma list of "
@@ -124,7 +116,7 @@ def add_strata_args(p: argparse.ArgumentParser, flexible: bool = True) -> None:
         p.add_argument("--flexible", action="store_true",
                        help="select a set that is complete generically AND reaches the maximum achievable rank on "
                             "every stratum, with the fewest invariants, then the lowest cost")
-        p.add_argument("--search-nodes", type=search_nodes_type, default=DEFAULT_NODES,
+        p.add_argument("--search-nodes", type=nonnegative_int, default=DEFAULT_NODES,
                        help="budget of the exhaustive part of the flexible search, in search nodes (a budget, not a "
                             f"clock, so results are reproducible; default {DEFAULT_NODES})")
 
