@@ -352,7 +352,7 @@ def write_report(payload: dict, out_dir: Path) -> tuple[Path, Path | None]:
     if payload.get("wall_s") is not None:
         par = payload.get("parallel_processes", 1)
         lines.append(f"Total wall time {payload['wall_s'] / 60:.1f} min"
-                     + (f" ({par} processes in parallel, one per system)" if par > 1 else "")
+                     + (f" ({par} processes in parallel, one per system and setting)" if par > 1 else "")
                      + f"; backend `{payload.get('backend')}`; "
                      f"MLP {payload.get('mlp')}.")
     if payload.get("versions"):
