@@ -72,30 +72,45 @@ def _greedy_cover(R0: np.ndarray, weights: np.ndarray, order: list[int], p: int)
         R, _ = eliminate_with(R, best, p)
 
 
+def _reduced_without(R0: np.ndarray, members: list[int], p: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stack reduced against ``members``, and their ranks: one elimination pass."""
+    R, ranks = R0, np.zeros(R0.shape[0], dtype=np.int64)
+    for c in members:
+        R, raised = eliminate_with(R, c, p)
+        ranks += raised
+    return R, ranks
+
+
 def _drop_redundant(chosen: list[int], R0, targets, costs, p) -> list[int]:
     current = list(chosen)
     for c in sorted(chosen, key=lambda c: -costs[c]):
         trial = [m for m in current if m != c]
-        if (ranks_after(R0, trial, p) == targets).all():
+        if (_reduced_without(R0, trial, p)[1] == targets).all():
             current = trial
     return current
 
 
 def _cheapen(chosen: list[int], R0, targets, costs, p) -> list[int]:
-    """Single exchanges: a member for a cheaper candidate, while every target holds, until none helps."""
+    """Single exchanges: a member for a cheaper candidate, while every target holds, until none helps.
+
+    Removing a member lowers each stratum's rank by at most one; a candidate
+    can replace it exactly when its rows, reduced against the other members,
+    are nonzero on every stratum that lost rank: one elimination pass per
+    member tests every candidate at once.
+    """
     current = list(chosen)
     improved = True
     while improved:
         improved = False
         for m in sorted(current, key=lambda c: -costs[c]):
             rest = [x for x in current if x != m]
-            for c in sorted(set(range(R0.shape[1])) - set(current), key=lambda c: costs[c]):
-                if costs[c] >= costs[m]:
-                    break
-                if (ranks_after(R0, rest + [c], p) == targets).all():
-                    current, improved = rest + [c], True
-                    break
-            if improved:
+            R, ranks = _reduced_without(R0, rest, p)
+            lost = (targets - ranks) > 0
+            restores = ((R != 0).any(axis=2) | ~lost[:, None]).all(axis=0)
+            options = [c for c in np.flatnonzero(restores) if costs[c] < costs[m] and c not in current]
+            if options:
+                current = rest + [min(options, key=lambda c: (costs[c], c))]
+                improved = True
                 break
     return current
 
