@@ -142,18 +142,31 @@ def in_blocks(kernel: str, edit):
     return apply
 
 
+def _swap_columns(text: str, a: int, b: int) -> str:
+    """Swap which transposed vector feeds input columns ``a`` and ``b`` in every block."""
+    pattern = re.compile(rf"const real_v x({a}|{b}) = (x_\d+_\d+);")
+
+    def block(body: str) -> str:
+        found = dict(pattern.findall(body))
+        if set(found) != {str(a), str(b)}:
+            return body
+        return pattern.sub(lambda m: f"const real_v x{m[1]} = {found[str(a) if m[1] == str(b) else str(b)]};", body)
+
+    return "\n}\n".join(block(part) for part in text.split("\n}\n"))
+
+
 MUTATIONS = {
     # a wrong coefficient in the forward kernel: |q|^2 gets 3 q01^2 instead of 2 q01^2
     "wrong_coefficient": (in_blocks("forward", lambda b: b.replace(" 2*x5*x5", " 3*x5*x5", 1)),
                           {"invariance", "reference"}),
-    # a swapped index: every kernel reads v_x where q_00 is and vice versa
-    "swapped_index": (lambda t: re.sub(r"LOAD_(F\d\d)\(x, 16, (1|4)\);",
-                                       lambda m: f"LOAD_{m[1]}(x, 16, {5 - int(m[2])});", t),
-                      {"invariance", "reference"}),
+    # a swapped index: every kernel reads v_x where q_00 is and vice versa (after the in-register transpose)
+    "swapped_index": (lambda t: _swap_columns(t, 1, 4), {"invariance", "reference"}),
     # a sign flipped in the VJP (first column); the forward is intact
-    "vjp_sign": (in_blocks("vjp", lambda b: b.replace("= out0[lane];", "= -out0[lane];")), {"derivatives"}),
+    "vjp_sign": (in_blocks("vjp", lambda b: re.sub(r"real_v out_0_0 = (.*?);", r"real_v out_0_0 = -(\1);", b)),
+                 {"derivatives"}),
     # a sign flipped in the g-weighted HVP only: caught by differences of the VJP
-    "hvp_sign": (in_blocks("hvp", lambda b: b.replace("= out3[lane];", "= -out3[lane];")), {"derivatives"}),
+    "hvp_sign": (in_blocks("hvp", lambda b: re.sub(r"real_v out_0_3 = (.*?);", r"real_v out_0_3 = -(\1);", b)),
+                 {"derivatives"}),
 }
 
 
