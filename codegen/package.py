@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -101,6 +103,60 @@ def compile_module(source, signature: Signature | None, name: str, out_dir, targ
     return compile_request(request, name, out_dir)
 
 
+class SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the ``.py`` source on every import: never reads nor writes ``__pycache__``.
+
+    A planted ``.pyc`` (unchecked-hash or timestamp-matched) next to a generated
+    package therefore never runs in its place.
+    """
+
+    def get_code(self, fullname):
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+    def set_data(self, path, data, *, _mode=0o666):
+        pass  # no bytecode is written
+
+
+class GeneratedPackageFinder(importlib.abc.MetaPathFinder):
+    """Finds the submodules (``_runtime``, ``_torch``) of packages loaded by :func:`import_source_only`."""
+
+    packages: dict[str, Path] = {}
+
+    def find_spec(self, fullname, path=None, target=None):
+        parent, _, child = fullname.rpartition(".")
+        where = self.packages.get(parent)
+        if where is None:
+            return None
+        source = where / f"{child}.py"
+        if not source.is_file() or source.is_symlink():
+            return None
+        return importlib.util.spec_from_file_location(fullname, source, loader=SourceOnlyLoader(fullname, str(source)))
+
+
+_FINDER = GeneratedPackageFinder()
+
+
+def import_source_only(mod_name: str, path: Path):
+    """Import the package at ``path`` as ``mod_name`` from its sources only (and its submodules likewise)."""
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
+    GeneratedPackageFinder.packages[mod_name] = path
+    init = path / "__init__.py"
+    loader = SourceOnlyLoader(mod_name, str(init))
+    spec = importlib.util.spec_from_file_location(mod_name, init, loader=loader,
+                                                  submodule_search_locations=[str(path)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        loader.exec_module(module)
+    except BaseException:
+        del sys.modules[mod_name]
+        GeneratedPackageFinder.packages.pop(mod_name, None)
+        raise
+    return module
+
+
 def load_module(path):
     """Import a generated package from its directory.
 
@@ -135,11 +191,8 @@ def load_module(path):
     mod_name = f"optinv_generated_{meta['name']}_{digest}"
     if mod_name in sys.modules:
         return sys.modules[mod_name]
-    spec = importlib.util.spec_from_file_location(mod_name, path / "__init__.py", submodule_search_locations=[str(path)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_source_only(mod_name, path)  # never from __pycache__
+
 
 
 def module_cache_dir() -> Path:
