@@ -22,7 +22,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
-import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -35,7 +35,8 @@ from optinv.codegen.catalog import committed_modules
 from optinv.codegen.plan import make_plan
 from optinv.codegen.render import render_module
 from optinv.codegen.request import Request
-from optinv.version import __version__
+from optinv.codegen.runtime.native import cache_root, private_dir
+
 
 
 def write_files(files: dict[str, str], package_dir: Path) -> Path:
@@ -196,11 +197,33 @@ def load_module(path):
 
 
 def module_cache_dir() -> Path:
-    """Where :func:`hop_module` compiles modules: ``$OPTINV_CACHE_DIR`` or the per-user cache."""
-    env = os.environ.get("OPTINV_CACHE_DIR")
-    if env:
-        return Path(env) / "modules"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "optinv" / "modules"
+    """Where :func:`hop_module` compiles modules: ``modules/`` of the runtime's cache root, private (0700, ours)."""
+    return private_dir(cache_root() / "modules")
+
+
+#: (request, name) -> the files optinv renders for it: rendered once per process, compared on every load.
+_RENDERED: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def rendered_files(request: Request, name: str) -> dict[str, str]:
+    key = (json.dumps(request.to_dict(), sort_keys=True), name)
+    if key not in _RENDERED:
+        _RENDERED[key] = render_module(make_plan(request), name)
+    return _RENDERED[key]
+
+
+def matches_files(package: Path, files: dict[str, str]) -> bool:
+    """True when ``package`` holds exactly ``files`` (regular files, same bytes) and nothing else but __pycache__."""
+    if not package.is_dir() or package.is_symlink():
+        return False
+    present = {p.name for p in package.iterdir() if p.name != "__pycache__"}
+    if present != set(files):
+        return False
+    for fname, text in files.items():
+        f = package / fname
+        if f.is_symlink() or not f.is_file() or f.read_bytes() != text.encode():
+            return False
+    return True
 
 
 def hop_module(l_max: int, n_max: int, group: str = "O3", out_dir=None):
@@ -218,11 +241,13 @@ def hop_module(l_max: int, n_max: int, group: str = "O3", out_dir=None):
     out_dir = module_cache_dir() if out_dir is None else Path(out_dir)
     request = Request(group=group, l_max=l_max, n_max=n_max)
     package = out_dir / name
-    meta = package / "metadata.json"
-    stale = not meta.is_file()
-    if not stale:
-        recorded = json.loads(meta.read_text())
-        stale = recorded.get("request") != request.to_dict() or recorded.get("optinv_version") != __version__
-    if stale:  # missing, made for another request, or by another optinv version
-        compile_request(request, name, out_dir)
+    # Python from a cache is verified before it is imported: the files must be exactly what this optinv
+    # renders for the request (anything else -- stale, edited, planted, a link -- is replaced)
+    files = rendered_files(request, name)
+    if not matches_files(package, files):
+        if package.is_symlink() or (package.exists() and not package.is_dir()):
+            package.unlink()
+        elif package.is_dir():
+            shutil.rmtree(package)
+        write_files(files, package)
     return load_module(package)

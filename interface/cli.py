@@ -12,6 +12,8 @@ from pathlib import Path
 
 from optinv import ace_cli, codegen_cli
 from optinv.algebra.errors import OptinvError
+from optinv.codegen.runtime.native import CacheSecurityError, KernelBuildError
+
 from optinv.algebra.signature import Signature
 from optinv.algebra.flexible import select_flexible_basis
 from optinv.algebra.select import check_invariants, select_basis
@@ -206,9 +208,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except OptinvError as exc:
+    except (OptinvError, KernelBuildError, CacheSecurityError) as exc:
         print(f"optinv: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        # a self-contained package's own copy of the runtime defines its own classes of these errors
+        if type(exc).__name__ not in (KernelBuildError.__name__, CacheSecurityError.__name__):
+            raise
+        print(f"optinv: error: {exc}", file=sys.stderr)
+        return 2
+
     except OSError as exc:  # an output path that cannot be written, a directory given as a file, ...
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"optinv: error: {where}{exc.strerror or exc}", file=sys.stderr)
