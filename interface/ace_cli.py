@@ -18,6 +18,7 @@ from optinv.algebra.ace import ace_report, ace_table
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.linear_count import product_span_dimensions
 from optinv.cli_args import group_name, progress_printer, seed_type
+from optinv.limits import check_ace, heartbeat
 
 TABLE_DEFAULTS = {"n_rad": 6, "l_max": 4, "nu_max": 4}
 TABLE_NU_MIN = 2
@@ -48,8 +49,10 @@ def cmd_ace(args) -> int:
             raise OptinvError(f"--n-rad: expected an integer >= 1, got {limits['n_rad']}")
         if limits["l_max"] < 0:
             raise OptinvError(f"--l-max: expected an integer >= 0, got {limits['l_max']}")
+        check_ace(limits["n_rad"], limits["l_max"], limits["nu_max"])
         start = time.perf_counter()
-        table = ace_table(range(1, limits["n_rad"] + 1), range(0, limits["l_max"] + 1),
+        table = ace_table(
+range(1, limits["n_rad"] + 1), range(0, limits["l_max"] + 1),
                           range(TABLE_NU_MIN, limits["nu_max"] + 1), args.group, args.seed, progress)
         command = "optinv ace --table" + (" --group SO3" if table.group == "SO3" else "")
         for key, value in limits.items():
@@ -66,7 +69,11 @@ def cmd_ace(args) -> int:
     missing = [f"--{k.replace('_', '-')}" for k in ("n_rad", "l_max", "nu_max") if getattr(args, k) is None]
     if missing:
         raise OptinvError(f"give {', '.join(missing)} (or --table for the grid)")
-    report = ace_report(args.n_rad, args.l_max, args.nu_max, args.group, args.seed, progress)
+    if args.n_rad >= 1 and args.l_max >= 0 and args.nu_max >= 1:
+        check_ace(args.n_rad, args.l_max, args.nu_max)  # refuse out-of-reach work before any of it
+    with heartbeat(f"counting the ACE basis (n_rad {args.n_rad}, l_max {args.l_max}, nu_max {args.nu_max})",
+                   enabled=not args.quiet):
+        report = ace_report(args.n_rad, args.l_max, args.nu_max, args.group, args.seed, progress)
     print(report.report())
     if args.verify:
         counted = product_span_dimensions(report.basis.signature, args.nu_max, seed=args.seed)

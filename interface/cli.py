@@ -12,6 +12,8 @@ from pathlib import Path
 
 from optinv import ace_cli, codegen_cli
 from optinv.algebra.errors import OptinvError
+from optinv.limits import check_n_max, heartbeat
+
 from optinv.codegen.runtime.native import CacheSecurityError, KernelBuildError
 
 from optinv.algebra.signature import Signature
@@ -51,9 +53,12 @@ def select_from_args(args, sig: Signature, request: dict):
 def cmd_basis(args) -> int:
     if args.l_max is None and args.tensors is None:
         args.l_max = 3
+    check_n_max(args.n_max)
     sig, request = signature_from_args(args)
     request["n_max"] = args.n_max
-    basis = select_from_args(args, sig, request)
+    with heartbeat(f"selecting a basis of {sig.describe()} with up to {args.n_max} factors",
+                   enabled=not getattr(args, "quiet", False)):
+        basis = select_from_args(args, sig, request)
     print(basis.report())
     if args.json:
         Path(args.json).write_text(basis.to_json())
@@ -74,6 +79,7 @@ def cmd_check(args) -> int:
     sig, _ = signature_from_args(args, names_hint=names)
     if args.n_max is not None and args.n_max < 1:
         raise OptinvError(f"--n-max: expected an integer >= 1, got {args.n_max}")
+    check_n_max(args.n_max)
     report = check_invariants(lines, sig, seed=args.seed, strata=strata_from_args(args, sig), n_max=args.n_max)
     print(f"signature {sig.describe()}")
     print(report.report())
@@ -90,6 +96,7 @@ def cmd_table(args) -> int:
         raise OptinvError(f"--l-min/--l-max: expected 0 <= l_min <= l_max, got {args.l_min} and {args.l_max}")
     if not 1 <= args.n_min <= args.n_max:
         raise OptinvError(f"--n-min/--n-max: expected 1 <= n_min <= n_max, got {args.n_min} and {args.n_max}")
+    check_n_max(args.n_max)
     Signature.from_l_max(args.l_max, args.group)  # validates l_max and the group before any work
     l_values = range(args.l_min, args.l_max + 1)
     n_values = range(args.n_min, args.n_max + 1)
