@@ -12,23 +12,15 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from optinv.algebra.ace import ace_report, ace_table
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.linear_count import product_span_dimensions
-from optinv.cli_args import group_name, progress_printer, seed_type
+from optinv.cli_args import group_name, progress_printer, seed_type, write_json_text
 from optinv.limits import check_ace, heartbeat
 
 TABLE_DEFAULTS = {"n_rad": 6, "l_max": 4, "nu_max": 4}
 TABLE_NU_MIN = 2
-
-
-def _write(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        raise OptinvError(f"--json: cannot write {path!r}: {exc.strerror or exc}") from None
 
 
 def table_markdown(table, command: str) -> str:
@@ -62,8 +54,7 @@ range(1, limits["n_rad"] + 1), range(0, limits["l_max"] + 1),
         if progress:
             progress(f"table done in {time.perf_counter() - start:.1f}s")
         if args.json:
-            _write(args.json, json.dumps(table.to_dict(), indent=2) + "\n")
-            print(f"wrote {args.json}")
+            write_json_text(args.json, json.dumps(table.to_dict(), indent=2) + "\n")
         return 0
 
     missing = [f"--{k.replace('_', '-')}" for k in ("n_rad", "l_max", "nu_max") if getattr(args, k) is None]
@@ -87,8 +78,7 @@ range(1, limits["n_rad"] + 1), range(0, limits["l_max"] + 1),
         if not agree:
             raise OptinvError("cross-check failed: evaluated rank differs from the Molien-Weyl count")
     if args.json:
-        _write(args.json, report.to_json())
-        print(f"wrote {args.json}")
+        write_json_text(args.json, report.to_json())
     return 0
 
 

@@ -21,7 +21,15 @@ graph looks like).
 
 from __future__ import annotations
 
-import torch
+try:
+    import torch
+except ModuleNotFoundError as exc:  # the adapter is optional: say how to get it
+    if exc.name != "torch":
+        raise
+    raise ModuleNotFoundError("PyTorch is not installed, and the torch adapter (torch_invariants, Invariants, "
+                              "HopInvariantLayer) needs it: pip install 'optinv[torch]' (or pip install torch)",
+                              name="torch") from None
+
 
 _DTYPES = (torch.float32, torch.float64)
 

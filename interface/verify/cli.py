@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from optinv.cli_args import seed_type
+from optinv.cli_args import seed_type, write_json_text
 from optinv.verify.backends import all_backends, backend_names
 from optinv.verify.properties import DEFAULT_MAX_EXAMPLES, PROPERTIES
 from optinv.verify.loading import shadowing_note
@@ -25,8 +24,7 @@ args.path, max_examples=args.max_examples, seed=args.seed, backends=args.backend
                            properties=args.properties, progress=show, run_unverified=args.run_unverified)
     print(report.summary())
     if args.json:
-        Path(args.json).write_text(report.to_json())
-        print(f"wrote {args.json}")
+        write_json_text(args.json, report.to_json())
     return 0 if report.ok else 1
 
 
