@@ -25,6 +25,8 @@ from optinv.algebra.errors import OptinvError
 from optinv.codegen.plan import make_plan
 from optinv.codegen.render import check_package_name, render_module
 from optinv.codegen.request import Request
+from optinv.version import __version__
+
 
 #: Folders Python writes next to sources; verify never reads them (it imports from its own copy).
 IGNORED_DIRS = ("__pycache__",)
@@ -134,6 +136,10 @@ def check_integrity(where: Path, meta: dict) -> Integrity:
     if unknown:
         problems.append("files optinv does not generate: " + ", ".join(unknown))
     if problems:
+        recorded = meta.get("optinv_version")
+        if recorded != __version__:
+            problems.append(f"it records optinv {recorded!r} but this is optinv {__version__}: regenerate it with "
+                            f"`optinv compile` (or verify it with the optinv that wrote it)")
         return Integrity(False, "; ".join(problems))
     note = f"; ignored (never imported): {', '.join(ignored)}" if ignored else ""
     return Integrity(True, f"{len(expected)} files byte-identical to the regeneration of the recorded request "
