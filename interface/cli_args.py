@@ -145,6 +145,10 @@ def write_json_text(target: str, text: str) -> None:
         stream.write(text)
         stream.flush()
     else:
-        Path(target).write_text(text)
+        try:
+            Path(target).write_text(text)
+        except OSError as exc:
+            raise OptinvError(f"--json: cannot write {target!r}: {exc.strerror or exc}") from None
         print(f"wrote {target}")
+
 

@@ -209,6 +209,8 @@ def test_missing_or_failing_compiler_is_one_line(tmp_path, cache, monkeypatch, c
         message = str(info.value)
         assert cc in message and what in message and "set CC" in message and "\n" not in message
     from optinv.cli import main
-    rc = main(["compile", "--l-max", "1", "--n-max", "2", "--name", "withcc", "--out", str(tmp_path), "--build"])
+    rc = main(["compile", "--l-max", "1", "--n-max", "2", "--name", "withcc", "--out", str(tmp_path), "--build",
+               "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "/bin/false" in err and "set CC" in err
+    assert rc == 2 and err.count("\n") == 1 and "/bin/false" in err and "set CC" in err, err
+

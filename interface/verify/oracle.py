@@ -139,7 +139,8 @@ def tolerance(op: str, graphs, signature: Signature, x, g, u, dtype: str, ref, f
     y = np.abs(np.asarray(x, dtype=np.float64)) + input_floor(dtype)
     if op == "forward":
         return atol + r_kernel * np.maximum(np.abs(ref), magnitude_bound(graphs, signature, y))
-    s = coefficient_scales(signature, y)
+    s = coefficient_scales(signature, np.asarray(x, dtype=np.float64))  # steps from x itself (1 on zero rows)
+
     base, Qs, Qu, Qus = magnitudes(graphs, signature, y, u, s)
     if op == "vjp":
         dQ = np.maximum(Qs - base[:, None, :], 0.0) / s[:, :, None]  # >= dQ_k/dy_d at |x|
