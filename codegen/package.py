@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import json
-import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -33,7 +35,8 @@ from optinv.codegen.catalog import committed_modules
 from optinv.codegen.plan import make_plan
 from optinv.codegen.render import render_module
 from optinv.codegen.request import Request
-from optinv.version import __version__
+from optinv.codegen.runtime.native import cache_root, private_dir
+
 
 
 def write_files(files: dict[str, str], package_dir: Path) -> Path:
@@ -101,6 +104,60 @@ def compile_module(source, signature: Signature | None, name: str, out_dir, targ
     return compile_request(request, name, out_dir)
 
 
+class SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the ``.py`` source on every import: never reads nor writes ``__pycache__``.
+
+    A planted ``.pyc`` (unchecked-hash or timestamp-matched) next to a generated
+    package therefore never runs in its place.
+    """
+
+    def get_code(self, fullname):
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+    def set_data(self, path, data, *, _mode=0o666):
+        pass  # no bytecode is written
+
+
+class GeneratedPackageFinder(importlib.abc.MetaPathFinder):
+    """Finds the submodules (``_runtime``, ``_torch``) of packages loaded by :func:`import_source_only`."""
+
+    packages: dict[str, Path] = {}
+
+    def find_spec(self, fullname, path=None, target=None):
+        parent, _, child = fullname.rpartition(".")
+        where = self.packages.get(parent)
+        if where is None:
+            return None
+        source = where / f"{child}.py"
+        if not source.is_file() or source.is_symlink():
+            return None
+        return importlib.util.spec_from_file_location(fullname, source, loader=SourceOnlyLoader(fullname, str(source)))
+
+
+_FINDER = GeneratedPackageFinder()
+
+
+def import_source_only(mod_name: str, path: Path):
+    """Import the package at ``path`` as ``mod_name`` from its sources only (and its submodules likewise)."""
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
+    GeneratedPackageFinder.packages[mod_name] = path
+    init = path / "__init__.py"
+    loader = SourceOnlyLoader(mod_name, str(init))
+    spec = importlib.util.spec_from_file_location(mod_name, init, loader=loader,
+                                                  submodule_search_locations=[str(path)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        loader.exec_module(module)
+    except BaseException:
+        del sys.modules[mod_name]
+        GeneratedPackageFinder.packages.pop(mod_name, None)
+        raise
+    return module
+
+
 def load_module(path):
     """Import a generated package from its directory.
 
@@ -135,19 +192,38 @@ def load_module(path):
     mod_name = f"optinv_generated_{meta['name']}_{digest}"
     if mod_name in sys.modules:
         return sys.modules[mod_name]
-    spec = importlib.util.spec_from_file_location(mod_name, path / "__init__.py", submodule_search_locations=[str(path)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_source_only(mod_name, path)  # never from __pycache__
+
 
 
 def module_cache_dir() -> Path:
-    """Where :func:`hop_module` compiles modules: ``$OPTINV_CACHE_DIR`` or the per-user cache."""
-    env = os.environ.get("OPTINV_CACHE_DIR")
-    if env:
-        return Path(env) / "modules"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "optinv" / "modules"
+    """Where :func:`hop_module` compiles modules: ``modules/`` of the runtime's cache root, private (0700, ours)."""
+    return private_dir(cache_root() / "modules")
+
+
+#: (request, name) -> the files optinv renders for it: rendered once per process, compared on every load.
+_RENDERED: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def rendered_files(request: Request, name: str) -> dict[str, str]:
+    key = (json.dumps(request.to_dict(), sort_keys=True), name)
+    if key not in _RENDERED:
+        _RENDERED[key] = render_module(make_plan(request), name)
+    return _RENDERED[key]
+
+
+def matches_files(package: Path, files: dict[str, str]) -> bool:
+    """True when ``package`` holds exactly ``files`` (regular files, same bytes) and nothing else but __pycache__."""
+    if not package.is_dir() or package.is_symlink():
+        return False
+    present = {p.name for p in package.iterdir() if p.name != "__pycache__"}
+    if present != set(files):
+        return False
+    for fname, text in files.items():
+        f = package / fname
+        if f.is_symlink() or not f.is_file() or f.read_bytes() != text.encode():
+            return False
+    return True
 
 
 def hop_module(l_max: int, n_max: int, group: str = "O3", out_dir=None):
@@ -165,11 +241,13 @@ def hop_module(l_max: int, n_max: int, group: str = "O3", out_dir=None):
     out_dir = module_cache_dir() if out_dir is None else Path(out_dir)
     request = Request(group=group, l_max=l_max, n_max=n_max)
     package = out_dir / name
-    meta = package / "metadata.json"
-    stale = not meta.is_file()
-    if not stale:
-        recorded = json.loads(meta.read_text())
-        stale = recorded.get("request") != request.to_dict() or recorded.get("optinv_version") != __version__
-    if stale:  # missing, made for another request, or by another optinv version
-        compile_request(request, name, out_dir)
+    # Python from a cache is verified before it is imported: the files must be exactly what this optinv
+    # renders for the request (anything else -- stale, edited, planted, a link -- is replaced)
+    files = rendered_files(request, name)
+    if not matches_files(package, files):
+        if package.is_symlink() or (package.exists() and not package.is_dir()):
+            package.unlink()
+        elif package.is_dir():
+            shutil.rmtree(package)
+        write_files(files, package)
     return load_module(package)

@@ -12,22 +12,15 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from optinv.algebra.ace import ace_report, ace_table
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.linear_count import product_span_dimensions
-from optinv.cli_args import group_name, progress_printer, seed_type
+from optinv.cli_args import group_name, progress_printer, seed_type, write_json_text
+from optinv.limits import check_ace, heartbeat
 
 TABLE_DEFAULTS = {"n_rad": 6, "l_max": 4, "nu_max": 4}
 TABLE_NU_MIN = 2
-
-
-def _write(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        raise OptinvError(f"--json: cannot write {path!r}: {exc.strerror or exc}") from None
 
 
 def table_markdown(table, command: str) -> str:
@@ -48,8 +41,10 @@ def cmd_ace(args) -> int:
             raise OptinvError(f"--n-rad: expected an integer >= 1, got {limits['n_rad']}")
         if limits["l_max"] < 0:
             raise OptinvError(f"--l-max: expected an integer >= 0, got {limits['l_max']}")
+        check_ace(limits["n_rad"], limits["l_max"], limits["nu_max"])
         start = time.perf_counter()
-        table = ace_table(range(1, limits["n_rad"] + 1), range(0, limits["l_max"] + 1),
+        table = ace_table(
+range(1, limits["n_rad"] + 1), range(0, limits["l_max"] + 1),
                           range(TABLE_NU_MIN, limits["nu_max"] + 1), args.group, args.seed, progress)
         command = "optinv ace --table" + (" --group SO3" if table.group == "SO3" else "")
         for key, value in limits.items():
@@ -59,14 +54,17 @@ def cmd_ace(args) -> int:
         if progress:
             progress(f"table done in {time.perf_counter() - start:.1f}s")
         if args.json:
-            _write(args.json, json.dumps(table.to_dict(), indent=2) + "\n")
-            print(f"wrote {args.json}")
+            write_json_text(args.json, json.dumps(table.to_dict(), indent=2) + "\n")
         return 0
 
     missing = [f"--{k.replace('_', '-')}" for k in ("n_rad", "l_max", "nu_max") if getattr(args, k) is None]
     if missing:
         raise OptinvError(f"give {', '.join(missing)} (or --table for the grid)")
-    report = ace_report(args.n_rad, args.l_max, args.nu_max, args.group, args.seed, progress)
+    if args.n_rad >= 1 and args.l_max >= 0 and args.nu_max >= 1:
+        check_ace(args.n_rad, args.l_max, args.nu_max)  # refuse out-of-reach work before any of it
+    with heartbeat(f"counting the ACE basis (n_rad {args.n_rad}, l_max {args.l_max}, nu_max {args.nu_max})",
+                   enabled=not args.quiet):
+        report = ace_report(args.n_rad, args.l_max, args.nu_max, args.group, args.seed, progress)
     print(report.report())
     if args.verify:
         counted = product_span_dimensions(report.basis.signature, args.nu_max, seed=args.seed)
@@ -80,8 +78,7 @@ def cmd_ace(args) -> int:
         if not agree:
             raise OptinvError("cross-check failed: evaluated rank differs from the Molien-Weyl count")
     if args.json:
-        _write(args.json, report.to_json())
-        print(f"wrote {args.json}")
+        write_json_text(args.json, report.to_json())
     return 0
 
 

@@ -6,12 +6,18 @@ Every subcommand turns bad input into a one-line message and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
 from optinv import ace_cli, codegen_cli
 from optinv.algebra.errors import OptinvError
+from optinv.limits import check_n_max, heartbeat
+from optinv.version import __version__
+
+from optinv.codegen.runtime.native import CacheSecurityError, KernelBuildError
+
 from optinv.algebra.signature import Signature
 from optinv.algebra.flexible import select_flexible_basis
 from optinv.algebra.select import check_invariants, select_basis
@@ -27,7 +33,11 @@ from optinv.cli_args import (
     signature_from_args,
     strata_from_args,
     write_json,
+    write_json_text,
+    JSON_STDOUT,
 )
+
+
 from optinv.verify import cli as verify_cli
 
 
@@ -49,13 +59,15 @@ def select_from_args(args, sig: Signature, request: dict):
 def cmd_basis(args) -> int:
     if args.l_max is None and args.tensors is None:
         args.l_max = 3
+    check_n_max(args.n_max)
     sig, request = signature_from_args(args)
     request["n_max"] = args.n_max
-    basis = select_from_args(args, sig, request)
+    with heartbeat(f"selecting a basis of {sig.describe()} with up to {args.n_max} factors",
+                   enabled=not getattr(args, "quiet", False)):
+        basis = select_from_args(args, sig, request)
     print(basis.report())
     if args.json:
-        Path(args.json).write_text(basis.to_json())
-        print(f"wrote {args.json}")
+        write_json_text(args.json, basis.to_json())
     return 0
 
 
@@ -72,12 +84,12 @@ def cmd_check(args) -> int:
     sig, _ = signature_from_args(args, names_hint=names)
     if args.n_max is not None and args.n_max < 1:
         raise OptinvError(f"--n-max: expected an integer >= 1, got {args.n_max}")
+    check_n_max(args.n_max)
     report = check_invariants(lines, sig, seed=args.seed, strata=strata_from_args(args, sig), n_max=args.n_max)
     print(f"signature {sig.describe()}")
     print(report.report())
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_json_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
     if args.strict and not (report.all_independent and report.complete):
         return 1
     return 0
@@ -88,6 +100,7 @@ def cmd_table(args) -> int:
         raise OptinvError(f"--l-min/--l-max: expected 0 <= l_min <= l_max, got {args.l_min} and {args.l_max}")
     if not 1 <= args.n_min <= args.n_max:
         raise OptinvError(f"--n-min/--n-max: expected 1 <= n_min <= n_max, got {args.n_min} and {args.n_max}")
+    check_n_max(args.n_max)
     Signature.from_l_max(args.l_max, args.group)  # validates l_max and the group before any work
     l_values = range(args.l_min, args.l_max + 1)
     n_values = range(args.n_min, args.n_max + 1)
@@ -115,7 +128,7 @@ def cmd_table(args) -> int:
     if args.json:
         data = [{"l_max": l, "n_max": n, "rank": b.rank, "bound": b.bound.bound, "complete": b.complete,
                  "exhausted": b.exhausted, "examined": b.examined} for (l, n), b in cells.items()]
-        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+        write_json_text(args.json, json.dumps(data, indent=2) + "\n")
     return 0
 
 
@@ -161,17 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("basis", help="select a minimal complete invariant basis")
     add_signature_args(p)
     p.add_argument("--n-max", type=int, default=4, help="at most this many tensor factors per invariant (default 4)")
-    p.add_argument("--json", help="write the basis as JSON to this path")
+    p.add_argument("--json", help="write the basis as JSON to this path ('-': stdout)")
     p.add_argument("--seed", type=seed_type, default=0, help="seed of the random points (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_strata_args(p)
     p.set_defaults(func=cmd_basis)
 
     p = sub.add_parser("check", help="check a given list of einsum strings (one per line)")
-    p.add_argument("file")
+    p.add_argument("file", help="a text file of einsum strings, one per line ('#' starts a comment)")
     add_signature_args(p)
-    p.add_argument("--json", help="write the report as JSON to this path")
-    p.add_argument("--seed", type=seed_type, default=0)
+    p.add_argument("--json", help="write the report as JSON to this path ('-': stdout)")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the random points")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 unless every entry is independent and the set reaches the bound")
     add_strata_args(p, flexible=False)
@@ -181,14 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("table", help="rank reached and bound for a range of l_max and n_max (markdown)")
-    p.add_argument("--l-min", type=int, default=0)
-    p.add_argument("--l-max", type=int, default=5)
-    p.add_argument("--n-min", type=int, default=1)
-    p.add_argument("--n-max", type=int, default=6)
-    p.add_argument("--group", default="O3", type=str.upper)
-    p.add_argument("--json")
-    p.add_argument("--seed", type=seed_type, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--l-min", type=int, default=0, help="first row: smallest largest tensor rank")
+    p.add_argument("--l-max", type=int, default=5, help="last row: largest tensor rank")
+    p.add_argument("--n-min", type=int, default=1, help="first column: fewest factors per invariant")
+    p.add_argument("--n-max", type=int, default=6, help="last column: most factors per invariant")
+    p.add_argument("--group", default="O3", type=str.upper, help="O3 or SO3")
+    p.add_argument("--json", help="write the cells as JSON to this path ('-': stdout)")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the random points")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--flexible", action="store_true",
                    help="per-stratum tables instead: generic and flexible bases side by side with the maximum")
     p.add_argument("--search-nodes", type=nonnegative_int, default=DEFAULT_NODES,
@@ -198,15 +211,54 @@ def build_parser() -> argparse.ArgumentParser:
     # subcommands that live in their own modules (code generation, verification, ACE)
     for module in (codegen_cli, verify_cli, ace_cli):
         module.register(sub)
+    parser.add_argument("--version", action="version", version=f"optinv {__version__}",
+                        help="print the version and exit")
+    for p in [parser, *sub.choices.values()]:
+        with_defaults(p)
     return parser
+
+
+def with_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's help says its default (appended where the text does not already)."""
+    for action in parser._actions:
+        if not action.option_strings or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        text = action.help or ""
+        if "default" in text:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            default = "off"
+        elif action.default is None:
+            default = "not set"
+        else:
+            default = str(action.default).replace("%", "%%")
+        action.help = f"{text} (default: {default})".strip()
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "json", None) == "-":
+        # --json -: the JSON alone on stdout; everything else a human reads goes to stderr
+        JSON_STDOUT["stream"] = sys.stdout
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                return run(args)
+        finally:
+            JSON_STDOUT["stream"] = None
+    return run(args)
+
+
+def run(args) -> int:
     try:
         return args.func(args)
-    except OptinvError as exc:
+    except (OptinvError, KernelBuildError, CacheSecurityError) as exc:
+        print(f"optinv: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        # a self-contained package's own copy of the runtime defines its own classes of these errors
+        if type(exc).__name__ not in (KernelBuildError.__name__, CacheSecurityError.__name__):
+            raise
         print(f"optinv: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # an output path that cannot be written, a directory given as a file, ...

@@ -121,10 +121,26 @@ def add_strata_args(p: argparse.ArgumentParser, flexible: bool = True) -> None:
                             f"clock, so results are reproducible; default {DEFAULT_NODES})")
 
 
+#: Where ``--json -`` writes: the real stdout, while the human-readable output goes to stderr (see ``main``).
+JSON_STDOUT: dict = {"stream": None}
+
+
 def write_json(target: str, data) -> None:
     """Write JSON to a path, or to stdout for ``-``."""
-    text = json.dumps(data, indent=2) + "\n"
+    write_json_text(target, json.dumps(data, indent=2) + "\n")
+
+
+def write_json_text(target: str, text: str) -> None:
+    """``--json``: to stdout for ``-`` (nothing else is printed there), else to the path, saying so."""
     if target == "-":
-        sys.stdout.write(text)
+        stream = JSON_STDOUT["stream"] or sys.stdout
+        stream.write(text)
+        stream.flush()
     else:
-        Path(target).write_text(text)
+        try:
+            Path(target).write_text(text)
+        except OSError as exc:
+            raise OptinvError(f"--json: cannot write {target!r}: {exc.strerror or exc}") from None
+        print(f"wrote {target}")
+
+

@@ -8,13 +8,16 @@ The arguments become one :class:`~optinv.codegen.request.Request` (and, for
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from optinv.algebra.basis import Basis
 from optinv.algebra.errors import OptinvError
-from optinv.algebra.select import parse_einsum_list
+from optinv.algebra.select import check_invariants, parse_einsum_list
 from optinv.cli_args import (
     DEFAULT_NODES,
+    progress_printer,
+
     add_signature_args,
     add_strata_args,
     read_text_lines,
@@ -26,6 +29,7 @@ from optinv.codegen.package import compile_request, load_module
 from optinv.codegen.render import check_package_name
 from optinv.codegen.request import Request
 from optinv.codegen.targets import targets
+from optinv.limits import check_n_max, heartbeat, shadows_a_module
 
 
 def request_from_args(args) -> tuple[Request, Basis | None]:
@@ -55,9 +59,11 @@ def request_from_args(args) -> tuple[Request, Basis | None]:
         names = [n.strip() for ln in lines if "->" in ln for n in ln.split("->", 1)[1].split(",")[1:]]
         sig, fields = signature_from_args(args, names_hint=names)
         parse_einsum_list(lines, sig)  # validate with line numbers before recording the request
+        warn_if_dependent(lines, sig, args.strict)
         return Request(**fields, invariants=tuple(lines), parsed_signature=sig, **extra), None
     if args.n_max < 1:
         raise OptinvError(f"--n-max: expected an integer >= 1, got {args.n_max}")
+    check_n_max(args.n_max)
     if args.l_max is None and args.tensors is None:
         raise OptinvError("give --l-max or --tensors with --n-max")
     sig, fields = signature_from_args(args)
@@ -69,19 +75,43 @@ def request_from_args(args) -> tuple[Request, Basis | None]:
     return Request(**fields, n_max=args.n_max, parsed_signature=sig, **extra), None
 
 
+def warn_if_dependent(lines: list[str], sig, strict: bool) -> None:
+    """As ``optinv check`` would: a list with entries that are functions of earlier ones warns (--strict refuses)."""
+    report = check_invariants(lines, sig)
+    dependent = [k for k, e in enumerate(report.entries) if not e.independent]
+    if not dependent:
+        return
+    what = (f"--invariants: {len(dependent)} of {len(lines)} entries are functions of earlier ones (lines "
+            + ", ".join(str(k + 1) for k in dependent) + f"; rank {report.rank}); `optinv check` explains")
+    if strict:
+        raise OptinvError(what + "; --strict refuses a dependent list")
+    print(f"optinv: warning: {what}; compiling them anyway (--strict refuses)", file=sys.stderr)
+
+
 def cmd_compile(args) -> int:
     try:
         check_package_name(args.name)
     except OptinvError as exc:
         raise OptinvError(f"--{exc}") from None
+    shadowed = shadows_a_module(args.name, args.out)
+    if shadowed:
+        raise OptinvError(f"--name: {args.name!r} is the name of an importable module ({shadowed}); a package of that "
+                          f"name would shadow it wherever it is imported from: choose another name")
     request, basis = request_from_args(args)
-    package = compile_request(request, args.name, args.out, basis=basis)
+    progress = progress_printer(not args.quiet)
+    if progress:
+        progress(f"planning and generating {args.name} (selection, contraction order, code) ...")
+    with heartbeat(f"planning and generating {args.name}", enabled=not args.quiet):
+        package = compile_request(request, args.name, args.out, basis=basis)
     meta = json.loads((package / "metadata.json").read_text())
     print(f"wrote {package}: {meta['K']} invariants of {request.signature.describe()}")
     print("flops per row: " + ", ".join(f"{k} {meta['flops'][k]}" for k in ("forward", "vjp", "jvp", "hvp"))
           + f" (strategy {meta['strategy']}; candidates {meta['strategy_flops']})")
     if args.build:
-        lib = load_module(package).build(verbose=False)
+        if progress:
+            progress(f"compiling the C library of {args.name} (once; cached) ...")
+        with heartbeat(f"compiling the C library of {args.name}", enabled=not args.quiet):
+            lib = load_module(package).build(verbose=False)
         print(f"built C library: {lib}")
     return 0
 
@@ -104,7 +134,11 @@ def register(sub) -> None:
     p.add_argument("--out", default=".", help="directory to write the package into (default: .)")
     p.add_argument("--targets", help="comma-separated targets from the registry (default: "
                                      + ",".join(t.name for t in targets()) + ")")
-    p.add_argument("--build", action="store_true", help="compile the C library now and report where")
+    p.add_argument("--build", action="store_true", help="compile the C library now and report where (default: "
+                                                        "on first use)")
+    p.add_argument("--strict", action="store_true",
+                   help="with --invariants: refuse a list with dependent entries (default: warn and compile)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr (default: progress shown)")
     add_strata_args(p)
     p.set_defaults(func=cmd_compile)
 

@@ -317,6 +317,12 @@ def test_verify_checks_the_ranks_on_strata(tmp_path, capsys):
     only_q = next(s for s in meta["basis"]["strata"] if s["name"] == "only q")
     only_q["rank"] += 1
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    # integrity (byte comparison with the regeneration) already refuses the edited metadata ...
     code = verify_main([str(path), "--max-examples", "5", "--backends", "c-f64", "--properties", "rank"])
+    out = capsys.readouterr().out
+    assert code == 1 and "metadata.json differs from the regenerated file" in out, out
+    # ... and the rank property, run on the unverified package, names the stratum
+    code = verify_main([str(path), "--max-examples", "5", "--backends", "c-f64", "--properties", "rank",
+                        "--run-unverified"])
     out = capsys.readouterr().out
     assert code == 1 and "stratum only q: metadata says rank 4" in out, out

@@ -7,10 +7,19 @@ PyTorch for the autograd adapter).  So it imports nothing from optinv.
 
 The C library is compiled on first use into a per-user cache
 (``$OPTINV_CACHE_DIR``, else ``$XDG_CACHE_HOME/optinv``, else ``~/.cache/optinv``),
-keyed by a hash of the source, the compiler, its flags and this CPU.  Builds
-write to a private temporary file and are moved into place atomically, so two
-processes building at once are safe; a library whose recorded hash no longer
-matches (a corrupt cache) is rebuilt.
+keyed by a hash of the source, the compiler, its flags and this CPU.  Anyone
+who can write there can have code loaded, so: directories are created 0700
+and refused (:class:`CacheSecurityError`, naming the path and the fix) unless
+owned by this user and writable by nobody else; ``$XDG_CACHE_HOME`` and
+``$OPTINV_CACHE_DIR`` that are empty or relative are ignored, ``~`` is
+expanded.  One thread or process compiles an entry while the others wait on
+its lock (``flock``); builds go to a private temporary file moved into place
+atomically; stale temporary files and anything in the way (a directory where
+the library goes) are removed under the lock.  Every library carries the
+sha256 of the exact source it was built from (``optinv_source_sha256``),
+checked after loading and before any kernel runs: a corrupt, planted or
+foreign library is rebuilt, never used.
+
 
 Input arrays must be float32 or float64 of shape ``(n, width)``.  Arrays that
 are not C-contiguous are copied (documented behaviour, never an error);
@@ -28,8 +37,15 @@ import platform
 import shutil
 import subprocess
 import sys
+import stat
 import tempfile
+import threading
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: threads still build once; processes rely on the atomic rename
+    fcntl = None
 
 import numpy as np
 
@@ -38,15 +54,86 @@ BASE_FLAGS = ["-O3", "-std=c11", "-fPIC", "-shared", "-ffp-contract=fast"]
 
 
 class KernelBuildError(RuntimeError):
-    """The C compiler could not build the kernels."""
+    """The C compiler is missing or could not build the kernels (one-line message; ``details``: its output)."""
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+
+class CacheSecurityError(RuntimeError):
+    """A cache directory or library that another user could have written: refused, never loaded."""
+
+
+#: The most threads a kernel call may ask for (libgomp aborts or crashes far above this).
+MAX_THREADS = 1024
+
+
+def check_threads(threads) -> int:
+    """A thread count: a Python or NumPy integer in ``0..MAX_THREADS`` (0: OpenMP decides); else ValueError."""
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
+        raise ValueError(f"threads: expected an integer in 0..{MAX_THREADS} (0: all cores), got {threads!r}")
+    value = int(threads)
+    if not 0 <= value <= MAX_THREADS:
+        raise ValueError(f"threads: expected an integer in 0..{MAX_THREADS} (0: all cores), got {value}")
+    return value
+
+
+def _absolute_dir(value: str | None) -> Path | None:
+    """An environment variable's directory: ``~`` expanded; empty or relative values ignored (XDG rules)."""
+    if not value:
+        return None
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else None
 
 
 def cache_root() -> Path:
-    env = os.environ.get("OPTINV_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "optinv"
+    """``$OPTINV_CACHE_DIR``, else ``$XDG_CACHE_HOME/optinv``, else ``~/.cache/optinv`` (empty or relative ignored)."""
+    explicit = _absolute_dir(os.environ.get("OPTINV_CACHE_DIR"))
+    if explicit is not None:
+        return explicit
+    xdg = _absolute_dir(os.environ.get("XDG_CACHE_HOME"))
+    return (xdg if xdg is not None else Path(os.path.expanduser("~")) / ".cache") / "optinv"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700; refuse it unless it is ours and not group/world-writable.
+
+    Anyone who can write a cache directory can have their library loaded, so
+    the check is made on every use, as pip and ccache do for theirs.
+    """
+    missing = []
+    p = Path(path)
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    check_private(path, directory=True)
+    return path
+
+
+def check_private(path: Path, directory: bool) -> None:
+    """Refuse ``path`` unless it is owned by this user and writable by nobody else."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise CacheSecurityError(f"{path}: cannot be used as the optinv cache ({exc.strerror})") from None
+    kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
+    what = "directory" if directory else "file"
+    if not kind_ok:
+        raise CacheSecurityError(f"{path}: expected a {what} in the optinv cache")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise CacheSecurityError(
+            f"{path}: the optinv cache {what} is owned by another user (uid {st.st_uid}), so its libraries could be "
+            f"anyone's; fix: set OPTINV_CACHE_DIR to a directory of your own")
+    if st.st_mode & 0o022:
+        raise CacheSecurityError(
+            f"{path}: the optinv cache {what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"fix: chmod go-w {path} (or set OPTINV_CACHE_DIR to a private directory)")
 
 
 def _cpu_fingerprint() -> str:
@@ -101,6 +188,14 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: The symbol every library carries: the sha256 of the exact C source it was built from (checked after loading).
+IDENTITY_SYMBOL = "optinv_source_sha256"
+
+
+def source_identity(source: Path) -> str:
+    return _sha256(source)
+
+
 def library_path(source: Path) -> tuple[Path, list[str], str]:
     """Where the library for this source, compiler and CPU lives in the cache."""
     cc = compiler()
@@ -111,33 +206,110 @@ def library_path(source: Path) -> tuple[Path, list[str], str]:
     return cache_root() / f"{source.parent.name}-{key}" / "kernels.so", flags, cc
 
 
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def build_lock(entry: Path):
+    """One build per cache entry at a time, across threads (a lock) and processes (``flock`` on a lock file)."""
+    with _THREAD_LOCKS_GUARD:
+        tlock = _THREAD_LOCKS.setdefault(str(entry), threading.Lock())
+    with tlock:
+        lock_path = entry / "build.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def _cached(lib: Path, stamp: Path) -> bool:
+    """A library in place, with a stamp matching its bytes (a torn or corrupt file is not)."""
+    if not (lib.is_file() and not lib.is_symlink() and stamp.is_file() and not stamp.is_symlink()):
+        return False
+    try:
+        return stamp.read_text().strip() == _sha256(lib)
+    except OSError:
+        return False
+
+
+def _clear_the_way(entry: Path, lib: Path, stamp: Path) -> None:
+    """Under the build lock: remove stale temporary files and anything (a directory, a link) where files go."""
+    for stale in [*entry.glob("kernels-*.so.tmp"), *entry.glob("kernels-*.c.tmp"), *entry.glob("stamp-*")]:
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    for path in (lib, stamp):
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
 def build(source: Path, force: bool = False, verbose: bool = False) -> Path:
-    """Compile ``source`` into the cache (if needed) and return the library's path."""
+    """Compile ``source`` into the cache (if needed) and return the library's path.
+
+    One process and thread compiles; others wait on the entry's lock and then
+    use its result.  The library carries ``optinv_source_sha256`` (the sha256
+    of ``source``), which :class:`CKernels` checks after loading.
+    """
     lib, flags, cc = library_path(source)
     stamp = lib.with_suffix(".sha256")
-    if not force and lib.exists() and stamp.exists() and stamp.read_text().strip() == _sha256(lib):
+    root = private_dir(cache_root())
+    entry = private_dir(lib.parent)
+    del root
+    if not force and _cached(lib, stamp):
+        check_private(lib, directory=False)
         return lib
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix="kernels-", suffix=".so.tmp", dir=lib.parent)
+    with build_lock(entry):
+        if not force and _cached(lib, stamp):  # another thread or process built it while we waited
+            check_private(lib, directory=False)
+            return lib
+        _clear_the_way(entry, lib, stamp)
+        _compile(source, lib, stamp, flags, cc, verbose)
+    return lib
+
+
+def _compile(source: Path, lib: Path, stamp: Path, flags: list[str], cc: str, verbose: bool) -> None:
+    entry = lib.parent
+    fd, tmp_name = tempfile.mkstemp(prefix="kernels-", suffix=".so.tmp", dir=entry)
     os.close(fd)
     tmp = Path(tmp_name)
-    cmd = [cc, *flags, str(source), "-o", str(tmp), "-lm"]
+    fd, ident_name = tempfile.mkstemp(prefix="kernels-", suffix=".c.tmp", dir=entry)
+    with os.fdopen(fd, "w") as f:  # the identity: a second translation unit, so kernels.c stays as generated
+        f.write(f'const char {IDENTITY_SYMBOL}[] = "{source_identity(source)}";\n')
+    ident = Path(ident_name)
+    cmd = [cc, *flags, str(source), "-x", "c", str(ident), "-o", str(tmp), "-lm"]
     if verbose:
         print(" ".join(cmd), file=sys.stderr)
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise KernelBuildError(f"C compiler {cc!r} not found: install one (gcc or clang) or set CC to a working "
+                                   f"C compiler") from None
+        except OSError as exc:
+            raise KernelBuildError(f"C compiler {cc!r} cannot run ({exc.strerror}): set CC to a working C compiler") \
+                from None
         if res.returncode != 0:
-            raise KernelBuildError(f"building {source.name} failed ({' '.join(cmd)}):\n{res.stderr[-4000:]}")
+            last = next((ln.strip() for ln in reversed(res.stderr.splitlines()) if ln.strip()), "no output")
+            raise KernelBuildError(f"C compiler {cc!r} failed on {source} (exit {res.returncode}: {last[:200]}); "
+                                   f"fix: install gcc or clang, or set CC to a working C compiler",
+                                   details=res.stderr[-4000:])
         digest = _sha256(tmp)
+        os.chmod(tmp, 0o700)
         os.replace(tmp, lib)  # atomic: readers see the old file or the new one, never half of one
-        fd, tmp_stamp = tempfile.mkstemp(prefix="stamp-", dir=lib.parent)
+        fd, tmp_stamp = tempfile.mkstemp(prefix="stamp-", dir=entry)
         with os.fdopen(fd, "w") as f:
             f.write(digest + "\n")
         os.replace(tmp_stamp, stamp)
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    return lib
+        for t in (tmp, ident):
+            if t.exists():
+                t.unlink()
 
 
 def check_array(name: str, arr, width: int, dtype=None, n: int | None = None) -> np.ndarray:
@@ -176,15 +348,41 @@ class CKernels:
         self.source = Path(package_dir) / "kernels.c"
         self.kernels = kernels  # name -> {"args": [(name, width)], "width": int}
         self._lib = None
-        self.threads = 0  # 0: OpenMP decides (OMP_NUM_THREADS or all cores)
+        self._threads = 0  # 0: OpenMP decides (OMP_NUM_THREADS or all cores)
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    @threads.setter
+    def threads(self, value) -> None:
+        self._threads = check_threads(value)
+
+    def _load(self, path: Path, fresh: bool = False) -> ctypes.CDLL | None:
+        """dlopen ``path`` (``fresh``: by another spelling, so a handle already open under that name is not reused)."""
+        name = os.path.join(str(path.parent), ".", path.name) if fresh else str(path)
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            return None
+
+    def _identity(self, lib: ctypes.CDLL) -> str | None:
+        try:
+            return (ctypes.c_char * 64).in_dll(lib, IDENTITY_SYMBOL).value.decode("ascii", "replace")
+        except (ValueError, AttributeError):
+            return None
 
     def library(self) -> ctypes.CDLL:
         if self._lib is None:
-            path = build(self.source)
-            try:
-                lib = ctypes.CDLL(str(path))
-            except OSError:
-                lib = ctypes.CDLL(str(build(self.source, force=True)))  # corrupt cache entry
+            expected = source_identity(self.source)
+            lib = self._load(build(self.source))
+            if lib is None or self._identity(lib) != expected:
+                # corrupt, planted or another module's library: rebuild from this source and check again
+                lib = self._load(build(self.source, force=True), fresh=True)
+                if lib is None or self._identity(lib) != expected:
+                    raise KernelBuildError(
+                        f"{library_path(self.source)[0]}: the library does not carry the sha256 of {self.source} "
+                        f"even after a rebuild; fix: delete that cache entry (or set OPTINV_CACHE_DIR elsewhere)")
             self._check_shape(lib)
             for name, spec in self.kernels.items():
                 for suffix, ctype in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
@@ -205,8 +403,7 @@ class CKernels:
             )
 
     def __call__(self, name: str, *arrays, out=None, threads: int | None = None) -> np.ndarray:
-        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
-            raise ValueError(f"threads: expected an integer >= 0 (0: all cores), got {threads!r}")
+        threads = self._threads if threads is None else check_threads(threads)
         spec = self.kernels[name]
         (xname, xwidth), *rest = spec["args"]
         x = check_array(xname, arrays[0], xwidth)
@@ -221,7 +418,8 @@ class CKernels:
         fn = getattr(self.library(), f"optinv_{name}_{suffix}")
         ptr = ctypes.POINTER(ctypes.c_float if suffix == "f32" else ctypes.c_double)
         args = [a.ctypes.data_as(ptr) for a in (x, *others)]
-        fn(*args, out.ctypes.data_as(ptr), n, int(self.threads if threads is None else threads))
+        fn(*args, out.ctypes.data_as(ptr), n, threads)
+
         return out
 
 

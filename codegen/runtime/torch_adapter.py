@@ -8,14 +8,28 @@ CPU tensors run on the C kernels (zero-copy through NumPy), CUDA tensors on the
 CUDA kernels through CuPy on PyTorch's current stream (zero-copy via DLPack).
 The backward of the forward is the VJP kernel; the backward of the VJP uses the
 JVP and the g-weighted HVP kernels, so losses on forces can be trained
-(``torch.autograd.gradcheck`` and ``gradgradcheck`` pass).  Third derivatives
-are not provided and raise an error.
+(``torch.autograd.gradcheck`` and ``gradgradcheck`` pass).
+
+Every kernel call is itself an autograd node, so no derivative is ever taken
+through a value silently treated as constant.  The JVP's derivatives are the
+HVP and VJP kernels; the HVP's derivative along its direction ``u`` is the HVP
+again, and in ``g`` it is ``u . H_k . w`` (K more HVP rows); its derivative in
+``x`` needs third derivatives of the invariants, which no kernel provides, so
+asking for it raises :class:`ThirdDerivativeError` (every time, whatever the
+graph looks like).
 """
 
 from __future__ import annotations
 
-import torch
-from torch.autograd.function import once_differentiable
+try:
+    import torch
+except ModuleNotFoundError as exc:  # the adapter is optional: say how to get it
+    if exc.name != "torch":
+        raise
+    raise ModuleNotFoundError("PyTorch is not installed, and the torch adapter (torch_invariants, Invariants, "
+                              "HopInvariantLayer) needs it: pip install 'optinv[torch]' (or pip install torch)",
+                              name="torch") from None
+
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -28,6 +42,16 @@ def _check(name: str, t, width: int) -> torch.Tensor:
     if t.ndim != 2 or t.shape[1] != width:
         raise ValueError(f"{name}: expected shape (n, {width}), got {tuple(t.shape)}")
     return t
+
+
+class ThirdDerivativeError(RuntimeError):
+    """A derivative of order three in ``x`` was requested; the kernels provide orders one and two."""
+
+
+THIRD_DERIVATIVE_MESSAGE = (
+    "third derivatives of the invariants are not available from this module's kernels (they provide forward, VJP, "
+    "JVP and the g-weighted HVP: derivatives up to order two); differentiate at most twice, or use a target "
+    "that emits plain torch code")
 
 
 class KernelRunner:
@@ -76,13 +100,60 @@ class _VJP(torch.autograd.Function):
         return run("vjp", x, g)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, w):
         x, g = ctx.saved_tensors
         w = w.contiguous()
-        grad_x = ctx.run("hvp", x, g, w) if ctx.needs_input_grad[0] else None
-        grad_g = ctx.run("jvp", x, w) if ctx.needs_input_grad[1] else None
+        # autograd nodes, not raw kernel calls: their own derivatives are then right or refused
+        grad_x = _HVP.apply(x, g, w, ctx.run) if ctx.needs_input_grad[0] else None
+        grad_g = _JVP.apply(x, w, ctx.run) if ctx.needs_input_grad[1] else None
         return grad_x, grad_g, None
+
+
+class _JVP(torch.autograd.Function):
+    """``J(x) u``: its derivative in ``x`` is the g-weighted HVP, in ``u`` the VJP."""
+
+    @staticmethod
+    def forward(ctx, x, u, run):
+        ctx.save_for_backward(x, u)
+        ctx.run = run
+        return run("jvp", x, u)
+
+    @staticmethod
+    def backward(ctx, gbar):
+        x, u = ctx.saved_tensors
+        gbar = gbar.contiguous()
+        grad_x = _HVP.apply(x, gbar, u, ctx.run) if ctx.needs_input_grad[0] else None
+        grad_u = _VJP.apply(x, gbar, ctx.run) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_u, None
+
+
+class _HVP(torch.autograd.Function):
+    """``sum_k g_k H_k(x) u``: linear in ``g`` and ``u``; its derivative in ``x`` is a third derivative of
+    the invariants, which is refused."""
+
+    @staticmethod
+    def forward(ctx, x, g, u, run):
+        ctx.save_for_backward(x, g, u)
+        ctx.run = run
+        return run("hvp", x, g, u)
+
+    @staticmethod
+    def backward(ctx, wbar):
+        if ctx.needs_input_grad[0]:
+            raise ThirdDerivativeError(THIRD_DERIVATIVE_MESSAGE)
+        x, g, u = ctx.saved_tensors
+        wbar = wbar.contiguous()
+        grad_g = grad_u = None
+        if ctx.needs_input_grad[1]:  # d/dg_k = u . H_k . wbar: the HVP with g = e_k, one batch of n * K rows
+            n, K = g.shape
+            eye = torch.eye(K, dtype=g.dtype, device=g.device).repeat(n, 1)
+            h = _HVP.apply(x.repeat_interleave(K, 0), eye, u.repeat_interleave(K, 0), ctx.run)
+            grad_g = (h.reshape(n, K, -1) * wbar[:, None, :]).sum(-1)
+        if ctx.needs_input_grad[2]:
+            grad_u = _HVP.apply(x, g, wbar, ctx.run)
+        return None, grad_g, grad_u, None
+
+
 
 
 def bind(D: int, K: int, metadata: dict, c_kernels, cuda_kernels) -> dict:

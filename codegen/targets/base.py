@@ -65,7 +65,8 @@ def kernel_spec(name: str, program: Program, D: int, K: int, print_rhs: Callable
 
 def torch_unavailable() -> str | None:
     """Why the PyTorch adapter cannot run here, or None when it can."""
-    return None if importlib.util.find_spec("torch") is not None else "torch is not importable"
+    return None if importlib.util.find_spec("torch") is not None else "torch is not importable (pip install 'optinv[torch]')"
+
 
 
 def cuda_unavailable() -> str | None:

@@ -72,9 +72,8 @@ def hvp(x, g, u, out=None, threads=None):
 
 def set_num_threads(threads: int) -> None:
     """Threads for the C kernels (0: let OpenMP decide)."""
-    if int(threads) < 0:
-        raise ValueError(f"threads: expected an integer >= 0, got {threads}")
-    _c.threads = int(threads)
+    _c.threads = _runtime.check_threads(threads)
+
 
 
 def build(force: bool = False, verbose: bool = False) -> Path:

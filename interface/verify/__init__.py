@@ -21,8 +21,14 @@ its code, against the engine:
    float64) at random points equals the number of outputs and, where the
    metadata says the set is complete, the bound; cross-checked with the exact
    modular rank and orbit bound of the engine;
-5. **integrity** -- the sources match the sha256 in the metadata, and
-   regenerating from the recorded request gives identical files.
+5. **integrity**, checked *first* and without executing anything from the
+   package -- every file is byte-identical to what the installed optinv
+   regenerates from the recorded request (hashes stored beside the files are
+   not trusted), no other file is present and no symbolic link.  Only then is
+   the module imported, from a private copy of the verified files, sources
+   only (``__pycache__`` is never read); otherwise every other property is
+   SKIP and nothing from the package runs.
+
 
 Properties 1-3 run on every backend of every target in the registry
 (:mod:`optinv.codegen.targets`): C (float64, float32), the PyTorch adapter (if

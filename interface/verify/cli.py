@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from optinv.cli_args import seed_type
+from optinv.cli_args import seed_type, write_json_text
 from optinv.verify.backends import all_backends, backend_names
 from optinv.verify.properties import DEFAULT_MAX_EXAMPLES, PROPERTIES
+from optinv.verify.loading import shadowing_note
 from optinv.verify.report import PropertyResult
 from optinv.verify.run import verify_module
 
@@ -16,12 +16,15 @@ def cmd_verify(args) -> int:
     def show(item) -> None:
         print(item.line() if isinstance(item, PropertyResult) else item, flush=True)
 
-    report = verify_module(args.path, max_examples=args.max_examples, seed=args.seed, backends=args.backends,
-                           properties=args.properties, progress=show)
+    note = shadowing_note(args.path)
+    if note:
+        print(note, flush=True)
+    report = verify_module(
+args.path, max_examples=args.max_examples, seed=args.seed, backends=args.backends,
+                           properties=args.properties, progress=show, run_unverified=args.run_unverified)
     print(report.summary())
     if args.json:
-        Path(args.json).write_text(report.to_json())
-        print(f"wrote {args.json}")
+        write_json_text(args.json, report.to_json())
     return 0 if report.ok else 1
 
 
@@ -38,4 +41,9 @@ def register(sub) -> None:
     p.add_argument("--backends", help=f"comma-separated subset of {', '.join(backend_names())} "
                                       f"or kinds {kinds} (default: all; unavailable ones are SKIP)")
     p.add_argument("--properties", help=f"comma-separated subset of {', '.join(PROPERTIES)} (default: all)")
+    p.add_argument("--run-unverified", action="store_true",
+                   help="also run the other properties when integrity fails, which EXECUTES the package's code: "
+                        "only for a package you wrote yourself (default: off; nothing from a package that fails "
+                        "integrity runs)")
     p.set_defaults(func=cmd_verify)
+

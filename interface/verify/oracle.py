@@ -7,7 +7,17 @@ the magnitude polynomial ``Q`` of each invariant
 (:func:`optinv.testing.magnitude_bound`) or its derivatives, which bounds every
 term of every evaluation order, so outputs that cancel to zero are judged
 correctly.
+
+Below the normal range a dtype no longer rounds relatively: every rounding
+into the subnormal range errs by up to half of ``smallest_subnormal``, and an
+input entry (a rotated row, say) smaller than ``tiny`` carries that absolute
+error too.  So every tolerance here has two floors (:func:`absolute_floor`,
+:func:`input_floor`): the magnitude polynomial is taken at ``|x| + tiny`` and
+``flops * smallest_subnormal`` is added, ``flops`` being the program's own
+operation count.  No tolerance is below what the dtype can represent.
 """
+
+
 
 from __future__ import annotations
 
@@ -22,6 +32,29 @@ from optinv.verify.stencils import Stencil
 RTOL = {"float64": 1e-12, "float32": 1e-5}
 #: Invariance compares two evaluations at rotated points (the rotation itself rounds too).
 INVARIANCE_RTOL = {"float64": 1e-10, "float32": 1e-5}
+
+
+def input_floor(dtype) -> float:
+    """The absolute rounding an input entry of ``dtype`` can carry: the smallest normal number."""
+    return float(np.finfo(np.dtype(dtype)).tiny)
+
+
+def absolute_floor(dtype, flops: int) -> float:
+    """Absolute error of ``flops`` roundings into the subnormal range of ``dtype`` (half a quantum each, doubled)."""
+    return float(max(int(flops), 1) * np.finfo(np.dtype(dtype)).smallest_subnormal)
+
+
+def floored_magnitude(graphs, signature: Signature, dtype):
+    """The magnitude polynomial at ``|rows| + input_floor(dtype)``: a callable on rows for the tolerances."""
+    floor = input_floor(dtype)
+    return lambda rows: magnitude_bound(graphs, signature, np.abs(np.asarray(rows, dtype=np.float64)) + floor)
+
+
+def module_flops(module, op: str) -> int:
+    """The recorded operation count of ``op`` per row (a large default when the metadata has none)."""
+    flops = module.METADATA.get("flops", {}) if isinstance(module.METADATA, dict) else {}
+    value = flops.get(op) if isinstance(flops, dict) else None
+    return int(value) if isinstance(value, int) and value > 0 else 10_000
 
 
 def coefficient_scales(signature: Signature, x: np.ndarray) -> np.ndarray:
@@ -97,22 +130,27 @@ def reference(op: str, graphs, signature: Signature, x, g=None, u=None) -> np.nd
     return stencil.derivative(vjp, x, u)
 
 
-def tolerance(op: str, graphs, signature: Signature, x, g, u, dtype: str, ref) -> np.ndarray:
+def tolerance(op: str, graphs, signature: Signature, x, g, u, dtype: str, ref, flops: int = 10_000) -> np.ndarray:
     """Allowed ``|kernel - reference|`` per entry: rounding of the kernel (``RTOL[dtype]``) and of the
-    float64 reference, each times the magnitude polynomial (or its derivative bounds) of the terms."""
+    float64 reference, each times the magnitude polynomial (or its derivative bounds) of the terms,
+    taken at ``|x| + input_floor(dtype)``, plus ``absolute_floor(dtype, flops)``."""
     r_kernel, r64 = RTOL[dtype], RTOL["float64"]
+    atol = absolute_floor(dtype, flops)
+    y = np.abs(np.asarray(x, dtype=np.float64)) + input_floor(dtype)
     if op == "forward":
-        return r_kernel * np.maximum(np.abs(ref), magnitude_bound(graphs, signature, x))
-    s = coefficient_scales(signature, x)
-    base, Qs, Qu, Qus = magnitudes(graphs, signature, x, u, s)
+        return atol + r_kernel * np.maximum(np.abs(ref), magnitude_bound(graphs, signature, y))
+    s = coefficient_scales(signature, np.asarray(x, dtype=np.float64))  # steps from x itself (1 on zero rows)
+
+    base, Qs, Qu, Qus = magnitudes(graphs, signature, y, u, s)
     if op == "vjp":
         dQ = np.maximum(Qs - base[:, None, :], 0.0) / s[:, :, None]  # >= dQ_k/dy_d at |x|
-        return (r_kernel + r64) * np.einsum("nk,ndk->nd", np.abs(g), dQ)
+        return atol + (r_kernel + r64) * np.einsum("nk,ndk->nd", np.abs(g), dQ)
     if op == "jvp":
-        return (r_kernel + r64) * np.maximum(Qu - base, 0.0)
+        return atol + (r_kernel + r64) * np.maximum(Qu - base, 0.0)
     stencil = Stencil(max(polynomial_degree(graphs) - 1, 1))
     dQu = np.maximum(Qus - Qu[:, None, :], 0.0) / s[:, :, None]  # >= dQ_k/dy_d at |x| + |u|
-    return (r_kernel + r64 * stencil.abs_sum) * np.einsum("nk,ndk->nd", np.abs(g), dQu)
+    return atol + (r_kernel + r64 * stencil.abs_sum) * np.einsum("nk,ndk->nd", np.abs(g), dQu)
+
 
 
 def check_op(module, backend, op: str, x: np.ndarray, rng: np.random.Generator) -> None:
@@ -126,7 +164,7 @@ def check_op(module, backend, op: str, x: np.ndarray, rng: np.random.Generator) 
     args = {"forward": (x,), "vjp": (x, g), "jvp": (x, u), "hvp": (x, g, u)}[op]
     ours = backend(module, op, *args)
     ref = reference(op, graphs, sig, x, g=g, u=u)
-    tol = tolerance(op, graphs, sig, x, g, u, backend.dtype, ref)
+    tol = tolerance(op, graphs, sig, x, g, u, backend.dtype, ref, flops=module_flops(module, op))
     bad = first_bad(ours, ref, tol)
     if bad:
         (r, c), count = bad

@@ -22,8 +22,8 @@ from optinv.codegen.request import Request
 from optinv.codegen.targets.base import Backend
 from optinv.testing import as_graphs, magnitude_bound, reflection_signs
 from optinv.verify.backends import all_backends, float64_twin
-from optinv.verify.oracle import (INVARIANCE_RTOL, RTOL, coefficient_scales, first_bad, magnitudes,
-                                  polynomial_degree)
+from optinv.verify.oracle import (INVARIANCE_RTOL, RTOL, absolute_floor, coefficient_scales, first_bad,
+                                  floored_magnitude, input_floor, magnitudes, module_flops, polynomial_degree)
 from optinv.verify.stencils import Stencil
 
 PROPERTIES = ("invariance", "reference", "derivatives", "rank", "integrity")
@@ -130,11 +130,14 @@ def run_property(body, strategies: dict, max_examples: int, seed: int, summarise
 def check_invariance(ctx: Context, backend: Backend, max_examples: int, seed: int):
     fn = lambda rows: backend(ctx.module, "forward", rows)  # noqa: E731
     rtol = INVARIANCE_RTOL[backend.dtype]
+    # the rotated rows are rounded to the backend's dtype: the oracle's floors cover that rounding
+    scale = floored_magnitude(ctx.graphs, ctx.sig, backend.dtype)
+    atol = absolute_floor(backend.dtype, module_flops(ctx.module, "forward"))
 
     def body(x, g):
         xk = np.asarray(x, dtype=backend.dtype)
-        ot.assert_invariant(fn, ctx.sig, xk, g, rtol=rtol, parities=ctx.parities,
-                            scale=ctx.magnitude, labels=ctx.einsums)
+        ot.assert_invariant(fn, ctx.sig, xk, g, rtol=rtol, atol=atol, parities=ctx.parities,
+                            scale=scale, labels=ctx.einsums)
 
     status, n, message, ce = run_property(
         body, {"x": ot.rows(ctx.sig, degenerate=True, max_rows=4), "g": ot.orthogonal()},
@@ -153,10 +156,12 @@ def check_invariance(ctx: Context, backend: Backend, max_examples: int, seed: in
 def check_reference(ctx: Context, backend: Backend, max_examples: int, seed: int):
     fn = lambda rows: backend(ctx.module, "forward", rows)  # noqa: E731
     rtol = RTOL[backend.dtype]
+    atol = absolute_floor(backend.dtype, module_flops(ctx.module, "forward"))
 
     def body(x):
         xk = np.asarray(x, dtype=backend.dtype)  # the reference evaluates the rounded rows in float64
-        ot.assert_matches_reference(fn, ctx.graphs, ctx.sig, xk, rtol=rtol)
+        ot.assert_matches_reference(fn, ctx.graphs, ctx.sig, xk, rtol=rtol, atol=atol)
+
 
     status, n, message, ce = run_property(
         body, {"x": ot.rows(ctx.sig, degenerate=True, max_rows=6)}, max_examples, seed, lambda d: {"x": d.get("x")})
@@ -195,7 +200,10 @@ def check_derivatives(ctx: Context, backend: Backend, max_examples: int, seed: i
         u = backend.cast(rng.normal(size=(N, D)) * s)
         col = lambda d: f"column {d} ({ctx.columns[d]})"  # noqa: E731
 
-        base, Qs, Qu, Qus = magnitudes(ctx.graphs, ctx.sig, x, u, s)
+        # the oracle's floors: magnitudes at |x| + input_floor, plus flops * smallest_subnormal
+        y = np.abs(np.asarray(x, dtype=np.float64)) + input_floor(backend.dtype)
+        base, Qs, Qu, Qus = magnitudes(ctx.graphs, ctx.sig, y, u, s)
+        atol = {op: absolute_floor(backend.dtype, module_flops(ctx.module, op)) for op in ("vjp", "jvp", "hvp")}
         dQ = np.maximum(Qs - base[:, None, :], 0.0) / s[:, :, None]  # >= dQ_k/dy_d at |x|
         dQu = np.maximum(Qus - Qu[:, None, :], 0.0) / s[:, :, None]  # >= dQ_k/dy_d at |x| + |u|
 
@@ -206,7 +214,7 @@ def check_derivatives(ctx: Context, backend: Backend, max_examples: int, seed: i
         jac = stencil_f.derivative(fwd64, xs, vs).reshape(N, D, K) / s[:, :, None]  # (N, D, K)
         ref = np.einsum("nk,ndk->nd", g, jac)
         ours = backend(ctx.module, "vjp", x, g)
-        tol = (r_kernel * np.einsum("nk,ndk->nd", np.abs(g), dQ)
+        tol = (atol["vjp"] + r_kernel * np.einsum("nk,ndk->nd", np.abs(g), dQ)
                + r64 * stencil_f.abs_sum * np.einsum("nk,ndk->nd", np.abs(g), Qs) / s)
         bad = first_bad(ours, ref, tol)
         if bad:
@@ -215,7 +223,7 @@ def check_derivatives(ctx: Context, backend: Backend, max_examples: int, seed: i
         # JVP against finite differences of the forward along u
         ref = stencil_f.derivative(fwd64, x, u)
         ours = backend(ctx.module, "jvp", x, u)
-        tol = r_kernel * np.maximum(Qu - base, 0.0) + r64 * stencil_f.abs_sum * Qu
+        tol = atol["jvp"] + r_kernel * np.maximum(Qu - base, 0.0) + r64 * stencil_f.abs_sum * Qu
         bad = first_bad(ours, ref, tol)
         if bad:
             fail("jvp", ctx.output, *bad, ours, ref, tol, x)
@@ -224,7 +232,8 @@ def check_derivatives(ctx: Context, backend: Backend, max_examples: int, seed: i
         vjp64 = lambda rows: exact(ctx.module, "vjp", rows, np.tile(g, (len(rows) // N, 1)))  # noqa: E731
         ref = stencil_g.derivative(vjp64, x, u)
         ours = backend(ctx.module, "hvp", x, g, u)
-        tol = (r_kernel + r64 * stencil_g.abs_sum) * np.einsum("nk,ndk->nd", np.abs(g), dQu)
+        tol = atol["hvp"] + (r_kernel + r64 * stencil_g.abs_sum) * np.einsum("nk,ndk->nd", np.abs(g), dQu)
+
         bad = first_bad(ours, ref, tol)
         if bad:
             fail("hvp", col, *bad, ours, ref, tol, x)

@@ -1,20 +1,26 @@
-"""The driver: :func:`verify_module` runs the chosen properties on the chosen backends."""
+"""The driver: :func:`verify_module` checks integrity first, then runs the chosen properties on the chosen backends.
+
+Order matters for safety.  Integrity (:mod:`.integrity`) reads the package as
+bytes and compares it with what the installed optinv regenerates from the
+recorded request; nothing from the package runs before that verdict.  Only
+when it passes is the module imported, and then from a private copy of the
+verified bytes (sources only, no bytecode); when it fails, every other
+property is SKIP and nothing from the package is executed at all.
+"""
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.signature import Signature
 from optinv.verify.backends import parse_backends
-from optinv.verify.integrity import check_integrity, edited_python_files
+from optinv.verify.integrity import check_integrity, package_entries, read_metadata, verified_copy
+
 from optinv.verify.loading import load_fresh, resolve_module_path
 from optinv.verify.properties import (DEFAULT_MAX_EXAMPLES, Context, check_derivatives, check_invariance,
                                       check_rank, check_reference, parse_properties)
 from optinv.verify.report import PropertyResult, VerifyReport
-
 
 
 def verify_module(
@@ -24,14 +30,24 @@ def verify_module(
     backends=None,
     properties=None,
     progress=None,
+    run_unverified: bool = False,
 ) -> VerifyReport:
     """Check a generated module's properties with property-based tests, trusting none of its code.
+
+    Integrity is always checked first, without executing anything from the
+    package: every file must be byte-identical to what the installed optinv
+    regenerates from the recorded request, with no other files and no
+    symbolic links.  Only then is the module imported (from a private copy of
+    the verified files, sources only) and the other properties run; if it
+    fails, they are SKIP and the integrity line is reported even when not asked for.
 
     Parameters
     ----------
     path : str or path-like
         The module's directory (or its ``metadata.json``), or the name of a
-        committed module (``"hop_l3_n4"``).
+        committed module (``"hop_l3_n4"``; a bare committed name means the
+        committed module even if a folder of that name is in the working
+        directory: give ``./hop_l3_n4`` for the folder).
     max_examples : int
         Hypothesis examples per property and backend.
     seed : int
@@ -44,6 +60,12 @@ def verify_module(
     progress : callable, optional
         Called with the header line (a string), then with each
         :class:`~optinv.verify.report.PropertyResult` as it is found.
+    run_unverified : bool
+        Run the other properties even when integrity fails, importing the
+        package's own files (regular files only, from a private copy, sources
+        only): this *executes the package's code*, so only for a package you
+        wrote yourself (developing a target, testing the checks).  The report
+        still fails on integrity.  ``optinv verify --run-unverified``.
 
     Returns
     -------
@@ -54,7 +76,7 @@ def verify_module(
     Raises
     ------
     OptinvError
-        No module at ``path``, or bad arguments.
+        No module at ``path``, a malformed ``metadata.json``, or bad arguments.
 
     Examples
     --------
@@ -70,15 +92,13 @@ def verify_module(
     props = parse_properties(properties)
     start = time.perf_counter()
     where = resolve_module_path(path)
-    edited = edited_python_files(where)
-    if edited:  # importing would run code nobody generated: report integrity, run nothing else
-        return edited_report(where, edited, props, chosen, seed, max_examples, start, progress)
-    module = load_fresh(where)
-    if hasattr(module, "set_num_threads"):
-        module.set_num_threads(1)  # batches here are small: OpenMP start-up would dominate (this import only)
-    ctx = Context(where, module)
-    report = VerifyReport(module=ctx.meta.get("name", where.name), path=str(where), signature=ctx.sig.describe(),
-                          K=ctx.K, seed=seed, max_examples=max_examples)
+    meta = read_metadata(where)
+    try:
+        signature = Signature.from_dict(meta["signature"]).describe()
+    except Exception:  # noqa: BLE001 - integrity reports what is wrong; the header just says '?'
+        signature = "?"
+    report = VerifyReport(module=meta["name"], path=str(where), signature=signature, K=meta["K"], seed=seed,
+                          max_examples=max_examples)
     if progress:
         progress(report.header())
 
@@ -93,47 +113,38 @@ def verify_module(
         if progress:
             progress(result)
 
-    checks = {"invariance": check_invariance, "reference": check_reference, "derivatives": check_derivatives}
-    for prop in props:
-        if prop in checks:
-            for b in chosen:
-                why = b.unavailable()
-                if why:
-                    record(prop, b.name, lambda why=why: ("SKIP", 0, why, None))
-                else:
-                    record(prop, b.name, lambda b=b, prop=prop: checks[prop](ctx, b, max_examples, seed))
-        elif prop == "rank":
-            record(prop, "-", lambda: check_rank(ctx, max_examples, seed))
-        else:
-            record(prop, "-", lambda: check_integrity(ctx))
-    report.seconds = round(time.perf_counter() - start, 3)
-    return report
+    verdict = check_integrity(where, meta)  # first, and nothing from the package runs
+    if "integrity" in props or not verdict.ok:
+        record("integrity", "-", lambda: ("PASS" if verdict.ok else "FAIL", 0, verdict.message, None))
+    files = verdict.files
+    if not verdict.ok and run_unverified:
+        regular, _, _ = package_entries(where)
+        files = {name: p.read_bytes() for name, p in regular.items() if "/" not in name}
+    elif not verdict.ok:
+        why = "not run: integrity failed, so nothing from the package is executed"
+        for prop in props:
+            if prop != "integrity":
+                for name in ([b.name for b in chosen] if prop in ("invariance", "reference", "derivatives")
+                             else ["-"]):
+                    record(prop, name, lambda: ("SKIP", 0, why, None))
+        report.seconds = round(time.perf_counter() - start, 3)
+        return report
 
-
-
-def edited_report(where: Path, edited, props, chosen, seed, max_examples, start, progress) -> VerifyReport:
-    meta = json.loads((where / "metadata.json").read_text())
-    try:
-        signature = Signature.from_dict(meta["signature"]).describe()
-    except (KeyError, TypeError, ValueError):
-        signature = "?"
-    report = VerifyReport(module=meta.get("name", where.name), path=str(where), signature=signature,
-                          K=int(meta.get("K", 0)), seed=seed, max_examples=max_examples)
-    if progress:
-        progress(report.header())
-    why = "not run: the package's Python code was edited, so verify does not import it"
-    for prop in props:
-        if prop == "integrity":
-            result = PropertyResult(prop, "-", "FAIL", 0, f"{', '.join(edited)} do(es) not match the sha256 in "
-                                    "metadata.json (edited?); regenerate with `optinv compile`", None, 0.0)
-        else:
-            backends = [b.name for b in chosen] if prop in ("invariance", "reference", "derivatives") else ["-"]
-            for name in backends[:-1]:
-                report.results.append(PropertyResult(prop, name, "SKIP", 0, why, None, 0.0))
-            result = PropertyResult(prop, backends[-1], "SKIP", 0, why, None, 0.0)
-        report.results.append(result)
-    if progress:
-        for r in report.results:
-            progress(r)
+    with verified_copy(files, meta["name"]) as copy:
+        module = load_fresh(copy, meta["name"])
+        if hasattr(module, "set_num_threads"):
+            module.set_num_threads(1)  # batches here are small: OpenMP start-up would dominate (this import only)
+        ctx = Context(copy, module)
+        checks = {"invariance": check_invariance, "reference": check_reference, "derivatives": check_derivatives}
+        for prop in props:
+            if prop in checks:
+                for b in chosen:
+                    why = b.unavailable()
+                    if why:
+                        record(prop, b.name, lambda why=why: ("SKIP", 0, why, None))
+                    else:
+                        record(prop, b.name, lambda b=b, prop=prop: checks[prop](ctx, b, max_examples, seed))
+            elif prop == "rank":
+                record(prop, "-", lambda: check_rank(ctx, max_examples, seed))
     report.seconds = round(time.perf_counter() - start, 3)
     return report
