@@ -137,14 +137,20 @@ def plot(summary: list[dict], path: Path) -> None:
         for ax, key in zip(axes, ("test_energy_rmse_meV_per_atom", "test_force_rmse_meV_per_A")):
             ax.errorbar(n, [r[key]["mean"] for r in rows], yerr=[r[key]["std"] for r in rows], ls=style,
                         marker="o", capsize=3, label=variant)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    sizes = sorted({r["n_train"] for r in summary})
     for ax, label in zip(axes, ("energy RMSE (meV/atom)", "force RMSE (meV/Å)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(sizes)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training configurations")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("methane (GFN2-xTB): test error vs training size, mean ± std over seeds")
+    fig.suptitle("methane (GFN2-xTB), fixed budget of ~400 steps: test error vs training size, mean ± std over 3 seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -163,7 +169,13 @@ def main(argv=None) -> int:
     log = RESULTS / f"study_{args.preset}.jsonl"
     RESULTS.mkdir(exist_ok=True)
     if args.plot:
-        out = summarise(log, f"study_{args.preset}")
+        cfg = PRESETS[args.preset]
+        out = summarise(log, f"study_{args.preset}", extra={"preset": cfg, "notes": (
+            "each run: hippynn Lightning trainer, float32, 1 CPU thread, Adam lr 1e-3, batch 64, early stopping "
+            "(patience 10) within a budget of about 400 steps (at least 10 epochs); fixed test set of 2000 and "
+            "validation set of 250 configurations for every run. Two study processes ran at once under nice 10 on "
+            "2 cores shared with other jobs (load average 7-11): wall times are inflated, CPU times are not; "
+            "environment.load_average_at_start is when this summary was written")})
         for row in out["summary"]:
             print(f"{row['variant']:26s} {row['n_train']:6d} E {row['test_energy_rmse_meV_per_atom']['mean']:7.2f}"
                   f" ± {row['test_energy_rmse_meV_per_atom']['std']:5.2f}  F {row['test_force_rmse_meV_per_A']['mean']:7.1f}"
