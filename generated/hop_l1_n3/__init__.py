@@ -80,6 +80,18 @@ def build(force: bool = False, verbose: bool = False) -> Path:
     return _runtime.build(_c.source, force=force, verbose=verbose)
 
 
+def torch_module():
+    """An ``nn.Module`` mapping ``(n, 4)`` rows to ``(n, 2)`` invariants in straight-line PyTorch.
+
+    TorchScript-able, works under ``torch.compile`` and ``torch.export``, any
+    device and dtype, autograd to any order (the kernels are plain tensor code
+    in ``torch_kernels.py``).
+    """
+    from . import torch_kernels
+
+    return torch_kernels.InvariantsModule()
+
+
 _TORCH_API = {}
 
 
