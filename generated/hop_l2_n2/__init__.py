@@ -93,6 +93,19 @@ def torch_module():
     return torch_kernels.InvariantsModule()
 
 
+def jax_invariants(x):
+    """Invariants ``(..., 3)`` of ``x`` ``(..., 9)`` in straight-line ``jax.numpy``.
+
+    Usable under ``jax.jit``, ``jax.grad``, ``jax.jacfwd``/``jax.jacrev`` and
+    ``jax.vmap`` (the kernels are plain array code in ``jax_kernels.py``).
+    """
+    from . import jax_kernels
+
+    if getattr(x, "ndim", 0) < 1 or x.shape[-1] != 9:
+        raise ValueError(f"x: expected shape (..., 9), got {tuple(getattr(x, 'shape', ()))}")
+    return jax_kernels.forward(x)
+
+
 _TORCH_API = {}
 
 

@@ -98,6 +98,19 @@ def torch_module():
     return torch_kernels.InvariantsModule()
 
 
+def jax_invariants(x):
+    """Invariants ``(..., 8)`` of ``x`` ``(..., 16)`` in straight-line ``jax.numpy``.
+
+    Usable under ``jax.jit``, ``jax.grad``, ``jax.jacfwd``/``jax.jacrev`` and
+    ``jax.vmap`` (the kernels are plain array code in ``jax_kernels.py``).
+    """
+    from . import jax_kernels
+
+    if getattr(x, "ndim", 0) < 1 or x.shape[-1] != 16:
+        raise ValueError(f"x: expected shape (..., 16), got {tuple(getattr(x, 'shape', ()))}")
+    return jax_kernels.forward(x)
+
+
 _TORCH_API = {}
 
 

@@ -104,6 +104,19 @@ def torch_module():
     return torch_kernels.InvariantsModule()
 
 
+def jax_invariants(x):
+    """Invariants ``(..., 14)`` of ``x`` ``(..., 25)`` in straight-line ``jax.numpy``.
+
+    Usable under ``jax.jit``, ``jax.grad``, ``jax.jacfwd``/``jax.jacrev`` and
+    ``jax.vmap`` (the kernels are plain array code in ``jax_kernels.py``).
+    """
+    from . import jax_kernels
+
+    if getattr(x, "ndim", 0) < 1 or x.shape[-1] != 25:
+        raise ValueError(f"x: expected shape (..., 25), got {tuple(getattr(x, 'shape', ()))}")
+    return jax_kernels.forward(x)
+
+
 _TORCH_API = {}
 
 

@@ -1,0 +1,63 @@
+"""Target ``jax``: the programs as straight-line ``jax.numpy`` (``jax_kernels.py``), exported as ``jax_invariants``.
+
+The harness kind ``jax`` runs the printed kernels (forward, VJP, JVP, HVP)
+eagerly (no ``jit``: the harness changes shapes every example, and compiling
+would dominate); float64 under ``jax.enable_x64``.  :func:`call_jax_autodiff`
+differentiates the printed forward with ``jax.vjp``/``jax.jvp`` as a JAX user
+does; it is not a registered kind because eager autodiff of the largest modules
+costs seconds a call (tests/test_jax_target.py runs it on mid-size modules).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from optinv.codegen.targets.base import Target, backends_for
+from optinv.codegen.targets.python_source import ColumnPrinter, kernel_module
+
+
+def jax_unavailable() -> str | None:
+    return None if importlib.util.find_spec("jax") is not None else "jax is not importable (pip install 'optinv[jax]')"
+
+
+def jax_kernels(package):
+    return kernel_module(package, "jax_kernels", "jax")
+
+
+def _run(arrays, fn):
+    import jax
+    import numpy as np
+
+    with jax.enable_x64(arrays[0].dtype == np.float64):
+        return np.asarray(fn(*(jax.numpy.asarray(a) for a in arrays)))
+
+
+def call_jax_source(package, op: str, arrays):
+    return _run(arrays, getattr(jax_kernels(package), op))
+
+
+def call_jax_autodiff(package, op: str, arrays):
+    import jax
+
+    f = jax_kernels(package).forward
+
+    def run(x, *rest):
+        if op == "forward":
+            return f(x)
+        if op == "vjp":
+            return jax.vjp(f, x)[1](rest[0])[0]
+        if op == "jvp":
+            return jax.jvp(f, (x,), (rest[0],))[1]
+        g, u = rest  # hvp: the JVP of x -> g . J(x) along u
+        return jax.jvp(lambda y: jax.vjp(f, y)[1](g)[0], (x,), (u,))[1]
+
+    return _run(arrays, run)
+
+
+TARGET = Target(
+    name="jax",
+    printer=ColumnPrinter(),
+    templates={"jax_kernels.py": "jax_kernels.py.j2"},
+    init_template="jax_init.py.j2",
+    backends=backends_for("jax", call_jax_source, jax_unavailable),
+)
