@@ -95,6 +95,44 @@ def torch_module():
     return torch_kernels.InvariantsModule()
 
 
+_TORCH_LIBRARY = []
+
+
+def _torch_library_bound():
+    if not _TORCH_LIBRARY:
+        import torch
+
+        if torch.compiler.is_compiling():
+            raise RuntimeError("torch_library: the operators are registered on first use, which torch.compile cannot "
+                               "trace; call torch_library_ops() once before compiling")
+        from optinv.codegen.runtime import torch_library
+
+        namespace = "optinv_hop_l2_n3_" + METADATA["sha256"]["kernels.c"][:12]
+        _TORCH_LIBRARY.append(torch_library.bind(namespace, D, K, _c))
+    return _TORCH_LIBRARY[0]
+
+
+def torch_library_invariants(x):
+    """Invariants ``(..., 5)`` of CPU tensors ``x`` ``(..., 9)`` through custom operators (``torch.library``).
+
+    The C kernels registered as ``forward``/``vjp``/``jvp``/``hvp`` operators
+    with fake kernels and autograd formulas: ``torch.compile(fullgraph=True)``
+    traces them without graph breaks; double backward works in eager mode.
+    The operators are registered when this package is imported after torch,
+    else on first use: then call ``torch_library_ops()`` before ``torch.compile``.
+    """
+    return _torch_library_bound()[0](x)
+
+
+def torch_library_ops():
+    """The registered operators: ``{"forward": op, "vjp": op, "jvp": op, "hvp": op}`` (registers them if needed)."""
+    return _torch_library_bound()[1]
+
+
+if "torch" in __import__("sys").modules:  # torch already loaded: register now, so torch.compile finds them
+    _torch_library_bound()
+
+
 def jax_invariants(x):
     """Invariants ``(..., 5)`` of ``x`` ``(..., 9)`` in straight-line ``jax.numpy``.
 
