@@ -11,6 +11,7 @@ not inflate it), every method allocating its outputs per call:
 * ``torch-source``         the ``torch`` target (``torch_module()``) in eager mode; backward by autograd
 * ``torch-source-compiled`` the same under ``torch.compile`` (Inductor, C++ on CPU); compile time reported apart
 * ``jax-jit``              the ``jax`` target under ``jax.jit``; forward+backward as one jitted ``jax.vjp``
+* ``jax-c-callback``       the C kernel from JAX (``jax_c_invariants``: ``pure_callback`` + ``custom_vjp``), jitted
 * ``hippynn``, ``hippynn-compiled``  hippynn's ``calc_invariants`` (eager, and under ``torch.compile``), (3,4) only
 
 Results: ``benchmarks/results/<date>-<host>-targets.json`` with machine, versions and load average.
@@ -110,8 +111,17 @@ def jax_methods(module):
         y, pullback = jax.vjp(module.jax_invariants, x)
         return y, pullback(g)[0]
 
+    cfwd = jax.jit(module.jax_c_invariants)
+
+    @jax.jit
+    def cfb(x, g):
+        y, pullback = jax.vjp(module.jax_c_invariants, x)
+        return y, pullback(g)[0]
+
     return {"jax-jit": (lambda x: fwd(x).block_until_ready(),
-                        lambda x, g: jax.block_until_ready(fb(x, g)))}
+                        lambda x, g: jax.block_until_ready(fb(x, g))),
+            "jax-c-callback": (lambda x: cfwd(x).block_until_ready(),
+                               lambda x, g: jax.block_until_ready(cfb(x, g)))}
 
 
 def wall_time_per_call(fn, sync, min_reps: int, budget: float) -> tuple[float, int]:
@@ -292,7 +302,7 @@ def run(n: int, pairs, dtypes, budget: float, min_reps: int, skip: set[str]) -> 
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
                             t0 = time.process_time()
-                            if name == "jax-jit":
+                            if name.startswith("jax"):
                                 import jax
 
                                 with jax.enable_x64(dtype == "float64"):

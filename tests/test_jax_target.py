@@ -84,3 +84,25 @@ def test_bad_shape_is_a_clear_error():
     module = committed()
     with pytest.raises(ValueError, match=f"expected shape \\(..., {module.D}\\)"):
         module.jax_invariants(jnp.zeros((2, module.D + 1)))
+
+
+def test_c_kernel_from_jax_matches_the_straight_line_target_to_second_order():
+    """``jax_c_invariants`` (pure_callback + custom_vjp on the C kernels): jit, vmap, grad of a force loss."""
+    module = committed()
+    rng = np.random.default_rng(5)
+    x, target = rng.normal(size=(6, module.D)), rng.normal(size=(6, module.D))
+    W = rng.normal(size=(module.K,)) / 4
+
+    def force_loss(invariants):
+        def energy(x):
+            return jnp.sum(jnp.tanh(invariants(x)) @ W)
+
+        return lambda x: jnp.sum((-jax.grad(energy)(x) - target) ** 2)
+
+    ours = np.asarray(jax.jit(jax.grad(force_loss(module.jax_c_invariants)))(jnp.asarray(x)))
+    ref = np.asarray(jax.grad(force_loss(module.jax_invariants))(jnp.asarray(x)))
+    assert np.allclose(ours, ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
+    rows = np.asarray(jax.vmap(module.jax_c_invariants)(jnp.asarray(x)))
+    assert np.allclose(rows, module.forward(x), rtol=1e-14, atol=0)
+    with pytest.raises(TypeError, match="custom_vjp"):  # forward mode is not defined for a custom_vjp
+        jax.jacfwd(module.jax_c_invariants)(jnp.asarray(x[0]))

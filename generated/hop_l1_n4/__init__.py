@@ -143,6 +143,23 @@ def jax_invariants(x):
     return jax_kernels.forward(x)
 
 
+_JAX_C = []
+
+
+def jax_c_invariants(x):
+    """Invariants ``(..., 2)`` of ``x`` ``(..., 4)`` on the C kernel, from JAX (``pure_callback``).
+
+    ``custom_vjp`` with the C ``vjp`` kernel (itself differentiable once more:
+    ``hvp``/``jvp``), so ``jax.grad`` works to second order in reverse mode;
+    ``jit`` and ``vmap`` work; ``jvp``/``jacfwd`` do not (use ``jax_invariants``).
+    """
+    if not _JAX_C:
+        from optinv.codegen.runtime import jax_callback
+
+        _JAX_C.append(jax_callback.bind(D, K, _c))
+    return _JAX_C[0](x)
+
+
 _TORCH_API = {}
 
 
