@@ -8,7 +8,8 @@ it runs without optinv installed.  Neither module imports anything from optinv.
 from pathlib import Path
 
 #: Runtime module -> the file name of its copy inside a self-contained package.
-BUNDLED_FILES = {"native": "_runtime.py", "torch_adapter": "_torch.py"}
+BUNDLED_FILES = {"native": "_runtime.py", "torch_adapter": "_torch.py", "torch_library": "_torch_library.py",
+                 "jax_callback": "_jax_callback.py"}
 
 
 def runtime_source(module: str) -> str:

@@ -94,15 +94,16 @@ def call_cupy(module, op: str, arrays: list[np.ndarray]):
     return cupy.asnumpy(getattr(module, op)(*(cupy.asarray(a) for a in arrays)))
 
 
-def torch_caller(device: str) -> Callable:
-    """Every op through the torch adapter's autograd (the wiring users train with) on ``device``."""
+def torch_caller(device: str, invariants: Callable = lambda module: module.torch_invariants) -> Callable:
+    """Every op through autograd of ``invariants(module)`` (default: the torch adapter, the wiring users
+    train with) on ``device``: VJP by backward, JVP and HVP by double backward."""
 
     def call(module, op: str, arrays: list[np.ndarray]):
         import torch
 
         ts = [torch.from_numpy(a).to(device) for a in arrays]
         x = ts[0].clone().requires_grad_(True)
-        y = module.torch_invariants(x)
+        y = invariants(module)(x)
         if op == "forward":
             return y.detach().cpu().numpy()
         if op == "jvp":  # J u = d/dg <J^T g, u>: differentiate the VJP with respect to g

@@ -85,6 +85,86 @@ def build(force: bool = False, verbose: bool = False) -> Path:
     return _runtime.build(_c.source, force=force, verbose=verbose)
 
 
+def torch_module():
+    """An ``nn.Module`` mapping ``(n, 16)`` rows to ``(n, 8)`` invariants in straight-line PyTorch.
+
+    TorchScript-able, works under ``torch.compile`` and ``torch.export``, any
+    device and dtype, autograd to any order (the kernels are plain tensor code
+    in ``torch_kernels.py``).
+    """
+    from . import torch_kernels
+
+    return torch_kernels.InvariantsModule()
+
+
+_TORCH_LIBRARY = []
+
+
+def _torch_library_bound():
+    if not _TORCH_LIBRARY:
+        import torch
+
+        if torch.compiler.is_compiling():
+            raise RuntimeError("torch_library: the operators are registered on first use, which torch.compile cannot "
+                               "trace; call torch_library_ops() once before compiling")
+        from optinv.codegen.runtime import torch_library
+
+        namespace = "optinv_hop_l3_n3_" + METADATA["sha256"]["kernels.c"][:12]
+        _TORCH_LIBRARY.append(torch_library.bind(namespace, D, K, _c))
+    return _TORCH_LIBRARY[0]
+
+
+def torch_library_invariants(x):
+    """Invariants ``(..., 8)`` of CPU tensors ``x`` ``(..., 16)`` through custom operators (``torch.library``).
+
+    The C kernels registered as ``forward``/``vjp``/``jvp``/``hvp`` operators
+    with fake kernels and autograd formulas: ``torch.compile(fullgraph=True)``
+    traces them without graph breaks; double backward works in eager mode.
+    The operators are registered when this package is imported after torch,
+    else on first use: then call ``torch_library_ops()`` before ``torch.compile``.
+    """
+    return _torch_library_bound()[0](x)
+
+
+def torch_library_ops():
+    """The registered operators: ``{"forward": op, "vjp": op, "jvp": op, "hvp": op}`` (registers them if needed)."""
+    return _torch_library_bound()[1]
+
+
+if "torch" in __import__("sys").modules:  # torch already loaded: register now, so torch.compile finds them
+    _torch_library_bound()
+
+
+def jax_invariants(x):
+    """Invariants ``(..., 8)`` of ``x`` ``(..., 16)`` in straight-line ``jax.numpy``.
+
+    Usable under ``jax.jit``, ``jax.grad``, ``jax.jacfwd``/``jax.jacrev`` and
+    ``jax.vmap`` (the kernels are plain array code in ``jax_kernels.py``).
+    """
+    from . import jax_kernels
+
+    if getattr(x, "ndim", 0) < 1 or x.shape[-1] != 16:
+        raise ValueError(f"x: expected shape (..., 16), got {tuple(getattr(x, 'shape', ()))}")
+    return jax_kernels.forward(x)
+
+
+_JAX_C = []
+
+
+def jax_c_invariants(x):
+    """Invariants ``(..., 8)`` of ``x`` ``(..., 16)`` on the C kernel, from JAX (``pure_callback``).
+
+    ``custom_vjp`` with the C ``vjp`` kernel (itself differentiable once more:
+    ``hvp``/``jvp``), so ``jax.grad`` works to second order in reverse mode;
+    ``jit`` and ``vmap`` work; ``jvp``/``jacfwd`` do not (use ``jax_invariants``).
+    """
+    if not _JAX_C:
+        from optinv.codegen.runtime import jax_callback
+
+        _JAX_C.append(jax_callback.bind(D, K, _c))
+    return _JAX_C[0](x)
+
+
 _TORCH_API = {}
 
 
