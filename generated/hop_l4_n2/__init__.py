@@ -128,7 +128,7 @@ def torch_library_ops():
     return _torch_library_bound()[1]
 
 
-if "torch" in __import__("sys").modules:  # torch already loaded: register now, so torch.compile finds them
+if __import__("sys").modules.get("torch") is not None:  # torch already loaded: register now, so torch.compile finds them
     _torch_library_bound()
 
 
