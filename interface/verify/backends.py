@@ -21,12 +21,23 @@ def float64_twin(backend: Backend) -> Backend:
     return next(b for b in all_backends() if b.kind == backend.kind and b.dtype == "float64")
 
 
+# Emulations of GPU code on the CPU: how the test suite checks CUDA and Triton kernels without a
+# device, not a way anyone runs a module.  Slow (the Triton interpreter runs row blocks in
+# Python), so verify runs them only when asked (by name, kind or ``all``).
+EMULATION_KINDS = ("cuda-host", "triton-interpret")
+
+
 def parse_backends(spec) -> list[Backend]:
-    """Backends by name (``c-f64``) or kind (``c``, ``torch``, ``cuda``); None: all of them."""
+    """Backends by name (``c-f64``) or kind (``c``, ``torch``, ``cuda``), or ``all``.
+
+    None: every backend except the CPU emulations of GPU code (:data:`EMULATION_KINDS`).
+    """
     everything = all_backends()
     if spec is None:
-        return everything
+        return [b for b in everything if b.kind not in EMULATION_KINDS]
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if items == ["all"]:
+        return everything
     chosen = []
     for item in items:
         match = [b for b in everything if item in (b.name, b.kind)]
