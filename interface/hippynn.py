@@ -17,7 +17,9 @@ module gives the same network for any setting, without patching hippynn:
 - ``basis``: ``None`` or ``"generic"`` (optinv's minimal complete set for
   ``(l_max, n_max)``), ``"hippynn"`` (hippynn's own hand-written lists, in its
   order, ``l_max <= 3`` and ``n_max <= 4`` only: weights trained by hippynn load
-  and give the same outputs), a :class:`~optinv.algebra.basis.Basis`, or a list
+  and give the same outputs), ``"flexible"`` (optinv's stratum-aware set: also
+  at the maximum rank on symmetric environments, see ``optinv basis
+  --flexible``; (3,4): 14 invariants), a :class:`~optinv.algebra.basis.Basis`, or a list
   of einsum strings over ``s, v, q, t, l4, l5, ...`` (hippynn's names ``zero``,
   ``one``, ... accepted).
 - State dicts: the keys of hippynn's network are kept (``tensor_extractor.pmaps.*``
@@ -61,6 +63,7 @@ from hippynn.networks.hipnn import Hipnn as _HippynnHipnn
 
 import optinv
 from optinv.algebra.basis import Basis
+from optinv.algebra.flexible import select_flexible_basis
 from optinv.algebra.cartesian import coefficient_map
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.select import parse_einsum_list
@@ -101,7 +104,7 @@ class InvariantSet:
     l_max: int
     n_max: int
     einsums: tuple[str, ...]  # canonical einsum strings, in output order
-    origin: str  # "generic", "hippynn" or "user"
+    origin: str  # "generic", "hippynn", "flexible" or "user"
 
     def __len__(self) -> int:
         return len(self.einsums)
@@ -151,8 +154,11 @@ def resolve_basis(l_max: int, n_max: int, basis=None) -> InvariantSet:
         return InvariantSet(l_max, n_max, einsums, "generic")
     if isinstance(basis, str) and basis == "hippynn":
         return InvariantSet(l_max, n_max, hippynn_invariants(l_max, n_max), "hippynn")
+    if isinstance(basis, str) and basis == "flexible":
+        return InvariantSet(l_max, n_max, _flexible_einsums(l_max, n_max), "flexible")
     if isinstance(basis, str):
-        raise ValueError(f"basis: expected 'generic', 'hippynn', a Basis or a list of einsum strings, got {basis!r}")
+        raise ValueError(f"basis: expected 'generic', 'hippynn', 'flexible', a Basis or a list of einsum strings, "
+                         f"got {basis!r}")
     if isinstance(basis, Basis):
         if basis.signature != Signature.from_l_max(l_max):
             raise ValueError(f"basis: its signature {basis.signature} is not that of l_max={l_max} (s, v, q, t, ...)")
@@ -160,13 +166,21 @@ def resolve_basis(l_max: int, n_max: int, basis=None) -> InvariantSet:
     elif isinstance(basis, (list, tuple)) and all(isinstance(e, str) for e in basis):
         einsums = list(basis)
     else:
-        raise TypeError(f"basis: expected 'generic', 'hippynn', a Basis or a list of einsum strings, "
+        raise TypeError(f"basis: expected 'generic', 'hippynn', 'flexible', a Basis or a list of einsum strings, "
                         f"got {type(basis).__name__}")
     canonical, degrees = _canonical(einsums, l_max)
     if max(degrees) > n_max:
         worst = canonical[degrees.index(max(degrees))]
         raise ValueError(f"basis: {worst!r} has {max(degrees)} factors, more than n_max={n_max}")
     return InvariantSet(l_max, n_max, canonical, "user")
+
+
+@lru_cache(maxsize=None)
+def _flexible_einsums(l_max: int, n_max: int) -> tuple[str, ...]:
+    # The search is deterministic (a node budget, not a clock), so every process
+    # that asks for the same setting gets the same list, in the same order.
+    basis = select_flexible_basis(Signature.from_l_max(l_max), n_max)
+    return _canonical(basis.einsums, l_max)[0]
 
 
 # -- finding (or compiling) the kernels ----------------------------------------------------

@@ -344,6 +344,26 @@ def test_user_list_and_basis_object():
     assert torch.isfinite(net(species, *pairs(pos.float()))[-1]).all()
 
 
+def test_flexible_basis_is_the_committed_flexible_module_and_keeps_strata_ranks():
+    """``basis="flexible"`` is the stratum-aware set that ``optinv compile --flexible`` committed."""
+    import json
+    from pathlib import Path
+
+    from optinv.algebra.strata import catalogue
+    from optinv.algebra.select import check_invariants
+
+    meta = json.loads((Path(__file__).resolve().parents[1] / "generated/flex_l3_n4/metadata.json").read_text())
+    net = quiet(oh.HipHopNNModule, **NET, l_max=3, n_max=4, basis="flexible")
+    assert net.invariants.origin == "flexible"
+    assert set(net.invariants.einsums) == set(oh.resolve_basis(3, 4, meta["invariants"]).einsums)
+    # independently of the search: every stratum of the catalogue is at its maximum with this list
+    sig = Signature.from_l_max(3)
+    report = check_invariants(list(net.invariants.einsums), sig, strata=catalogue(sig), n_max=4)
+    assert report.strata and all(row.rank == row.max_rank for row in report.strata)
+    species, pos = molecule(9)
+    assert torch.isfinite(net(species, *pairs(pos.float()))[-1]).all()
+
+
 # -- degenerate environments ------------------------------------------------------------------
 
 

@@ -12,7 +12,9 @@ Variants (``--variant``):
 * ``hipnn``, ``hipnn-ts1``, ``hipnn-ts2``: hippynn's HIP-NN and HIP-NN-TS (l = 1, 2);
 * ``hiphop-l{L}n{N}-hippynn``: hippynn's own HIP-HOP-NN code (L <= 3, N <= 4);
 * ``hiphop-l{L}n{N}-generic``: optinv's minimal complete invariants and C kernels, any L, N;
-* ``hiphop-l{L}n{N}-hippynnlist``: hippynn's invariant list computed by optinv's kernels.
+* ``hiphop-l{L}n{N}-hippynnlist``: hippynn's invariant list computed by optinv's kernels
+  (the same function as ``-hippynn``, to 1e-10 in float64: tests/test_hippynn_integration.py);
+* ``hiphop-l{L}n{N}-flexible``: optinv's stratum-aware set (``optinv basis --flexible``).
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ FORCE_WEIGHT = 1.0  # eV/A errors weigh like eV errors (methane: forces carry mo
 def parse_variant(variant: str) -> dict:
     if variant in ("hipnn", "hipnn-ts1", "hipnn-ts2"):
         return {"family": variant}
-    m = re.fullmatch(r"hiphop-l(\d)n(\d)-(hippynn|generic|hippynnlist)", variant)
+    m = re.fullmatch(r"hiphop-l(\d)n(\d)-(hippynn|generic|hippynnlist|flexible)", variant)
     if not m:
         raise ValueError(f"variant: expected hipnn, hipnn-ts1, hipnn-ts2 or hiphop-l<L>n<N>-<hippynn|generic|"
-                         f"hippynnlist>, got {variant!r}")
+                         f"hippynnlist|flexible>, got {variant!r}")
     return {"family": "hiphop", "l_max": int(m[1]), "n_max": int(m[2]), "impl": m[3]}
 
 
@@ -64,7 +66,7 @@ def network_node(variant: str, species, positions, species_set, network=NETWORK)
         return networks.HipHopnn("net", (species, positions), module_kwargs=kwargs)
     from optinv.hippynn import HipHopnn
 
-    basis = "generic" if spec["impl"] == "generic" else "hippynn"
+    basis = {"generic": "generic", "hippynnlist": "hippynn", "flexible": "flexible"}[spec["impl"]]
     return HipHopnn("net", (species, positions), module_kwargs=dict(kwargs, basis=basis))
 
 
