@@ -28,7 +28,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 VARIANTS = ["hipnn", "hipnn-ts1", "hipnn-ts2", "hiphop-l2n3-hippynn", "hiphop-l2n4-hippynn", "hiphop-l3n3-hippynn",
             "hiphop-l3n3-generic", "hiphop-l3n4-hippynn", "hiphop-l3n4-hippynnlist", "hiphop-l3n4-generic",
-            "hiphop-l4n4-generic", "hiphop-l5n3-generic", "hiphop-l5n4-generic"]
+            "hiphop-l3n4-flexible", "hiphop-l3n5-flexible", "hiphop-l4n4-generic", "hiphop-l5n3-generic",
+            "hiphop-l5n4-generic"]
 
 
 def _median_cpu(fn, repeats: int) -> float:

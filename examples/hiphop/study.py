@@ -62,6 +62,53 @@ PRESETS = {
 }
 
 
+_CURVES_NOTE = (
+    "each run: hippynn Lightning trainer, float32, 1 CPU thread, Adam lr 1e-3 halved on validation plateaus "
+    "(hippynn's RaiseBatchSizeOnPlateau: batch 64 -> 256 first), early stopping when the validation loss has not "
+    "improved for ~600 steps (at least 10 epochs), cap 4000 steps; stopped_early says which ended a run; "
+    "test set of 4000 and validation set of 500 configurations, the same for every run. Two study processes "
+    "(1 thread each) on 2 cores shared with helper sessions: wall times are inflated, CPU times are not.")
+NOTES = {
+    "reduced": (
+        "each run: hippynn Lightning trainer, float32, 1 CPU thread, Adam lr 1e-3, batch 64, early stopping "
+        "(patience 10) within a budget of about 400 steps (at least 10 epochs); fixed test set of 2000 and "
+        "validation set of 250 configurations for every run. Two study processes ran at once under nice 10 on "
+        "2 cores shared with other jobs (load average 7-11): wall times are inflated, CPU times are not; "
+        "environment.load_average_at_start is when this summary was written"),
+    "curves": _CURVES_NOTE,
+    "curves-ethanol": _CURVES_NOTE,
+    "full": "GPU study (gpu_study.sh): early stopping, patience 25 epochs, cap 500 epochs",
+}
+TITLES = {
+    "reduced": "{system} (GFN2-xTB), fixed budget of ~400 steps: test error vs training size, mean ± std over seeds",
+    "curves": "{system} (GFN2-xTB), trained to early stopping (cap 4000 steps): test error, mean ± std over seeds",
+    "curves-ethanol": "{system} (GFN2-xTB), trained to early stopping (cap 4000 steps): test error, mean ± std over seeds",
+    "full": "{system} (GFN2-xTB), trained to early stopping: test error vs training size, mean ± std over seeds",
+}
+
+
+def markdown_table(summary: list[dict], sizes: list[int], variants: list[str]) -> str:
+    """README rows: test RMSE energy / force per size, mean ± std over seeds, and how runs ended."""
+    head = "| variant | K | " + " | ".join(f"n={n}: E / F" for n in sizes) + " | seeds | stopped early |"
+    lines = [head, "|---|---:|" + "---:|" * len(sizes) + "---:|---:|"]
+    for variant in (v for v in variants if any(r["variant"] == v for r in summary)):
+        rows = {r["n_train"]: r for r in summary if r["variant"] == variant}
+        cells, seeds, early = [], [], []
+        for n in sizes:
+            r = rows.get(n)
+            if r is None:
+                cells.append("-")
+                continue
+            e, f = r["test_energy_rmse_meV_per_atom"], r["test_force_rmse_meV_per_A"]
+            cells.append(f"{e['mean']:.1f} ± {e['std']:.1f} / {f['mean']:.0f} ± {f['std']:.0f}")
+            seeds.append(str(len(r["seeds"])))
+            early.append(f"{r['stopped_early']}/{len(r['seeds'])}")
+        k = next(iter(rows.values()))["n_invariants"]
+        lines.append(f"| {variant} | {k if k is not None else '-'} | " + " | ".join(cells)
+                     + f" | {'/'.join(seeds)} | {' '.join(early)} |")
+    return "\n".join(lines)
+
+
 def epochs_for(n_train: int, batch_size: int, steps: int | None, default: int = 500) -> int:
     """Epochs that give about ``steps`` gradient steps (at least 10 epochs), or ``default``."""
     if steps is None:
@@ -121,10 +168,11 @@ def run_study(preset: str, log: Path, accelerator: str = "cpu", devices="auto", 
               f" {r['train_cpu_s']:.0f} s CPU", flush=True)
 
 
-def summarise(log: Path, name: str, extra: dict | None = None) -> dict:
+def summarise(log: Path, name: str, extra: dict | None = None, title: str = "") -> dict:
     """Mean and std over seeds per (variant, size); writes ``results/<name>.json`` and the plot."""
     from examples.hiphop.train import environment
 
+    order = {v: i for i, v in enumerate((extra or {}).get("preset", {}).get("variants", []))}
     runs, seen = [], set()
     for line in log.read_text().splitlines():
         r = json.loads(line)
@@ -136,7 +184,7 @@ def summarise(log: Path, name: str, extra: dict | None = None) -> dict:
     for r in runs:
         table.setdefault(r["variant"], {}).setdefault(r["n_train"], []).append(r)
     summary = []
-    for variant, by_size in table.items():
+    for variant, by_size in sorted(table.items(), key=lambda item: order.get(item[0], len(order))):
         for n_train, rs in sorted(by_size.items()):
             row = {"variant": variant, "n_train": n_train, "seeds": sorted(r["seed"] for r in rs),
                    "n_invariants": rs[0]["n_invariants"], "n_parameters": rs[0]["n_parameters"]}
@@ -144,16 +192,17 @@ def summarise(log: Path, name: str, extra: dict | None = None) -> dict:
                         "train_cpu_s", "epochs"):
                 values = np.array([r[key] for r in rs], dtype=float)
                 row[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+            row["stopped_early"] = sum(bool(r.get("stopped_early")) for r in rs)
             summary.append(row)
     out = {"environment": environment(), "log": str(log.relative_to(HERE.parents[1])), "summary": summary,
            "runs": runs, **(extra or {})}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
-    plot(summary, RESULTS / f"{name}.png")
+    plot(summary, RESULTS / f"{name}.png", title)
     return out
 
 
-def plot(summary: list[dict], path: Path) -> None:
+def plot(summary: list[dict], path: Path, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,7 +212,7 @@ def plot(summary: list[dict], path: Path) -> None:
     for variant in dict.fromkeys(r["variant"] for r in summary):
         rows = sorted((r for r in summary if r["variant"] == variant), key=lambda r: r["n_train"])
         n = [r["n_train"] for r in rows]
-        style = "--" if variant.endswith("-hippynn") else "-"
+        style = "--" if variant.endswith(("-hippynn", "-hippynnlist")) else ":" if variant.startswith("hipnn") else "-"
         for ax, key in zip(axes, ("test_energy_rmse_meV_per_atom", "test_force_rmse_meV_per_A")):
             ax.errorbar(n, [r[key]["mean"] for r in rows], yerr=[r[key]["std"] for r in rows], ls=style,
                         marker="o", capsize=3, label=variant)
@@ -180,7 +229,7 @@ def plot(summary: list[dict], path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("methane (GFN2-xTB), fixed budget of ~400 steps: test error vs training size, mean ± std over 3 seeds")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -201,16 +250,9 @@ def main(argv=None) -> int:
     RESULTS.mkdir(exist_ok=True)
     if args.plot:
         cfg = PRESETS[args.preset]
-        out = summarise(log, f"study_{args.preset}", extra={"preset": cfg, "notes": (
-            "each run: hippynn Lightning trainer, float32, 1 CPU thread, Adam lr 1e-3, batch 64, early stopping "
-            "(patience 10) within a budget of about 400 steps (at least 10 epochs); fixed test set of 2000 and "
-            "validation set of 250 configurations for every run. Two study processes ran at once under nice 10 on "
-            "2 cores shared with other jobs (load average 7-11): wall times are inflated, CPU times are not; "
-            "environment.load_average_at_start is when this summary was written")})
-        for row in out["summary"]:
-            print(f"{row['variant']:26s} {row['n_train']:6d} E {row['test_energy_rmse_meV_per_atom']['mean']:7.2f}"
-                  f" ± {row['test_energy_rmse_meV_per_atom']['std']:5.2f}  F {row['test_force_rmse_meV_per_A']['mean']:7.1f}"
-                  f" ± {row['test_force_rmse_meV_per_A']['std']:5.1f}  ({len(row['seeds'])} seeds)")
+        out = summarise(log, f"study_{args.preset}", extra={"preset": cfg, "notes": NOTES[args.preset]},
+                        title=TITLES[args.preset].format(system=cfg["system"]))
+        print(markdown_table(out["summary"], cfg["sizes"], cfg["variants"]))
         return 0
     devices = int(args.devices) if args.devices.isdigit() else args.devices
     index, count = (int(x) for x in args.shard.split("/"))
