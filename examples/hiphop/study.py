@@ -55,8 +55,8 @@ PRESETS = {
         "system": "methane", "sizes": [1000, 4000, 16000, 64000], "seeds": [0, 1, 2],
         "variants": ["hipnn", "hipnn-ts1", "hipnn-ts2",
                      "hiphop-l2n3-hippynn", "hiphop-l2n4-hippynn", "hiphop-l3n3-hippynn", "hiphop-l3n4-hippynn",
-                     "hiphop-l3n3-generic", "hiphop-l3n4-generic", "hiphop-l3n4-hippynnlist",
-                     "hiphop-l4n4-generic", "hiphop-l5n3-generic", "hiphop-l5n4-generic"],
+                     "hiphop-l3n3-generic", "hiphop-l3n4-generic", "hiphop-l3n4-hippynnlist", "hiphop-l3n4-flexible",
+                     "hiphop-l3n5-flexible", "hiphop-l4n4-generic", "hiphop-l5n3-generic", "hiphop-l5n4-generic"],
         "steps": None, "patience": 25, "n_valid": 2000, "n_test": 10000, "batch_size": 128,
     },
 }
