@@ -231,7 +231,7 @@ def _hippynn_fn(ctx, compiled: bool):
     if ctx.pair not in hippynn_peer.SUPPORTED:
         raise Unavailable(f"hippynn's calc_invariants supports l_max <= 3 (asked ({ctx.l_max}, {ctx.n_max}))")
     peer = hippynn_peer.HippynnPeer(ctx.l_max, ctx.n_max, ctx.dtype)
-    l_max, n_max, C, calc = ctx.l_max, ctx.n_max, peer.C, peer._calc
+    l_max, n_max, C, calc = ctx.l_max, ctx.n_max, peer.C, peer.calc_invariants
 
     def fn(x):
         return calc(l_max, n_max, x, C)

@@ -95,8 +95,8 @@ def torch_methods(module, l_max, n_max, dtype, torch):
     }
     if (l_max, n_max) in hippynn_peer.SUPPORTED and hippynn_peer.available() is None:
         peer = hippynn_peer.HippynnPeer(l_max, n_max, dtype)
-        out["hippynn"] = autograd_pair(lambda x: peer._calc(l_max, n_max, x, peer.C))
-        compiled = torch.compile(lambda x: peer._calc(l_max, n_max, x, peer.C), dynamic=False)
+        out["hippynn"] = autograd_pair(lambda x: peer.calc_invariants(l_max, n_max, x, peer.C))
+        compiled = torch.compile(lambda x: peer.calc_invariants(l_max, n_max, x, peer.C), dynamic=False)
         out["hippynn-compiled"] = autograd_pair(compiled)
     return out
 
@@ -190,9 +190,9 @@ def cuda_methods(module, l_max, n_max, dtype, torch, device: str = "cuda"):
         log("   triton not importable: skipped")
     if (l_max, n_max) in hippynn_peer.SUPPORTED and hippynn_peer.available() is None:
         peer = hippynn_peer.HippynnPeer(l_max, n_max, dtype, device=device)
-        out["hippynn"] = autograd_pair(lambda x: peer._calc(l_max, n_max, x, peer.C))
+        out["hippynn"] = autograd_pair(lambda x: peer.calc_invariants(l_max, n_max, x, peer.C))
         out["hippynn-compiled"] = autograd_pair(
-            torch.compile(lambda x: peer._calc(l_max, n_max, x, peer.C), dynamic=False))
+            torch.compile(lambda x: peer.calc_invariants(l_max, n_max, x, peer.C), dynamic=False))
     return out
 
 

@@ -44,17 +44,17 @@ class HippynnPeer:
         self.l_max, self.n_max = l_max, n_max
         tdtype = {"float32": torch.float32, "float64": torch.float64}[str(dtype)]
         self.C = [tensors.cmaps[i].to(dtype=tdtype, device=device) for i in range(4)]
-        self._calc = tensors.calc_invariants
+        self.calc_invariants = tensors.calc_invariants  # hippynn.layers.hiplayers.tensors, public
 
     def set_num_threads(self, n: int) -> None:
         self.torch.set_num_threads(int(n))
 
     def forward(self, x):
         with self.torch.no_grad():
-            return self._calc(self.l_max, self.n_max, x, self.C)
+            return self.calc_invariants(self.l_max, self.n_max, x, self.C)
 
     def forward_backward(self, x, g):
         x = x.detach().requires_grad_(True)
-        y = self._calc(self.l_max, self.n_max, x, self.C)
+        y = self.calc_invariants(self.l_max, self.n_max, x, self.C)
         (gx,) = self.torch.autograd.grad(y, x, g)
         return y, gx
