@@ -25,7 +25,7 @@ import shutil
 
 from optinv.codegen.printer import KernelPrinter
 from optinv.codegen.targets import c
-from optinv.codegen.targets.base import Target, backends_for, torch_caller
+from optinv.codegen.targets.base import ARG_ORDER, KERNEL_DOCS, Target, backends_for, torch_caller
 
 
 def namespace(name: str, kernels_c: str) -> str:
@@ -47,7 +47,10 @@ def torch_cpp_unavailable() -> str | None:
 class TorchCppTarget(Target):
     def render(self, env, common: dict, programs) -> dict[str, str]:
         kernels_c = c.TARGET.render(env, common, programs)["kernels.c"]
-        kernels = self.kernels(programs, common["D"], common["K"])
+        widths = {"x": common["D"], "g": common["K"], "u": common["D"]}
+        # the C++ only declares and wraps the kernels: names, arguments and widths (no statements to print)
+        kernels = [{"name": n, "doc": KERNEL_DOCS[n], "width": len(p.outputs),
+                    "args": [{"name": a, "width": widths[a]} for a in ARG_ORDER[n]]} for n, p in programs.items()]
         text = env.get_template("torch_ops.cpp.j2").render(
             common, kernels=kernels, namespace=namespace(common["name"], kernels_c),
             kernels_sha256=hashlib.sha256(kernels_c.encode()).hexdigest())
