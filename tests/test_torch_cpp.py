@@ -285,3 +285,18 @@ def test_a_missing_cxx_compiler_is_named(module, monkeypatch):
     assert "no C++ compiler" in torch_cpp_unavailable()
     with pytest.raises(native.KernelBuildError, match="no C\\+\\+ compiler.*set CXX"):
         unloaded(module.PACKAGE_DIR).library_path()
+
+
+def test_a_self_contained_package_builds_through_its_own_runtime_copy(tmp_path):
+    """A compiled package binds its bundled ``_torch_cpp.py`` to its own ``_runtime.py`` (checked without a build)."""
+    from optinv.codegen import compile_module, load_module
+
+    pkg = load_module(compile_module(["->,s", "i,i->,v,v"], Signature.from_l_max(1), "sv_cpp", tmp_path))
+    loader = pkg._torch_cpp_loader()
+    assert type(loader).__module__ == f"{pkg.__name__}._torch_cpp"
+    assert loader.native.__name__ == f"{pkg.__name__}._runtime"
+    namespace = "optinv_cpp_sv_cpp_" + pkg.METADATA["sha256"]["kernels.c"][:12]
+    assert loader.namespace == namespace  # the package's name for it and the C++ source's agree
+    assert f"TORCH_LIBRARY({namespace}, m)" in (tmp_path / "sv_cpp" / "torch_ops.cpp").read_text()
+    lib = loader.library_path()[0]
+    assert lib.name == "torch_ops.so" and lib.parent.parent == loader.native.cache_root()

@@ -163,7 +163,7 @@ def jax_c_invariants(x):
 _TORCH_CPP = []
 
 
-def _torch_cpp():
+def _torch_cpp_loader():
     if not _TORCH_CPP:
         from optinv.codegen.runtime import torch_cpp
 
@@ -179,12 +179,12 @@ def torch_cpp_library(force: bool = False, verbose: bool = False) -> Path:
     its sources before loading.  A process without optinv runs TorchScript
     models that call the operators after ``torch.ops.load_library(path)``.
     """
-    return _torch_cpp().load(force=force, verbose=verbose)
+    return _torch_cpp_loader().load(force=force, verbose=verbose)
 
 
 def torch_cpp_ops():
     """``torch.ops.optinv_cpp_hop_l2_n2_<hash>``: ``forward``, ``vjp``, ``jvp``, ``hvp``, ``invariants`` (loads them)."""
-    return _torch_cpp().ops()
+    return _torch_cpp_loader().ops()
 
 
 def torch_cpp_invariants(x):
@@ -193,7 +193,7 @@ def torch_cpp_invariants(x):
     Autograd to second order (forces in the loss); works inside TorchScript
     (call ``torch_cpp_ops().invariants`` there) and ``torch.compile``.
     """
-    return _torch_cpp().ops().invariants(x)
+    return _torch_cpp_loader().ops().invariants(x)
 
 
 _TORCH_API = {}
