@@ -211,6 +211,14 @@ def _optinv_torch(ctx):
     return _torch_adapter(mod.torch_invariants, mod.K, _module_flops(mod))
 
 
+@register("optinv-torch-cpp", "generated C kernel through the operators registered from C++ (torch_cpp_invariants)",
+          kind="torch")
+def _optinv_torch_cpp(ctx):
+    mod = _hop(ctx)
+    _torch()
+    return _torch_adapter(mod.torch_cpp_invariants, mod.K, _module_flops(mod))
+
+
 @register("optinv-layer", "generated C kernel through HopInvariantLayer (nn.Module in place of hippynn's layer)", kind="torch")
 def _optinv_layer(ctx):
     mod = _hop(ctx)

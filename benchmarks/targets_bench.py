@@ -8,6 +8,7 @@ not inflate it), every method allocating its outputs per call:
 * ``c``                    the generated C kernel: ``module.forward(x)``, then ``module.vjp(x, g)``
 * ``c-torch-adapter``      the C kernel through ``torch_invariants`` (autograd.Function, what hippynn users call)
 * ``c-torch-library``      the C kernel through the registered custom operators (``torch_library_invariants``)
+* ``c-torch-cpp``          the C kernel through the operators registered from C++ (``torch_cpp_invariants``)
 * ``torch-source``         the ``torch`` target (``torch_module()``) in eager mode; backward by autograd
 * ``torch-source-compiled`` the same under ``torch.compile`` (Inductor, C++ on CPU); compile time reported apart
 * ``jax-jit``              the ``jax`` target under ``jax.jit``; forward+backward as one jitted ``jax.vjp``
@@ -90,6 +91,7 @@ def torch_methods(module, l_max, n_max, dtype, torch):
     out = {
         "c-torch-adapter": autograd_pair(module.torch_invariants),
         "c-torch-library": autograd_pair(module.torch_library_invariants),
+        "c-torch-cpp": autograd_pair(module.torch_cpp_invariants),
         "torch-source": autograd_pair(module.torch_module()),
         "torch-source-compiled": autograd_pair(torch.compile(module.torch_module(), dynamic=False)),
     }

@@ -72,7 +72,7 @@ def test_every_folder_with_python_is_packaged():
                 assert init.parent.resolve() in packaged, f"{init.parent} is not listed in [tool.setuptools] packages"
     data = CONFIG["package-data"]
     assert "*.j2" in data["optinv.templates"]
-    assert {"*/*.py", "*/*.c", "*/*.cu", "*/*.json"} <= set(data["optinv.generated"])
+    assert {"*/*.py", "*/*.c", "*/*.cu", "*/*.cpp", "*/*.json"} <= set(data["optinv.generated"])
 
 
 def test_no_private_names_imported_across_modules():

@@ -179,6 +179,42 @@ def jax_c_invariants(x):
     return _JAX_C[0](x)
 
 
+_TORCH_CPP = []
+
+
+def _torch_cpp_loader():
+    if not _TORCH_CPP:
+        from optinv.codegen.runtime import torch_cpp
+
+        namespace = "optinv_cpp_hop_l4_n4_" + METADATA["sha256"]["kernels.c"][:12]
+        _TORCH_CPP.append(torch_cpp.TorchOps(_runtime, PACKAGE_DIR, namespace))
+    return _TORCH_CPP[0]
+
+
+def torch_cpp_library(force: bool = False, verbose: bool = False) -> Path:
+    """The operators compiled from C++ (``torch_ops.cpp`` + ``kernels.c``), loaded: the ``.so`` path.
+
+    Built on first use into the build cache and checked against the sha256 of
+    its sources before loading.  A process without optinv runs TorchScript
+    models that call the operators after ``torch.ops.load_library(path)``.
+    """
+    return _torch_cpp_loader().load(force=force, verbose=verbose)
+
+
+def torch_cpp_ops():
+    """``torch.ops.optinv_cpp_hop_l4_n4_<hash>``: ``forward``, ``vjp``, ``jvp``, ``hvp``, ``invariants`` (loads them)."""
+    return _torch_cpp_loader().ops()
+
+
+def torch_cpp_invariants(x):
+    """Invariants ``(..., 22)`` of CPU tensors ``x`` ``(..., 25)`` through the C++-registered operators.
+
+    Autograd to second order (forces in the loss); works inside TorchScript
+    (call ``torch_cpp_ops().invariants`` there) and ``torch.compile``.
+    """
+    return _torch_cpp_loader().ops().invariants(x)
+
+
 _TORCH_API = {}
 
 

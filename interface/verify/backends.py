@@ -25,16 +25,20 @@ def float64_twin(backend: Backend) -> Backend:
 # device, not a way anyone runs a module.  Slow (the Triton interpreter runs row blocks in
 # Python), so verify runs them only when asked (by name, kind or ``all``).
 EMULATION_KINDS = ("cuda-host", "triton-interpret")
+# Backends that compile the module against PyTorch's C++ headers (20-60 s per module on one core):
+# verify runs them only when asked too.
+COMPILED_KINDS = ("torch-cpp",)
 
 
 def parse_backends(spec) -> list[Backend]:
     """Backends by name (``c-f64``) or kind (``c``, ``torch``, ``cuda``), or ``all``.
 
-    None: every backend except the CPU emulations of GPU code (:data:`EMULATION_KINDS`).
+    None: every backend except the CPU emulations of GPU code (:data:`EMULATION_KINDS`) and the
+    C++ operators (:data:`COMPILED_KINDS`).
     """
     everything = all_backends()
     if spec is None:
-        return [b for b in everything if b.kind not in EMULATION_KINDS]
+        return [b for b in everything if b.kind not in EMULATION_KINDS + COMPILED_KINDS]
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if items == ["all"]:
         return everything

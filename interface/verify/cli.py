@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from optinv.cli_args import seed_type, write_json_text
-from optinv.verify.backends import EMULATION_KINDS, all_backends, backend_names
+from optinv.verify.backends import COMPILED_KINDS, EMULATION_KINDS, all_backends, backend_names
 from optinv.verify.properties import DEFAULT_MAX_EXAMPLES, PROPERTIES
 from optinv.verify.loading import shadowing_note
 from optinv.verify.report import PropertyResult
@@ -40,7 +40,8 @@ def register(sub) -> None:
     kinds = ", ".join(dict.fromkeys(b.kind for b in all_backends()))
     p.add_argument("--backends", help=f"comma-separated subset of {', '.join(backend_names())} "
                                       f"or kinds {kinds}, or 'all' (default: all but the CPU emulations of GPU code, "
-                                      f"{', '.join(EMULATION_KINDS)}; unavailable ones are SKIP)")
+                                      f"{', '.join(EMULATION_KINDS)}, and the C++ operators, {', '.join(COMPILED_KINDS)}; "
+                                      f"unavailable ones are SKIP)")
     p.add_argument("--properties", help=f"comma-separated subset of {', '.join(PROPERTIES)} (default: all)")
     p.add_argument("--run-unverified", action="store_true",
                    help="also run the other properties when integrity fails, which EXECUTES the package's code: "
