@@ -31,6 +31,15 @@ def bind(D: int, K: int, c_kernels):
         return jax.pure_callback(host, jax.ShapeDtypeStruct(lead + (width,), args[0].dtype), *args,
                                  vmap_method="broadcast_all")
 
+    return differentiable(D, K, call)
+
+
+def differentiable(D: int, K: int, call):
+    """``invariants(x)`` on ``call(kernel, width, *arrays)`` (a kernel run from JAX), differentiable twice in reverse mode.
+
+    Shared by this module and :mod:`jax_ffi` (which runs the kernels through the XLA FFI instead).
+    """
+
     @jax.custom_vjp
     def vjp(x, g):
         return call("vjp", D, x, g)
