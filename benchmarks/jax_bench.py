@@ -3,6 +3,11 @@
 * ``jax-c-ffi``       the C kernel through the XLA FFI (``jax_ffi_invariants``: custom calls + ``custom_vjp``)
 * ``jax-c-callback``  the C kernel through ``jax.pure_callback`` (``jax_c_invariants``, + ``custom_vjp``)
 * ``jax-jit``         the straight-line ``jax.numpy`` target (``jax_invariants``), XLA-compiled
+* ``c``               for reference, the C kernel through the NumPy API: ``forward(x)``; ``vjp(x, ones)``
+
+XLA drops the unused forward from the jitted gradient of a sum (the FFI
+program is one ``vjp`` custom call), so ``c``'s forward+backward is the one
+``vjp`` call too.
 
 Everything jitted, 1 thread (the C kernel's ``set_num_threads(1)``, XLA's
 intra-op threads off), CPU time per call (``time.process_time``: the best of
@@ -49,7 +54,7 @@ from benchmarks.targets_bench import cpu_time_per_call, log  # noqa: E402
 
 PAIRS = ((3, 4), (4, 4))
 DTYPES = ("float32", "float64")
-METHODS = ("jax-c-ffi", "jax-c-callback", "jax-jit")
+METHODS = ("jax-c-ffi", "jax-c-callback", "jax-jit", "c")
 ENTRY = {"jax-c-ffi": "jax_ffi_invariants", "jax-c-callback": "jax_c_invariants", "jax-jit": "jax_invariants"}
 
 
@@ -57,6 +62,12 @@ def grad_of_sum(module, name: str):
     """``(forward, forward+backward)``, jitted: ``f(x)`` and ``jax.grad(sum(f(x)))``."""
     import jax
 
+    if name == "c":  # the same work on NumPy arrays: the forward, and the VJP with a cotangent of ones
+        def vjp_of_ones(x):
+            x = np.asarray(x)
+            return module.vjp(x, np.ones((x.shape[0], module.K), x.dtype))
+
+        return lambda x: module.forward(np.asarray(x)), vjp_of_ones
     f = getattr(module, ENTRY[name])
     fwd, grad = jax.jit(f), jax.jit(jax.grad(lambda x: f(x).sum()))
     return lambda x: fwd(x).block_until_ready(), lambda x: grad(x).block_until_ready()
@@ -65,40 +76,42 @@ def grad_of_sum(module, name: str):
 def measure(n_big: int, n_small: int, pairs, dtypes, budget: float, min_reps: int) -> list[dict]:
     import jax
 
+    # x64 globally, not the thread-local ``jax.enable_x64`` context: XLA may run a pure_callback on another
+    # thread, where the context is off and JAX casts the callback's float64 results to float32 (then raises)
+    jax.config.update("jax_enable_x64", True)
     records = []
     rng = np.random.default_rng(0)
     for l_max, n_max in pairs:
         module = importlib.import_module(f"optinv.generated.hop_l{l_max}_n{n_max}")
         module.set_num_threads(1)
         for dtype in dtypes:
-            with jax.enable_x64(dtype == "float64"):
-                for n in (n_big, n_small):
-                    x = jax.numpy.asarray(rng.normal(size=(n, module.D)).astype(dtype))
-                    reference = None
-                    for name in METHODS:
-                        for mode, fn in zip(("forward", "forward+backward"), grad_of_sum(module, name)):
-                            rec = {"l_max": l_max, "n_max": n_max, "dtype": dtype, "n": n, "mode": mode,
-                                   "method": name}
-                            t0 = time.process_time()
-                            out = np.asarray(fn(x))
-                            rec["first_call_cpu_s"] = round(time.process_time() - t0, 3)
-                            if mode == "forward":  # the three agree before any is timed
-                                reference = out if reference is None else reference
-                                tol = 1e-4 if dtype == "float32" else 1e-10
-                                assert np.allclose(out, reference, rtol=tol, atol=tol * np.abs(reference).max())
-                            reps_min = min_reps if n == n_big else 50
-                            sec, reps = cpu_time_per_call(lambda fn=fn: fn(x), reps_min,
-                                                          budget if n == n_big else budget / 4)
-                            rec.update(cpu_s_per_call=sec, reps=reps, rows_per_s=n / sec)
-                            records.append(rec)
-                            log(f"({l_max},{n_max}) {dtype:7s} N={n:<7d} {mode:16s} {name:15s} "
-                                f"{sec * 1e6:12.1f} us/call  {n / sec / 1e6:8.2f} Mrows/s  "
-                                f"(first call {rec['first_call_cpu_s']:.2f} s CPU, {reps} reps)")
+            for n in (n_big, n_small):
+                x = jax.numpy.asarray(rng.normal(size=(n, module.D)).astype(dtype))
+                reference = {}  # mode -> the first method's result
+                for name in METHODS:
+                    for mode, fn in zip(("forward", "forward+backward"), grad_of_sum(module, name)):
+                        rec = {"l_max": l_max, "n_max": n_max, "dtype": dtype, "n": n, "mode": mode,
+                               "method": name}
+                        t0 = time.process_time()
+                        xin = np.asarray(x) if name == "c" else x
+                        out = np.asarray(fn(xin))
+                        rec["first_call_cpu_s"] = round(time.process_time() - t0, 3)
+                        ref = reference.setdefault(mode, out)  # every method agrees before it is timed
+                        tol = 1e-4 if dtype == "float32" else 1e-10
+                        assert np.allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max()), (name, mode)
+                        reps_min = min_reps if n == n_big else 50
+                        sec, reps = cpu_time_per_call(lambda fn=fn, xin=xin: fn(xin), reps_min,
+                                                      budget if n == n_big else budget / 4)
+                        rec.update(cpu_s_per_call=sec, reps=reps, rows_per_s=n / sec)
+                        records.append(rec)
+                        log(f"({l_max},{n_max}) {dtype:7s} N={n:<7d} {mode:16s} {name:15s} "
+                            f"{sec * 1e6:12.1f} us/call  {n / sec / 1e6:8.2f} Mrows/s  "
+                            f"(first call {rec['first_call_cpu_s']:.2f} s CPU, {reps} reps)")
     return records
 
 
 def ratios(records: list[dict]) -> list[dict]:
-    """Each method's time over the FFI's, per (pair, dtype, n, mode): > 1 means the FFI is faster."""
+    """Each method's time over the FFI's, per (pair, dtype, n, mode): > 1 means the FFI is faster (c: < 1)."""
     out = []
     keys = sorted({(r["l_max"], r["n_max"], r["dtype"], r["n"], r["mode"]) for r in records})
     for key in keys:
@@ -138,7 +151,7 @@ def main(argv=None) -> int:
     log(f"wrote {out} ({result['seconds']} s)")
     for r in result["ratios"]:
         log(f"({r['l_max']},{r['n_max']}) {r['dtype']:7s} N={r['n']:<7d} {r['mode']:16s} time / FFI's: "
-            f"callback {r['jax-c-callback_over_ffi']:6.2f}  jax-jit {r['jax-jit_over_ffi']:6.2f}")
+            f"callback {r['jax-c-callback_over_ffi']:6.2f}  jax-jit {r['jax-jit_over_ffi']:6.2f}  c {r['c_over_ffi']:5.2f}")
     return 0
 
 

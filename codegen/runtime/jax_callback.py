@@ -8,8 +8,10 @@ C ``vjp`` kernel, whose own VJP is ``hvp`` (for x) and ``jvp`` (for g), so
 ``jax.grad`` works to second order (``grad`` of forces).  Reverse mode only:
 ``jvp``/``jacfwd`` and third derivatives are not available (a ``custom_vjp``
 cannot be differentiated in forward mode).  ``jit`` and ``vmap`` work.
-This is not the XLA FFI: each call crosses into Python once (measured in
-benchmarks/targets_bench.py as ``jax-c-callback``).
+Each call crosses into Python once (``jax-c-callback`` in
+benchmarks/jax_bench.py); :mod:`jax_ffi` runs the same kernels as XLA custom
+calls through the FFI (faster: no Python per call) with the same
+:func:`differentiable` wiring.
 """
 
 from __future__ import annotations
