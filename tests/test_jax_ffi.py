@@ -18,6 +18,7 @@ import importlib
 import os
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -203,3 +204,24 @@ def test_a_tampered_cached_library_is_refused_before_it_runs(tmp_path, monkeypat
     assert not canary.exists()
     assert native._sha256(lib) != planted  # rebuilt in place from the package's jax_ffi.cc
     assert os.stat(lib.parent).st_mode & 0o077 == 0
+
+
+def test_a_compiled_package_runs_it_with_optinv_unimportable(tmp_path):
+    """The vendored package carries the handlers' source and runtime (``_jax_ffi.py``): no optinv needed."""
+    compile_module(["->,s", "i,i->,v,v"], SIG, "vendored_ffi", tmp_path)
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["optinv"] = None  # any `import optinv...` now raises ImportError
+        sys.path.insert(0, {str(tmp_path)!r})
+        import jax, numpy as np, vendored_ffi
+        jax.config.update("jax_enable_x64", True)
+        x = jax.numpy.asarray({X.tolist()!r})
+        print(vendored_ffi.jax_ffi_invariants(x).tolist())
+        print(jax.grad(lambda x: vendored_ffi.jax_ffi_invariants(x)[:, 1].sum())(x).tolist())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    values, grad = (eval(line) for line in done.stdout.splitlines())
+    np.testing.assert_array_equal(values, EXPECTED)
+    np.testing.assert_array_equal(np.asarray(grad)[:, 1:], 2 * X[:, 1:])  # d(v.v)/dv = 2v
+    np.testing.assert_array_equal(np.asarray(grad)[:, 0], 0)
