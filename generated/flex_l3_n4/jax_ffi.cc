@@ -108,8 +108,8 @@ static ffi::Error forward_f32(ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F3
     if (threads < 0 || threads > 1024) return ffi::Error::InvalidArgument("optinv jax_ffi: threads: expected 0..1024");
     if (rows == 0) return ffi::Error::Success();
     using fn_t = int64_t (*)(const float *, float *, int64_t, int);
-    reinterpret_cast<fn_t>(m.kernels[k_forward][0])(x.typed_data(), out->typed_data(), rows,
-                                                                   static_cast<int>(threads));
+    const fn_t kernel = reinterpret_cast<fn_t>(m.kernels[k_forward][0]);
+    kernel(x.typed_data(), out->typed_data(), rows, static_cast<int>(threads));
     return ffi::Error::Success();
 }
 
@@ -131,8 +131,8 @@ static ffi::Error forward_f64(ffi::Buffer<ffi::F64> x, ffi::ResultBuffer<ffi::F6
     if (threads < 0 || threads > 1024) return ffi::Error::InvalidArgument("optinv jax_ffi: threads: expected 0..1024");
     if (rows == 0) return ffi::Error::Success();
     using fn_t = int64_t (*)(const double *, double *, int64_t, int);
-    reinterpret_cast<fn_t>(m.kernels[k_forward][1])(x.typed_data(), out->typed_data(), rows,
-                                                                   static_cast<int>(threads));
+    const fn_t kernel = reinterpret_cast<fn_t>(m.kernels[k_forward][1]);
+    kernel(x.typed_data(), out->typed_data(), rows, static_cast<int>(threads));
     return ffi::Error::Success();
 }
 
@@ -155,8 +155,8 @@ static ffi::Error vjp_f32(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g, ffi:
     if (threads < 0 || threads > 1024) return ffi::Error::InvalidArgument("optinv jax_ffi: threads: expected 0..1024");
     if (rows == 0) return ffi::Error::Success();
     using fn_t = int64_t (*)(const float *, const float *, float *, int64_t, int);
-    reinterpret_cast<fn_t>(m.kernels[k_vjp][0])(x.typed_data(), g.typed_data(), out->typed_data(), rows,
-                                                                   static_cast<int>(threads));
+    const fn_t kernel = reinterpret_cast<fn_t>(m.kernels[k_vjp][0]);
+    kernel(x.typed_data(), g.typed_data(), out->typed_data(), rows, static_cast<int>(threads));
     return ffi::Error::Success();
 }
 
@@ -180,8 +180,8 @@ static ffi::Error vjp_f64(ffi::Buffer<ffi::F64> x, ffi::Buffer<ffi::F64> g, ffi:
     if (threads < 0 || threads > 1024) return ffi::Error::InvalidArgument("optinv jax_ffi: threads: expected 0..1024");
     if (rows == 0) return ffi::Error::Success();
     using fn_t = int64_t (*)(const double *, const double *, double *, int64_t, int);
-    reinterpret_cast<fn_t>(m.kernels[k_vjp][1])(x.typed_data(), g.typed_data(), out->typed_data(), rows,
-                                                                   static_cast<int>(threads));
+    const fn_t kernel = reinterpret_cast<fn_t>(m.kernels[k_vjp][1]);
+    kernel(x.typed_data(), g.typed_data(), out->typed_data(), rows, static_cast<int>(threads));
     return ffi::Error::Success();
 }
 
@@ -205,8 +205,8 @@ static ffi::Error jvp_f32(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> u, ffi:
     if (threads < 0 || threads > 1024) return ffi::Error::InvalidArgument("optinv jax_ffi: threads: expected 0..1024");
     if (rows == 0) return ffi::Error::Success();
     using fn_t = int64_t (*)(const float *, const float *, float *, int64_t, int);
-    reinterpret_cast<fn_t>(m.kernels[k_jvp][0])(x.typed_data(), u.typed_data(), out->typed_data(), rows,
-                                                                   static_cast<int>(threads));
+    const fn_t kernel = reinterpret_cast<fn_t>(m.kernels[k_jvp][0]);
+    kernel(x.typed_data(), u.typed_data(), out->typed_data(), rows, static_cast<int>(threads));
     return ffi::Error::Success();
 }
 
@@ -230,8 +230,8 @@ static ffi::Error jvp_f64(ffi::Buffer<ffi::F64> x, ffi::Buffer<ffi::F64> u, ffi:
     if (threads < 0 || threads > 1024) return ffi::Error::InvalidArgument("optinv jax_ffi: threads: expected 0..1024");
     if (rows == 0) return ffi::Error::Success();
     using fn_t = int64_t (*)(const double *, const double *, double *, int64_t, int);
-    reinterpret_cast<fn_t>(m.kernels[k_jvp][1])(x.typed_data(), u.typed_data(), out->typed_data(), rows,
-                                                                   static_cast<int>(threads));
+    const fn_t kernel = reinterpret_cast<fn_t>(m.kernels[k_jvp][1]);
+    kernel(x.typed_data(), u.typed_data(), out->typed_data(), rows, static_cast<int>(threads));
     return ffi::Error::Success();
 }
 
@@ -256,8 +256,8 @@ static ffi::Error hvp_f32(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g, ffi:
     if (threads < 0 || threads > 1024) return ffi::Error::InvalidArgument("optinv jax_ffi: threads: expected 0..1024");
     if (rows == 0) return ffi::Error::Success();
     using fn_t = int64_t (*)(const float *, const float *, const float *, float *, int64_t, int);
-    reinterpret_cast<fn_t>(m.kernels[k_hvp][0])(x.typed_data(), g.typed_data(), u.typed_data(), out->typed_data(), rows,
-                                                                   static_cast<int>(threads));
+    const fn_t kernel = reinterpret_cast<fn_t>(m.kernels[k_hvp][0]);
+    kernel(x.typed_data(), g.typed_data(), u.typed_data(), out->typed_data(), rows, static_cast<int>(threads));
     return ffi::Error::Success();
 }
 
@@ -283,8 +283,8 @@ static ffi::Error hvp_f64(ffi::Buffer<ffi::F64> x, ffi::Buffer<ffi::F64> g, ffi:
     if (threads < 0 || threads > 1024) return ffi::Error::InvalidArgument("optinv jax_ffi: threads: expected 0..1024");
     if (rows == 0) return ffi::Error::Success();
     using fn_t = int64_t (*)(const double *, const double *, const double *, double *, int64_t, int);
-    reinterpret_cast<fn_t>(m.kernels[k_hvp][1])(x.typed_data(), g.typed_data(), u.typed_data(), out->typed_data(), rows,
-                                                                   static_cast<int>(threads));
+    const fn_t kernel = reinterpret_cast<fn_t>(m.kernels[k_hvp][1]);
+    kernel(x.typed_data(), g.typed_data(), u.typed_data(), out->typed_data(), rows, static_cast<int>(threads));
     return ffi::Error::Success();
 }
 
