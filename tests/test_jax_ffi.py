@@ -237,3 +237,12 @@ def test_one_handlers_library_serves_every_committed_module():
     assert len({s.read_bytes() for s in sources}) == 1
     tc = jax_ffi.toolchain(native)
     assert len({native.library_path(s, tc)[0] for s in sources}) == 1
+
+
+def test_a_missing_cxx_compiler_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTINV_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    source = importlib.import_module("optinv.generated.hop_l1_n2").PACKAGE_DIR / "jax_ffi.cc"
+    with pytest.raises(native.KernelBuildError, match=r"^C\+\+ compiler '.*no-such-c\+\+' not found: install one "
+                                                      r"\(g\+\+ or clang\+\+\) or set CXX to a working C\+\+ compiler$"):
+        jax_ffi.handlers(source, native)

@@ -51,7 +51,7 @@ def toolchain(runtime):
     flags = ("-O2", "-std=c++17", "-fPIC", "-shared", "-w", f"-DOPTINV_JAXLIB_VERSION={jaxlib.__version__}",
              "-I", jax.ffi.include_dir())
     return runtime.Toolchain(cxx_compiler(), flags, language="c++", libs=(), entry="jax_ffi", library="jax_ffi.so",
-                             what="C++ compiler", env="CXX")
+                             what="C++ compiler", env="CXX", install="g++ or clang++")
 
 
 class Handlers:

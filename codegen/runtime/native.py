@@ -203,8 +203,8 @@ class Toolchain:
 
     ``language`` is that of the identity unit (``c`` or ``c++``); ``entry``
     names the cache entry (default: the source's directory, so each package has
-    its own); ``library`` is the file name in it; ``what`` and ``env`` are for
-    error messages (``C compiler``, ``CC``).
+    its own); ``library`` is the file name in it; ``what``, ``env`` and
+    ``install`` are for error messages (``C compiler``, ``CC``, ``gcc or clang``).
     """
 
     cc: str
@@ -215,6 +215,7 @@ class Toolchain:
     library: str = "kernels.so"
     what: str = "C compiler"
     env: str = "CC"
+    install: str = "gcc or clang"
 
 
 def c_toolchain() -> Toolchain:
@@ -318,15 +319,15 @@ def _compile(source: Path, lib: Path, stamp: Path, toolchain: Toolchain, verbose
         try:
             res = subprocess.run(cmd, capture_output=True, text=True)
         except FileNotFoundError:
-            raise KernelBuildError(f"{what} {cc!r} not found: install one (gcc or clang) or set {toolchain.env} to a "
-                                   f"working {what}") from None
+            raise KernelBuildError(f"{what} {cc!r} not found: install one ({toolchain.install}) or set "
+                                   f"{toolchain.env} to a working {what}") from None
         except OSError as exc:
             raise KernelBuildError(f"{what} {cc!r} cannot run ({exc.strerror}): set {toolchain.env} to a working "
                                    f"{what}") from None
         if res.returncode != 0:
             last = next((ln.strip() for ln in reversed(res.stderr.splitlines()) if ln.strip()), "no output")
             raise KernelBuildError(f"{what} {cc!r} failed on {source} (exit {res.returncode}: {last[:200]}); "
-                                   f"fix: install gcc or clang, or set {toolchain.env} to a working {what}",
+                                   f"fix: install {toolchain.install}, or set {toolchain.env} to a working {what}",
                                    details=res.stderr[-4000:])
         digest = _sha256(tmp)
         os.chmod(tmp, 0o700)
