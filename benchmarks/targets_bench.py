@@ -13,6 +13,7 @@ not inflate it), every method allocating its outputs per call:
 * ``torch-source-compiled`` the same under ``torch.compile`` (Inductor, C++ on CPU); compile time reported apart
 * ``jax-jit``              the ``jax`` target under ``jax.jit``; forward+backward as one jitted ``jax.vjp``
 * ``jax-c-callback``       the C kernel from JAX (``jax_c_invariants``: ``pure_callback`` + ``custom_vjp``), jitted
+* ``jax-c-ffi``            the C kernel from JAX through the XLA FFI (``jax_ffi_invariants``, + ``custom_vjp``), jitted
 * ``hippynn``, ``hippynn-compiled``  hippynn's ``calc_invariants`` (eager, and under ``torch.compile``), (3,4) only
 
 Results: ``benchmarks/results/<date>-<host>-targets.json`` with machine, versions and load average.
@@ -113,17 +114,20 @@ def jax_methods(module):
         y, pullback = jax.vjp(module.jax_invariants, x)
         return y, pullback(g)[0]
 
-    cfwd = jax.jit(module.jax_c_invariants)
+    def reverse_pair(f):  # the C kernel from JAX (a custom_vjp), jitted
+        cfwd = jax.jit(f)
 
-    @jax.jit
-    def cfb(x, g):
-        y, pullback = jax.vjp(module.jax_c_invariants, x)
-        return y, pullback(g)[0]
+        @jax.jit
+        def cfb(x, g):
+            y, pullback = jax.vjp(f, x)
+            return y, pullback(g)[0]
+
+        return lambda x: cfwd(x).block_until_ready(), lambda x, g: jax.block_until_ready(cfb(x, g))
 
     return {"jax-jit": (lambda x: fwd(x).block_until_ready(),
                         lambda x, g: jax.block_until_ready(fb(x, g))),
-            "jax-c-callback": (lambda x: cfwd(x).block_until_ready(),
-                               lambda x, g: jax.block_until_ready(cfb(x, g)))}
+            "jax-c-callback": reverse_pair(module.jax_c_invariants),
+            "jax-c-ffi": reverse_pair(module.jax_ffi_invariants)}
 
 
 def wall_time_per_call(fn, sync, min_reps: int, budget: float) -> tuple[float, int]:

@@ -89,7 +89,8 @@ def compile_module(source, signature: Signature | None, name: str, out_dir, targ
     >>> from optinv.algebra.signature import Signature
     >>> path = compile_module(["i,i->,v,v"], Signature.from_l_max(1), "vv", tempfile.mkdtemp())
     >>> sorted(p.name for p in path.iterdir())  # doctest: +NORMALIZE_WHITESPACE
-    ['__init__.py', '_jax_callback.py', '_runtime.py', '_torch.py', '_torch_cpp.py', '_torch_library.py', 'jax_kernels.py',
+    ['__init__.py', '_jax_callback.py', '_jax_ffi.py', '_runtime.py', '_torch.py', '_torch_cpp.py', '_torch_library.py', 'jax_ffi.cc',
+     'jax_kernels.py',
      'kernels.c', 'kernels.cu', 'metadata.json', 'torch_kernels.py', 'torch_ops.cpp', 'triton_kernels.py']
     """
     extra = {} if targets is None else {"targets": tuple(targets)}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 #: Runtime module -> the file name of its copy inside a self-contained package.
 BUNDLED_FILES = {"native": "_runtime.py", "torch_adapter": "_torch.py", "torch_library": "_torch_library.py",
-                 "jax_callback": "_jax_callback.py", "torch_cpp": "_torch_cpp.py"}
+                 "jax_callback": "_jax_callback.py", "torch_cpp": "_torch_cpp.py",
+                 "jax_ffi": "_jax_ffi.py"}
 
 
 def runtime_source(module: str) -> str:

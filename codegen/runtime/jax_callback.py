@@ -8,8 +8,10 @@ C ``vjp`` kernel, whose own VJP is ``hvp`` (for x) and ``jvp`` (for g), so
 ``jax.grad`` works to second order (``grad`` of forces).  Reverse mode only:
 ``jvp``/``jacfwd`` and third derivatives are not available (a ``custom_vjp``
 cannot be differentiated in forward mode).  ``jit`` and ``vmap`` work.
-This is not the XLA FFI: each call crosses into Python once (measured in
-benchmarks/targets_bench.py as ``jax-c-callback``).
+Each call crosses into Python once (``jax-c-callback`` in
+benchmarks/jax_bench.py); :mod:`jax_ffi` runs the same kernels as XLA custom
+calls through the FFI (faster: no Python per call) with the same
+:func:`differentiable` wiring.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ def bind(D: int, K: int, c_kernels):
 
         return jax.pure_callback(host, jax.ShapeDtypeStruct(lead + (width,), args[0].dtype), *args,
                                  vmap_method="broadcast_all")
+
+    return differentiable(D, K, call)
+
+
+def differentiable(D: int, K: int, call):
+    """``invariants(x)`` on ``call(kernel, width, *arrays)`` (a kernel run from JAX), differentiable twice in reverse mode.
+
+    Shared by this module and :mod:`jax_ffi` (which runs the kernels through the XLA FFI instead).
+    """
 
     @jax.custom_vjp
     def vjp(x, g):

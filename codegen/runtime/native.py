@@ -40,6 +40,7 @@ import sys
 import stat
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 try:
@@ -196,14 +197,40 @@ def source_identity(source: Path) -> str:
     return _sha256(source)
 
 
-def library_path(source: Path) -> tuple[Path, list[str], str]:
-    """Where the library for this source, compiler and CPU lives in the cache."""
+@dataclass(frozen=True)
+class Toolchain:
+    """How a library is built from one source file: the C kernels (:func:`c_toolchain`) or another language.
+
+    ``language`` is that of the identity unit (``c`` or ``c++``); ``entry``
+    names the cache entry (default: the source's directory, so each package has
+    its own); ``library`` is the file name in it; ``what``, ``env`` and
+    ``install`` are for error messages (``C compiler``, ``CC``, ``gcc or clang``).
+    """
+
+    cc: str
+    flags: tuple[str, ...]
+    language: str = "c"
+    libs: tuple[str, ...] = ("-lm",)
+    entry: str | None = None
+    library: str = "kernels.so"
+    what: str = "C compiler"
+    env: str = "CC"
+    install: str = "gcc or clang"
+
+
+def c_toolchain() -> Toolchain:
+    """The C kernels' toolchain: :func:`compiler` with :func:`compiler_flags`."""
     cc = compiler()
-    flags = compiler_flags(cc)
+    return Toolchain(cc, tuple(compiler_flags(cc)))
+
+
+def library_path(source: Path, toolchain: Toolchain | None = None) -> tuple[Path, list[str], str]:
+    """Where the library for this source, compiler and CPU lives in the cache."""
+    tc = c_toolchain() if toolchain is None else toolchain
     key = hashlib.sha256(
-        "\0".join([source.read_text(), cc, compiler_version(cc), " ".join(flags), _cpu_fingerprint()]).encode()
+        "\0".join([source.read_text(), tc.cc, compiler_version(tc.cc), " ".join(tc.flags), _cpu_fingerprint()]).encode()
     ).hexdigest()[:24]
-    return cache_root() / f"{source.parent.name}-{key}" / "kernels.so", flags, cc
+    return cache_root() / f"{tc.entry or source.parent.name}-{key}" / tc.library, list(tc.flags), tc.cc
 
 
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
@@ -249,14 +276,16 @@ def _clear_the_way(entry: Path, lib: Path, stamp: Path) -> None:
                 path.unlink()
 
 
-def build(source: Path, force: bool = False, verbose: bool = False) -> Path:
+def build(source: Path, force: bool = False, verbose: bool = False, toolchain: Toolchain | None = None) -> Path:
     """Compile ``source`` into the cache (if needed) and return the library's path.
 
     One process and thread compiles; others wait on the entry's lock and then
     use its result.  The library carries ``optinv_source_sha256`` (the sha256
-    of ``source``), which :class:`CKernels` checks after loading.
+    of ``source``), which :func:`load_verified` checks after loading.
+    ``toolchain``: how to build it (default :func:`c_toolchain`).
     """
-    lib, flags, cc = library_path(source)
+    toolchain = c_toolchain() if toolchain is None else toolchain
+    lib, flags, cc = library_path(source, toolchain)
     stamp = lib.with_suffix(".sha256")
     root = private_dir(cache_root())
     entry = private_dir(lib.parent)
@@ -269,35 +298,36 @@ def build(source: Path, force: bool = False, verbose: bool = False) -> Path:
             check_private(lib, directory=False)
             return lib
         _clear_the_way(entry, lib, stamp)
-        _compile(source, lib, stamp, flags, cc, verbose)
+        _compile(source, lib, stamp, toolchain, verbose)
     return lib
 
 
-def _compile(source: Path, lib: Path, stamp: Path, flags: list[str], cc: str, verbose: bool) -> None:
-    entry = lib.parent
+def _compile(source: Path, lib: Path, stamp: Path, toolchain: Toolchain, verbose: bool) -> None:
+    entry, cc, what = lib.parent, toolchain.cc, toolchain.what
+    linkage = 'extern "C" ' if toolchain.language == "c++" else ""  # C++ gives a const global internal linkage
     fd, tmp_name = tempfile.mkstemp(prefix="kernels-", suffix=".so.tmp", dir=entry)
     os.close(fd)
     tmp = Path(tmp_name)
     fd, ident_name = tempfile.mkstemp(prefix="kernels-", suffix=".c.tmp", dir=entry)
     with os.fdopen(fd, "w") as f:  # the identity: a second translation unit, so kernels.c stays as generated
-        f.write(f'const char {IDENTITY_SYMBOL}[] = "{source_identity(source)}";\n')
+        f.write(f'{linkage}const char {IDENTITY_SYMBOL}[] = "{source_identity(source)}";\n')
     ident = Path(ident_name)
-    cmd = [cc, *flags, str(source), "-x", "c", str(ident), "-o", str(tmp), "-lm"]
+    cmd = [cc, *toolchain.flags, str(source), "-x", toolchain.language, str(ident), "-o", str(tmp), *toolchain.libs]
     if verbose:
         print(" ".join(cmd), file=sys.stderr)
     try:
         try:
             res = subprocess.run(cmd, capture_output=True, text=True)
         except FileNotFoundError:
-            raise KernelBuildError(f"C compiler {cc!r} not found: install one (gcc or clang) or set CC to a working "
-                                   f"C compiler") from None
+            raise KernelBuildError(f"{what} {cc!r} not found: install one ({toolchain.install}) or set "
+                                   f"{toolchain.env} to a working {what}") from None
         except OSError as exc:
-            raise KernelBuildError(f"C compiler {cc!r} cannot run ({exc.strerror}): set CC to a working C compiler") \
-                from None
+            raise KernelBuildError(f"{what} {cc!r} cannot run ({exc.strerror}): set {toolchain.env} to a working "
+                                   f"{what}") from None
         if res.returncode != 0:
             last = next((ln.strip() for ln in reversed(res.stderr.splitlines()) if ln.strip()), "no output")
-            raise KernelBuildError(f"C compiler {cc!r} failed on {source} (exit {res.returncode}: {last[:200]}); "
-                                   f"fix: install gcc or clang, or set CC to a working C compiler",
+            raise KernelBuildError(f"{what} {cc!r} failed on {source} (exit {res.returncode}: {last[:200]}); "
+                                   f"fix: install {toolchain.install}, or set {toolchain.env} to a working {what}",
                                    details=res.stderr[-4000:])
         digest = _sha256(tmp)
         os.chmod(tmp, 0o700)
@@ -341,6 +371,41 @@ def check_out(out, n: int, width: int, dtype) -> np.ndarray:
     return out
 
 
+def load_library(path: Path, fresh: bool = False) -> ctypes.CDLL | None:
+    """dlopen ``path`` (``fresh``: by another spelling, so a handle already open under that name is not reused)."""
+    name = os.path.join(str(path.parent), ".", path.name) if fresh else str(path)
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def library_identity(lib: ctypes.CDLL) -> str | None:
+    """The sha256 of the source a loaded library says it was built from (None: it carries none)."""
+    try:
+        return (ctypes.c_char * 64).in_dll(lib, IDENTITY_SYMBOL).value.decode("ascii", "replace")
+    except (ValueError, AttributeError):
+        return None
+
+
+def load_verified(source: Path, toolchain: Toolchain | None = None) -> ctypes.CDLL:
+    """Build (if needed) and load the library of ``source``, refusing any whose identity is not this source's.
+
+    A corrupt, planted or foreign library in the cache is rebuilt once and
+    checked again; a second failure is a :class:`KernelBuildError`.  Nothing
+    of the library runs before the check but what ``dlopen`` itself runs.
+    """
+    expected = source_identity(source)
+    lib = load_library(build(source, toolchain=toolchain))
+    if lib is None or library_identity(lib) != expected:
+        lib = load_library(build(source, force=True, toolchain=toolchain), fresh=True)
+        if lib is None or library_identity(lib) != expected:
+            raise KernelBuildError(
+                f"{library_path(source, toolchain)[0]}: the library does not carry the sha256 of {source} "
+                f"even after a rebuild; fix: delete that cache entry (or set OPTINV_CACHE_DIR elsewhere)")
+    return lib
+
+
 class CKernels:
     """The compiled C library of one generated module, loaded lazily with ctypes."""
 
@@ -359,30 +424,14 @@ class CKernels:
         self._threads = check_threads(value)
 
     def _load(self, path: Path, fresh: bool = False) -> ctypes.CDLL | None:
-        """dlopen ``path`` (``fresh``: by another spelling, so a handle already open under that name is not reused)."""
-        name = os.path.join(str(path.parent), ".", path.name) if fresh else str(path)
-        try:
-            return ctypes.CDLL(name)
-        except OSError:
-            return None
+        return load_library(path, fresh)
 
     def _identity(self, lib: ctypes.CDLL) -> str | None:
-        try:
-            return (ctypes.c_char * 64).in_dll(lib, IDENTITY_SYMBOL).value.decode("ascii", "replace")
-        except (ValueError, AttributeError):
-            return None
+        return library_identity(lib)
 
     def library(self) -> ctypes.CDLL:
         if self._lib is None:
-            expected = source_identity(self.source)
-            lib = self._load(build(self.source))
-            if lib is None or self._identity(lib) != expected:
-                # corrupt, planted or another module's library: rebuild from this source and check again
-                lib = self._load(build(self.source, force=True), fresh=True)
-                if lib is None or self._identity(lib) != expected:
-                    raise KernelBuildError(
-                        f"{library_path(self.source)[0]}: the library does not carry the sha256 of {self.source} "
-                        f"even after a rebuild; fix: delete that cache entry (or set OPTINV_CACHE_DIR elsewhere)")
+            lib = load_verified(self.source)
             self._check_shape(lib)
             for name, spec in self.kernels.items():
                 for suffix, ctype in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):

@@ -8,7 +8,7 @@ read this registry, so adding a target is one new module (plus its templates)
 and one :func:`register` call.
 
 >>> [t.name for t in targets()]
-['c', 'cuda', 'torch', 'torch_library', 'jax', 'triton', 'torch_cpp']
+['c', 'cuda', 'torch', 'torch_library', 'jax', 'jax_ffi', 'triton', 'torch_cpp']
 >>> [b.name for b in harness_backends()][:4]
 ['c-f64', 'c-f32', 'torch-f64', 'torch-f32']
 """
@@ -16,11 +16,11 @@ and one :func:`register` call.
 from __future__ import annotations
 
 from optinv.algebra.errors import OptinvError
-from optinv.codegen.targets import c, cuda, jax_source, torch_cpp, torch_library, torch_source, triton_source
+from optinv.codegen.targets import c, cuda, jax_ffi, jax_source, torch_cpp, torch_library, torch_source, triton_source
 from optinv.codegen.targets.base import Backend, Target
 
 #: Targets every package is generated for unless a request names others.
-DEFAULT_TARGETS = ("c", "cuda", "torch", "torch_library", "jax", "triton", "torch_cpp")
+DEFAULT_TARGETS = ("c", "cuda", "torch", "torch_library", "jax", "jax_ffi", "triton", "torch_cpp")
 
 _REGISTRY: dict[str, Target] = {}
 
@@ -57,6 +57,7 @@ register(cuda.TARGET)
 register(torch_source.TARGET)
 register(torch_library.TARGET)
 register(jax_source.TARGET)
+register(jax_ffi.TARGET)
 register(triton_source.TARGET)
 register(torch_cpp.TARGET)
 

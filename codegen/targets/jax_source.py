@@ -60,28 +60,36 @@ def call_jax_autodiff(package, op: str, arrays):
     return _run(arrays, run)
 
 
-def call_jax_c(package, op: str, arrays):
-    """Every op through reverse mode of ``jax_c_invariants`` (the C kernel called back from XLA).
+def reverse_mode_caller(attribute: str):
+    """Every op through reverse mode of the package's ``attribute`` (the C kernel from JAX, a ``custom_vjp``).
 
     VJP by ``jax.vjp``; JVP as the VJP of the VJP with respect to ``g``; HVP as
     the VJP of the VJP with respect to ``x`` (forward mode is not available).
     """
-    import jax
 
-    f = package.jax_c_invariants
+    def call(package, op: str, arrays):
+        import jax
 
-    def run(x, *rest):
-        if op == "forward":
-            return f(x)
-        if op == "vjp":
-            return jax.vjp(f, x)[1](rest[0])[0]
-        if op == "jvp":  # J u = d/dg <g.J, u>
-            g0 = jax.numpy.zeros(x.shape[:-1] + (package.K,), x.dtype)
-            return jax.vjp(lambda g: jax.vjp(f, x)[1](g)[0], g0)[1](rest[0])[0]
-        g, u = rest
-        return jax.vjp(lambda y: jax.vjp(f, y)[1](g)[0], x)[1](u)[0]
+        f = getattr(package, attribute)
 
-    return _run(arrays, run)
+        def run(x, *rest):
+            if op == "forward":
+                return f(x)
+            if op == "vjp":
+                return jax.vjp(f, x)[1](rest[0])[0]
+            if op == "jvp":  # J u = d/dg <g.J, u>
+                g0 = jax.numpy.zeros(x.shape[:-1] + (package.K,), x.dtype)
+                return jax.vjp(lambda g: jax.vjp(f, x)[1](g)[0], g0)[1](rest[0])[0]
+            g, u = rest
+            return jax.vjp(lambda y: jax.vjp(f, y)[1](g)[0], x)[1](u)[0]
+
+        return _run(arrays, run)
+
+    return call
+
+
+#: ``jax_c_invariants``: the C kernel called back from XLA (``pure_callback``).
+call_jax_c = reverse_mode_caller("jax_c_invariants")
 
 
 class JaxTarget(Target):

@@ -171,6 +171,28 @@ def jax_c_invariants(x):
     return _JAX_C[0](x)
 
 
+_JAX_FFI = []
+
+
+def jax_ffi_invariants(x):
+    """Invariants ``(..., 14)`` of ``x`` ``(..., 25)`` on the C kernel, from JAX through the XLA FFI.
+
+    The kernels run as XLA custom calls (no Python per call), with a
+    ``custom_vjp`` on the C ``vjp`` kernel (itself differentiable once more:
+    ``hvp``/``jvp``), so ``jax.grad`` works to second order in reverse mode;
+    ``jit`` and ``vmap`` work; ``jvp``/``jacfwd`` do not (use ``jax_invariants``).
+    float32 and float64.  The first call compiles the handlers (``jax_ffi.cc``)
+    with a C++ compiler into the optinv cache (seconds, once); each call uses
+    the thread count of ``set_num_threads`` at the time it is traced.
+    """
+    if not _JAX_FFI:
+        from optinv.codegen.runtime import jax_callback, jax_ffi
+
+        _JAX_FFI.append(jax_ffi.bind(PACKAGE_DIR / "jax_ffi.cc", D, K, _c, _runtime,
+                                     jax_callback.differentiable))
+    return _JAX_FFI[0](x)
+
+
 _TORCH_CPP = []
 
 
