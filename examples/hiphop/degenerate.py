@@ -243,12 +243,12 @@ def curvature(eps, energies, window) -> float:
 
 
 def study_runs(runs_dir: Path, sizes=None) -> dict:
-    """``{(variant, n_train): [run folders of every seed with a checkpoint]}``."""
-    from examples.hiphop.trained import parse_run_name
+    """``{(variant, n_train): [run folders of every seed that has finished training]}``."""
+    from examples.hiphop.trained import parse_run_name, test_metrics
 
     found: dict = {}
     for run in sorted(Path(runs_dir).glob("*_n*_s*")):
-        if not list(run.glob("checkpoints/*.ckpt")):
+        if test_metrics(run) is None:
             continue
         variant, n_train, seed = parse_run_name(run)
         found.setdefault((variant, n_train), []).append(run)
@@ -256,7 +256,6 @@ def study_runs(runs_dir: Path, sizes=None) -> dict:
         best: dict = {}
         for variant, n_train in found:
             best[variant] = max(best.get(variant, 0), n_train)
-        sizes = None
         return {k: v for k, v in found.items() if k[1] == best[k[0]]}
     return {k: v for k, v in found.items() if k[1] in sizes}
 
@@ -356,6 +355,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
     (args.out.with_suffix(".md")).write_text(summary_markdown(out))
+    plot(out, args.out.with_suffix(".png"))
     print(summary_markdown(out))
     return 0
 
@@ -363,6 +363,9 @@ def main(argv=None) -> int:
 def summary_markdown(out: dict) -> str:
     """The README table: pair differences and curvature ratios per model."""
     def fmt(ms, scale=1e3):
+        largest = max(abs(v) for v in ms["values"])
+        if scale == 1e3 and largest < 1e-9:  # exactly equal up to rounding: say how small, in eV
+            return f"0 (≤{max(largest, 1e-16):.0e} eV)"
         if ms["std"] is None:
             return f"{scale * ms['mean']:+.2f}"
         return f"{scale * ms['mean']:+.2f} ± {scale * ms['std']:.2f}"
@@ -378,7 +381,44 @@ def summary_markdown(out: dict) -> str:
         curv = [fmt(r["curves"][m]["curvature_ratio_vs_gfn2"], 1) for m in out["curves"]]
         lines.append(f"| {r['variant']} | {r['n_train']} | {','.join(map(str, r['seeds']))} | " + " | ".join(cells)
                      + " | " + " | ".join(curv) + " |")
+    lines += ["", "Energy curves (meV, E(eps) - E(0); mean over seeds):", ""]
+    for mode, curve in out["curves"].items():
+        eps = curve["eps"]
+        lines.append(f"| {mode} eps | " + " | ".join(f"{e:g}" for e in eps) + " |")
+        lines.append("|---" * (len(eps) + 1) + "|")
+        lines.append("| GFN2-xTB | " + " | ".join(f"{1e3 * v:.1f}" for v in curve["gfn2_dE_eV"]) + " |")
+        for r in rows:
+            lines.append(f"| {r['variant']} n{r['n_train']} | "
+                         + " | ".join(f"{1e3 * v:.1f}" for v in r["curves"][mode]["dE_eV_mean"]) + " |")
+        lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def plot(out: dict, path: Path) -> None:
+    """The distortion curves: GFN2-xTB and every model (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(out["curves"])
+    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4.2))
+    labels = {"e-bend": "E bend: z-stretch factor of H directions", "t2-bend": "T2 bend: umbrella tilt (degrees)",
+              "stretch": "one C-H bond stretched (Å)"}
+    for ax, mode in zip(axes, modes):
+        curve = out["curves"][mode]
+        for r in out["models"]:
+            style = "--" if r["variant"].startswith("hipnn") else "-"
+            ax.plot(curve["eps"], 1e3 * np.array(r["curves"][mode]["dE_eV_mean"]), style, marker=".",
+                    label=f"{r['variant']} (n={r['n_train']})")
+        ax.plot(curve["eps"], 1e3 * np.array(curve["gfn2_dE_eV"]), "k-", lw=2.5, label="GFN2-xTB")
+        ax.set_xlabel(labels.get(mode, mode))
+        ax.set_ylabel("E(eps) - E(0) (meV)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("tetrahedral CH4 distorted along symmetry-breaking modes: trained models vs GFN2-xTB")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

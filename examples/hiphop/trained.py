@@ -43,6 +43,22 @@ def checkpoint_of(run_dir) -> Path:
     return found[0]
 
 
+def test_metrics(run_dir) -> dict | None:
+    """The test metrics ``train.run`` logged after training, or ``None`` while the run is still training.
+
+    The checkpoint is rewritten whenever validation improves, so its presence alone does not mean
+    the run has finished; the test row in Lightning's ``metrics.csv`` is written last.
+    """
+    import csv
+
+    for log in sorted(Path(run_dir).glob("lightning_logs/version_*/metrics.csv")):
+        with open(log, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("test_E-RMSE"):
+                    return {k: float(v) for k, v in row.items() if k.startswith("test_") and v}
+    return None
+
+
 @dataclass
 class TrainedModel:
     variant: str
