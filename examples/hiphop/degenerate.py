@@ -308,17 +308,29 @@ def evaluate(runs: dict, pairs: list, curves: dict, numbers) -> list:
     return rows
 
 
+def render(path: Path) -> None:
+    """Rewrite the markdown table and the plot from a results JSON (no models run)."""
+    out = json.loads(Path(path).read_text())
+    Path(path).with_suffix(".md").write_text(summary_markdown(out))
+    plot(out, Path(path).with_suffix(".png"))
+
+
 def main(argv=None) -> int:
     from examples.ace.data import METHANE_NUMBERS, xtb_energy_forces
     from examples.hiphop.md import equilibrium_methane
-    from examples.hiphop.train import environment, set_threads
+    from examples.hiphop.train import set_threads
+    from examples.hiphop.trained import environment
 
     ap = argparse.ArgumentParser(prog="python -m examples.hiphop.degenerate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=Path, default=STUDY_RUNS)
     ap.add_argument("--sizes", type=int, nargs="*", default=None, help="training sizes (default: the largest per variant)")
     ap.add_argument("--pairs", type=int, default=3, help="degenerate pairs (seeds 0..N-1)")
     ap.add_argument("--out", type=Path, default=RESULTS / "degenerate.json")
+    ap.add_argument("--render", action="store_true", help="only redo the table and plot from --out")
     args = ap.parse_args(argv)
+    if args.render:
+        render(args.out)
+        return 0
     set_threads(1)
     xtb = lambda pos: xtb_energy_forces(METHANE_NUMBERS, pos)[0]  # noqa: E731
     pairs = []
@@ -395,19 +407,23 @@ def summary_markdown(out: dict) -> str:
 
 
 def plot(out: dict, path: Path) -> None:
-    """The distortion curves: GFN2-xTB and every model (mean over seeds)."""
+    """The distortion curves: GFN2-xTB and every model at its largest training size (mean over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     modes = list(out["curves"])
-    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4.2))
+    largest = {}
+    for r in out["models"]:
+        largest[r["variant"]] = max(largest.get(r["variant"], 0), r["n_train"])
+    rows = [r for r in out["models"] if r["n_train"] == largest[r["variant"]]]
+    fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes) + 3, 4.4))
     labels = {"e-bend": "E bend: z-stretch factor of H directions", "t2-bend": "T2 bend: umbrella tilt (degrees)",
               "stretch": "one C-H bond stretched (Å)"}
     for ax, mode in zip(axes, modes):
         curve = out["curves"][mode]
-        for r in out["models"]:
+        for r in rows:
             style = "--" if r["variant"].startswith("hipnn") else "-"
             ax.plot(curve["eps"], 1e3 * np.array(r["curves"][mode]["dE_eV_mean"]), style, marker=".",
                     label=f"{r['variant']} (n={r['n_train']})")
@@ -415,9 +431,10 @@ def plot(out: dict, path: Path) -> None:
         ax.set_xlabel(labels.get(mode, mode))
         ax.set_ylabel("E(eps) - E(0) (meV)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    handles, labels_ = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels_, loc="center right", fontsize=8)
     fig.suptitle("tetrahedral CH4 distorted along symmetry-breaking modes: trained models vs GFN2-xTB")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 3 / (5 * len(modes) + 3), 1))
     fig.savefig(path, dpi=110)
 
 

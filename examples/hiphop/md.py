@@ -182,7 +182,8 @@ def check_model(run_dir: Path, steps: int = 20000, dt_fs: float = 0.25, seed: in
 
 
 def main(argv=None) -> int:
-    from examples.hiphop.train import environment, set_threads
+    from examples.hiphop.train import set_threads
+    from examples.hiphop.trained import environment
 
     ap = argparse.ArgumentParser(prog="python -m examples.hiphop.md", description=__doc__.split("\n\n")[0])
     ap.add_argument("--run-dir", type=Path, action="append", help="a run folder (repeatable; default: the study's)")

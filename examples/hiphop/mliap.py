@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -163,7 +164,8 @@ def _child(path: str, how: str, types_, positions, cutoff) -> dict:
             with open(path, "rb") as f:
                 unified = pickle.load(f)
     except Exception as exc:  # reported, not hidden: this is what LAMMPS would print
-        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        first_line = re.sub(r"\x1b\[[0-9;]*m", "", str(exc).splitlines()[0])  # torch colours its message
+        out["error"] = f"{type(exc).__name__}: {first_line[:300]}"
         return out
     data = FakeMLIAPData(types_, positions, cutoff)
     unified.compute_forces(data)
@@ -248,7 +250,7 @@ def check(run_dir, workdir: Path, positions=None) -> dict:
 
 
 def main(argv=None) -> int:
-    from examples.hiphop.train import environment
+    from examples.hiphop.trained import environment
 
     ap = argparse.ArgumentParser(prog="python -m examples.hiphop.mliap", description=__doc__.split("\n\n")[0])
     ap.add_argument("--run-dir", type=Path, action="append", required=True)

@@ -26,6 +26,21 @@ METHANE_SPECIES = (0, 1, 6)  # what build_experiment derives from the methane se
 RUN_NAME = re.compile(r"(?P<variant>.+)_n(?P<n_train>\d+)_s(?P<seed>\d+)")
 
 
+def environment() -> dict:
+    """``train.environment()`` (machine, torch, hippynn, Lightning) plus optinv, ASE and tblite versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from examples.hiphop.train import environment as train_environment
+
+    env = train_environment()
+    for package in ("optinv", "ase", "tblite", "numpy", "scipy"):
+        try:
+            env[package] = version(package)
+        except PackageNotFoundError:
+            env[package] = None
+    return env
+
+
 def parse_run_name(run_dir) -> tuple[str, int, int]:
     """``(variant, n_train, seed)`` from a run folder's name."""
     name = Path(run_dir).name
