@@ -27,6 +27,8 @@ and reported.)
 
     python -m examples.hiphop.md                         # the study's n4000 seed-0 models (or the largest n found)
     python -m examples.hiphop.md --run-dir examples/hiphop/runs/mine_n250_s0 --steps 400
+    python -m examples.hiphop.md --run-dir RUN --update          # add or replace one model in results/md.json
+    python -m examples.hiphop.md --probe RUN                     # 0.03-0.125 fs: the dt at which dt^2 scaling sets in
 """
 
 from __future__ import annotations
@@ -181,6 +183,25 @@ def check_model(run_dir: Path, steps: int = 20000, dt_fs: float = 0.25, seed: in
     return out
 
 
+def time_step_probe(run_dir: Path, dts=(0.03125, 0.0625, 0.125), steps: int = 16000, seed: int = 0,
+                    reference=None) -> dict:
+    """RMS fluctuation of the total energy at small time steps: where does it start to fall as dt^2?"""
+    import torch
+
+    from examples.hiphop.trained import load_trained
+
+    numbers, eq_positions, _ = reference or equilibrium_methane()
+    model = load_trained(run_dir, dtype=torch.float64)
+    out = {"run": str(run_dir), "variant": model.variant, "n_train": model.n_train, "steps": steps, "runs": []}
+    for dt in dts:
+        cons = energy_conservation(run_nve(model.calculator(), numbers, eq_positions, dt, steps, seed=seed),
+                                   len(numbers))
+        out["runs"].append(dict(cons, dt_fs=dt))
+    rms = [r["rms_total_eV"] for r in out["runs"]]
+    out["rms_ratio_per_doubling"] = [b / a for a, b in zip(rms, rms[1:])]
+    return out
+
+
 def main(argv=None) -> int:
     from examples.hiphop.train import set_threads
     from examples.hiphop.trained import environment
@@ -193,8 +214,20 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "md.json")
     ap.add_argument("--update", action="store_true", help="keep the other models already in --out (one per variant)")
+    ap.add_argument("--probe", type=Path, action="append",
+                    help="only run time_step_probe on these run folders (0.03-0.125 fs) and add it to --out")
     args = ap.parse_args(argv)
     set_threads(1)
+    if args.probe:
+        reference = equilibrium_methane()
+        probes = [time_step_probe(run, seed=args.seed, reference=reference) for run in args.probe]
+        for pr in probes:
+            print(f"{pr['variant']:22s} RMS E_tot ratio per doubled dt: "
+                  + ", ".join(f"{x:.1f}" for x in pr["rms_ratio_per_doubling"]), flush=True)
+        data = json.loads(args.out.read_text())
+        data["time_step_probe"] = probes
+        args.out.write_text(json.dumps(data, indent=2))
+        return 0
     runs = args.run_dir or [r for r in (find_run(v, 0, args.runs) for v in VARIANTS) if r is not None]
     if not runs:
         ap.error(f"no run folders with checkpoints under {args.runs}")
