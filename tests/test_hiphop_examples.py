@@ -96,6 +96,9 @@ def test_distortions_break_the_tetrahedron_as_stated():
     # curvature of a known quadratic + cubic
     eps = np.linspace(-0.2, 0.2, 9)
     assert degenerate.curvature(eps, 3 * eps**2 + eps**3, 0.1) == pytest.approx(6.0, rel=1e-9)
+    # E ~ eps^p: 2 for a smooth minimum, 1 for a cusp like sqrt(x^2 + c) far from x = 0
+    assert degenerate.power_law_exponent([0.01, 0.1], [2e-4, 2e-2]) == pytest.approx(2.0)
+    assert degenerate.power_law_exponent([0.1, 1.0], np.sqrt(np.array([0.1, 1.0]) ** 2 + 1e-8)) == pytest.approx(1.0, abs=1e-4)
 
 
 # -- MD bookkeeping ---------------------------------------------------------------------------------

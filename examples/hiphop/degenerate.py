@@ -40,8 +40,10 @@ along symmetry-breaking displacements of small amplitude: an E-type bend
 (D2d: the H directions stretched along z at fixed bond length), a T2-type bend
 (C3v umbrella: three H tilted by the same angle away from the fourth, fixed
 bond length), and one C-H bond stretched (C3v).  Reported: the energy curve
-``E(eps) - E(0)`` of GFN2-xTB and of each model, and the ratio of the fitted
-curvatures at ``eps = 0``.
+``E(eps) - E(0)`` of GFN2-xTB and of each model, the ratio of the fitted
+curvatures at ``eps = 0``, and each model's T2-bend energy at tilts of
+0.001-1 degree with the exponent ``p`` of ``E ~ eps^p`` (2 for a smooth minimum,
+1 for a cusp; HIP-NN-TS's ``sqrt(|v|^2 + 1e-6)`` features give the latter).
 
     python -m examples.hiphop.degenerate                    # every study run at the largest size found
     python -m examples.hiphop.degenerate --sizes 4000 1000  # these sizes
@@ -231,6 +233,15 @@ MODES = {"e-bend": [-0.2, -0.1, -0.05, -0.02, 0.0, 0.02, 0.05, 0.1, 0.2],
          "stretch": [-0.05, -0.02, -0.01, 0.0, 0.01, 0.02, 0.05]}
 
 
+SMOOTHNESS_EPS = (0.001, 0.01, 0.1, 1.0)  # T2-bend tilts (degrees) for the power-law probe
+
+
+def power_law_exponent(eps, energies) -> float:
+    """``p`` in ``E ~ eps^p`` between the two smallest amplitudes: 2 for a smooth minimum, 1 for a cusp."""
+    (e1, e2), (a1, a2) = eps[:2], energies[:2]
+    return float(np.log(abs(a2) / abs(a1)) / np.log(e2 / e1))
+
+
 def curvature(eps, energies, window) -> float:
     """Second derivative at 0 from a quadratic + cubic fit over ``|eps| <= window``."""
     eps, energies = np.asarray(eps), np.asarray(energies)
@@ -288,6 +299,7 @@ def evaluate(runs: dict, pairs: list, curves: dict, numbers) -> list:
             for mode, curve in curves.items():
                 e, _ = model.predict(numbers, np.stack(curve["positions"]))
                 per_seed["curves"][mode].append(e - e[curve["eps"].index(0.0)])
+            per_seed.setdefault("smooth", []).append(_smoothness(model, numbers, curves))
         row = {"variant": variant, "n_train": n_train, "seeds": per_seed["seeds"], "pairs": [], "curves": {}}
         for k in range(len(pairs)):
             row["pairs"].append({
@@ -304,8 +316,23 @@ def evaluate(runs: dict, pairs: list, curves: dict, numbers) -> list:
                                    "dE_eV_std": (seeds.std(0, ddof=1) if len(seeds) > 1 else 0 * seeds[0]).tolist(),
                                    "max_abs_error_vs_gfn2_eV": mean_std(np.abs(seeds - curve["gfn2_dE_eV"]).max(1)),
                                    "curvature_ratio_vs_gfn2": mean_std(ratios)}
+        smooth = np.array(per_seed["smooth"])  # (seeds, amplitudes)
+        row["t2_bend_small"] = {"eps_deg": list(SMOOTHNESS_EPS), "dE_eV_mean": smooth.mean(0).tolist(),
+                                "exponent_0.001_to_0.01": mean_std([power_law_exponent(SMOOTHNESS_EPS, e)
+                                                                    for e in smooth]),
+                                "exponent_0.1_to_1": mean_std([power_law_exponent(SMOOTHNESS_EPS[2:], e[2:])
+                                                               for e in smooth])}
         rows.append(row)
     return rows
+
+
+def _smoothness(model, numbers, curves) -> np.ndarray:
+    """The T2-bend energy at tiny tilts (mean of +eps and -eps), relative to the tetrahedron."""
+    r_ch = float(np.linalg.norm(np.asarray(curves["t2-bend"]["positions"][0])[1]))
+    eps = [0.0, *SMOOTHNESS_EPS, *(-e for e in SMOOTHNESS_EPS)]
+    e, _ = model.predict(numbers, np.stack([distorted_methane("t2-bend", x, r_ch) for x in eps]))
+    k = len(SMOOTHNESS_EPS)
+    return (e[1:1 + k] + e[1 + k:]) / 2 - e[0]
 
 
 def render(path: Path) -> None:
@@ -349,6 +376,9 @@ def main(argv=None) -> int:
         positions = [distorted_methane(mode, e, r_ch) for e in eps]
         energies = np.array([xtb(p) for p in positions])
         curves[mode] = {"eps": eps, "positions": positions, "gfn2_dE_eV": energies - energies[eps.index(0.0)]}
+    e0 = xtb(distorted_methane("t2-bend", 0.0, r_ch))
+    gfn2_small = [(xtb(distorted_methane("t2-bend", e, r_ch)) + xtb(distorted_methane("t2-bend", -e, r_ch))) / 2 - e0
+                  for e in SMOOTHNESS_EPS]
     runs = study_runs(args.runs, args.sizes)
     if not runs:
         ap.error(f"no trained runs under {args.runs}")
@@ -361,6 +391,8 @@ def main(argv=None) -> int:
         c["positions"] = [np.asarray(p).tolist() for p in c["positions"]]
         c["gfn2_dE_eV"] = c["gfn2_dE_eV"].tolist()
     out = {"environment": environment(), "r_CH_A": r_ch, "pairs": pairs, "curves": curves, "models": rows,
+           "t2_bend_small_gfn2": {"eps_deg": list(SMOOTHNESS_EPS), "dE_eV": gfn2_small,
+                                  "note": "below ~0.01 degree the differences approach tblite's SCF precision"},
            "modes": {"e-bend": "eps: z-stretch factor of the H directions (D2d), bond lengths fixed",
                      "t2-bend": "eps: degrees, H1-H3 tilted away from H0 (C3v), bond lengths fixed",
                      "stretch": "eps: Angstrom added to one C-H bond (C3v)"}}
@@ -393,6 +425,18 @@ def summary_markdown(out: dict) -> str:
         curv = [fmt(r["curves"][m]["curvature_ratio_vs_gfn2"], 1) for m in out["curves"]]
         lines.append(f"| {r['variant']} | {r['n_train']} | {','.join(map(str, r['seeds']))} | " + " | ".join(cells)
                      + " | " + " | ".join(curv) + " |")
+    lines += ["", "Smoothness at the tetrahedron: T2-bend energy at tiny tilts (meV, mean of ±eps), and the "
+              "exponent p of E ~ eps^p (2: smooth minimum, 1: cusp):", "",
+              "| model | n_train | " + " | ".join(f"{e:g}°" for e in SMOOTHNESS_EPS)
+              + " | p (0.001-0.01°) | p (0.1-1°) |", "|---" * (4 + len(SMOOTHNESS_EPS)) + "|"]
+    if "t2_bend_small_gfn2" in out:
+        g = out["t2_bend_small_gfn2"]["dE_eV"]
+        lines.append("| GFN2-xTB | | " + " | ".join(f"{1e3 * v:.3g}" for v in g)
+                     + f" | {power_law_exponent(SMOOTHNESS_EPS, g):.2f} | {power_law_exponent(SMOOTHNESS_EPS[2:], g[2:]):.2f} |")
+    for r in rows:
+        sm = r["t2_bend_small"]
+        lines.append(f"| {r['variant']} | {r['n_train']} | " + " | ".join(f"{1e3 * v:.3g}" for v in sm["dE_eV_mean"])
+                     + f" | {sm['exponent_0.001_to_0.01']['mean']:.2f} | {sm['exponent_0.1_to_1']['mean']:.2f} |")
     lines += ["", "Energy curves (meV, E(eps) - E(0); mean over seeds):", ""]
     for mode, curve in out["curves"].items():
         eps = curve["eps"]
