@@ -80,22 +80,27 @@ def splits(n_total: int, n_train: int, n_valid: int, n_test: int, seed: int):
     return train, valid, test
 
 
-def build_experiment(variant: str, data: dict, n_train: int, n_valid: int, n_test: int, seed: int,
-                     batch_size: int = 64, max_epochs: int = 200, patience: int = 20, lr: float = 1e-3):
-    """Graph, loss, database and controller for one run (hippynn's usual recipe)."""
-    from hippynn.databases import Database
+def species_set_of(numbers) -> list[int]:
+    """hippynn's species list for a data set: 0 (padding), then the elements present."""
+    return [0, *sorted(set(int(z) for z in np.asarray(numbers).ravel()))]
+
+
+def build_graph(variant: str, species_set, seed: int):
+    """The model and loss graphs of one run (no data needed): ``training_modules, db_info, nodes``.
+
+    ``nodes`` holds the graph nodes a deployed model needs (``species``, ``positions``,
+    ``net``, ``henergy``, ``force``); a checkpoint's ``model.*`` state dict loads into
+    ``training_modules.model`` (examples/hiphop/trained.py).
+    """
     from hippynn.experiment import assemble_for_training
-    from hippynn.experiment.controllers import PatienceController, RaiseBatchSizeOnPlateau
     from hippynn.graphs import inputs, loss, physics, targets
-    from hippynn.pretraining import hierarchical_energy_initialization
 
     torch.manual_seed(seed)
     species = inputs.SpeciesNode(db_name="Z")
     positions = inputs.PositionsNode(db_name="R")
-    species_set = [0, *sorted(set(int(z) for z in np.asarray(data["numbers"]).ravel()))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        net = network_node(variant, species, positions, species_set)
+        net = network_node(variant, species, positions, list(species_set))
     henergy = targets.HEnergyNode("HEnergy", net, db_name="T")
     force = physics.GradientNode("F", (henergy, positions), sign=-1, db_name="F")
 
@@ -105,6 +110,19 @@ def build_experiment(variant: str, data: dict, n_train: int, n_valid: int, n_tes
     train_loss = rmse_e + mae_e + FORCE_WEIGHT * (rmse_f + mae_f) + 1e-6 * loss.l2reg(net)
     validation = {"E-RMSE": rmse_e, "E-MAE": mae_e, "F-RMSE": rmse_f, "F-MAE": mae_f, "Loss": train_loss}
     training_modules, db_info = assemble_for_training(train_loss, validation)
+    nodes = {"species": species, "positions": positions, "net": net, "henergy": henergy, "force": force}
+    return training_modules, db_info, nodes
+
+
+def build_experiment(variant: str, data: dict, n_train: int, n_valid: int, n_test: int, seed: int,
+                     batch_size: int = 64, max_epochs: int = 200, patience: int = 20, lr: float = 1e-3):
+    """Graph, loss, database and controller for one run (hippynn's usual recipe)."""
+    from hippynn.databases import Database
+    from hippynn.experiment.controllers import PatienceController, RaiseBatchSizeOnPlateau
+    from hippynn.pretraining import hierarchical_energy_initialization
+
+    training_modules, db_info, nodes = build_graph(variant, species_set_of(data["numbers"]), seed)
+    net, henergy = nodes["net"], nodes["henergy"]
 
     train, valid, test = splits(len(data["energy"]), n_train, n_valid, n_test, seed)
     order = np.concatenate([train, valid, test])
