@@ -208,7 +208,7 @@ def plot(summary: list[dict], path: Path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.0))
     for variant in dict.fromkeys(r["variant"] for r in summary):
         rows = sorted((r for r in summary if r["variant"] == variant), key=lambda r: r["n_train"])
         n = [r["n_train"] for r in rows]
@@ -228,9 +228,10 @@ def plot(summary: list[dict], path: Path, title: str = "") -> None:
         ax.set_xlabel("training configurations")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     fig.savefig(path, dpi=120)
 
 
