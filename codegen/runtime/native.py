@@ -263,9 +263,10 @@ def _cached(lib: Path, stamp: Path) -> bool:
         return False
 
 
-def _clear_the_way(entry: Path, lib: Path, stamp: Path) -> None:
+def _clear_the_way(entry: Path, lib: Path, stamp: Path,
+                   temporaries: tuple[str, ...] = ("kernels-*.so.tmp", "kernels-*.c.tmp")) -> None:
     """Under the build lock: remove stale temporary files and anything (a directory, a link) where files go."""
-    for stale in [*entry.glob("kernels-*.so.tmp"), *entry.glob("kernels-*.c.tmp"), *entry.glob("stamp-*")]:
+    for stale in [*(path for pattern in temporaries for path in entry.glob(pattern)), *entry.glob("stamp-*")]:
         with contextlib.suppress(OSError):
             stale.unlink()
     for path in (lib, stamp):

@@ -123,18 +123,9 @@ class TorchOps:
         native.check_private(lib, directory=False)
         return lib
 
-    @staticmethod
-    def _clear_the_way(entry: Path, lib: Path, stamp: Path) -> None:
+    def _clear_the_way(self, entry: Path, lib: Path, stamp: Path) -> None:
         """Under the build lock: stale temporary files and whatever is where the library and stamp go."""
-        for stale in [*entry.glob("torch-ops-*.tmp"), *entry.glob("stamp-*")]:
-            with contextlib.suppress(OSError):
-                stale.unlink()
-        for path in (lib, stamp):
-            if path.is_symlink() or (path.exists() and not path.is_file()):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
+        self.native._clear_the_way(entry, lib, stamp, temporaries=("torch-ops-*.tmp",))
 
     def _compile(self, lib: Path, stamp: Path, identity: str, cflags, cxxflags, cc: str, cxx: str,
                  verbose: bool) -> None:
