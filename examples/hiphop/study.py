@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -125,6 +128,24 @@ def patience_for(n_train: int, batch_size: int, cfg: dict) -> int:
     return max(10, round(cfg["patience_steps"] / per_epoch))
 
 
+def _claim(preset: str, variant: str, n_train: int, seed: int) -> bool:
+    """Take a job for this process: False if another process (or an earlier run) has taken it.
+
+    Any number of study processes, on one machine or on several sharing the folder,
+    can then work through the same job list; a stopped run's claim is removed by hand
+    (``runs/<preset>/claims``) or with ``--reclaim``.
+    """
+    claims = HERE / "runs" / preset / "claims"
+    claims.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(claims / f"{variant}_n{n_train}_s{seed}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    os.close(fd)
+    return True
+
+
 def run_study(preset: str, log: Path, accelerator: str = "cpu", devices="auto", strategy: str = "auto",
               threads: int | None = 1, only_variants=None, deadline: float | None = None,
               shard: tuple[int, int] = (0, 1)) -> None:
@@ -149,7 +170,7 @@ def run_study(preset: str, log: Path, accelerator: str = "cpu", devices="auto", 
     jobs = [(seed, n_train, variant) for seed in cfg["seeds"] for n_train in cfg["sizes"] for variant in variants]
     index, count = shard
     for seed, n_train, variant in jobs[index::count]:
-        if (variant, n_train, seed) in done:
+        if (variant, n_train, seed) in done or not _claim(preset, variant, n_train, seed):
             continue
         if deadline and time.time() > deadline:
             print("deadline reached: stopping (the study resumes from the log)", flush=True)
@@ -246,6 +267,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stop-at", type=float, default=None, help="unix time after which no new run starts")
     ap.add_argument("--plot", action="store_true", help="only summarise the log into results/ (JSON + PNG)")
     ap.add_argument("--shard", default="0/1", help="K/N: run every N-th job starting at K (N processes share a study)")
+    ap.add_argument("--reclaim", action="store_true",
+                    help="forget the claims of jobs that have no result (after a stopped run); run alone")
     args = ap.parse_args(argv)
     log = RESULTS / f"study_{args.preset}.jsonl"
     RESULTS.mkdir(exist_ok=True)
@@ -256,6 +279,8 @@ def main(argv=None) -> int:
         print(markdown_table(out["summary"], cfg["sizes"], cfg["variants"]))
         return 0
     devices = int(args.devices) if args.devices.isdigit() else args.devices
+    if args.reclaim:
+        shutil.rmtree(HERE / "runs" / args.preset / "claims", ignore_errors=True)
     index, count = (int(x) for x in args.shard.split("/"))
     if not 0 <= index < count:
         ap.error(f"--shard: expected K/N with 0 <= K < N, got {args.shard!r}")

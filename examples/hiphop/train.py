@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -186,6 +187,8 @@ def run(variant: str, data: dict, n_train: int, seed: int = 0, n_valid: int = 50
         module, datamodule = HippynnLightningModule.from_experiment_setup(
             training_modules, database, SetupParams(controller=controller))
     out_dir = Path(out_dir or RUNS_DIR / f"{variant}_n{n_train}_s{seed}")
+    # a stopped earlier attempt may have left its checkpoints: "best" must be this run's
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     timer = StepTimer()
     best = pl.callbacks.ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor="valid_Loss", mode="min",
                                         save_top_k=1)
