@@ -185,3 +185,21 @@ def test_reloaded_model_in_the_ase_calculator_and_mliap_interface(tiny_run):
     interface.compute_forces(fake)
     assert fake.energy == pytest.approx(energy, abs=1e-10)
     np.testing.assert_allclose(fake.f, forces, atol=1e-10)
+
+
+def test_study_jobs_are_claimed_once_across_processes(tmp_path, monkeypatch):
+    """Two study processes never train the same job: the claim is an exclusive file create."""
+    import multiprocessing
+
+    from examples.hiphop import study
+
+    monkeypatch.setattr(study, "HERE", tmp_path)
+    assert study._claim("curves", "hipnn", 250, 0)
+    assert not study._claim("curves", "hipnn", 250, 0)  # taken
+    assert study._claim("curves", "hipnn", 250, 1)  # another seed is another job
+    # processes racing for the same jobs: each job is taken exactly once
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        won = pool.starmap(study._claim, [("race", "hipnn", 1000, seed % 8) for seed in range(32)])
+    assert sum(won) == 8
+    assert sorted(p.name for p in (tmp_path / "runs" / "race" / "claims").iterdir()) == \
+        sorted(f"hipnn_n1000_s{seed}" for seed in range(8))
