@@ -355,7 +355,7 @@ def main(argv=None) -> int:
     pairs = [tuple(int(v) for v in p.split(",")) for p in args.pairs.split(";") if p]
     dtypes = [d for d in args.dtypes.split(",") if d]
     start = time.time()
-    opts = dict(budget=0.3 if args.quick else 1.0, min_reps=3 if args.quick else 5,
+    opts = dict(budget=0.3 if args.quick else 1.0, min_reps=3 if args.quick else 10,
                 skip={s for s in args.skip.split(",") if s})
     if args.device == "cpu":
         records = run(n, pairs, dtypes, **opts)
