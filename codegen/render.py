@@ -19,6 +19,7 @@ import jinja2
 import optinv.templates
 from optinv.algebra.errors import OptinvError
 from optinv.algebra.signature import Signature
+from optinv.codegen import simd
 from optinv.codegen.plan import Plan
 from optinv.codegen.runtime import BUNDLED_FILES, runtime_source
 from optinv.codegen.targets import get_target
@@ -31,6 +32,8 @@ TEMPLATES = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     autoescape=False,
 )
+# The C template plans its register shuffles with these (checked by simulation when called).
+TEMPLATES.globals.update(transpose_stages=simd.transpose_stages, pack_plan=simd.pack_plan)
 
 
 def _layout(signature: Signature) -> str:

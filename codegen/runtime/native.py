@@ -362,6 +362,20 @@ def check_array(name: str, arr, width: int, dtype=None, n: int | None = None) ->
     return np.ascontiguousarray(arr)
 
 
+def aligned_empty(n: int, width: int, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous (n, width) array whose data starts on a 64-byte boundary.
+
+    NumPy aligns large arrays to 16 bytes only; the kernels write a large output with streaming
+    stores, which need whole aligned cache lines, so outputs we allocate are aligned (a view
+    into a slightly larger buffer).
+    """
+    dtype = np.dtype(dtype)
+    nbytes = n * width * dtype.itemsize
+    raw = np.empty(nbytes + 64, dtype=np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + nbytes].view(dtype).reshape(n, width)
+
+
 def check_out(out, n: int, width: int, dtype) -> np.ndarray:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a NumPy array, got {type(out).__name__}")
@@ -459,7 +473,7 @@ class CKernels:
         x = check_array(xname, arrays[0], xwidth)
         n = x.shape[0]
         others = [check_array(a, arr, w, dtype=x.dtype, n=n) for (a, w), arr in zip(rest, arrays[1:])]
-        out = np.empty((n, spec["width"]), dtype=x.dtype) if out is None else check_out(out, n, spec["width"], x.dtype)
+        out = aligned_empty(n, spec["width"], x.dtype) if out is None else check_out(out, n, spec["width"], x.dtype)
         if any(np.shares_memory(out, a) for a in (x, *others)):
             raise ValueError("out: must not overlap the inputs (the kernels read inputs while writing out)")
         if n == 0:

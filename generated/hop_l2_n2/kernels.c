@@ -7,13 +7,16 @@
  * Each kernel works on blocks of rows held in 64-byte GCC/Clang vector types
  * (16 float or 8 double lanes, one row per lane), so the straight-line body is
  * vectorised across rows.  A block is read with whole-row vector loads and
- * turned into one vector per column by an in-register transpose (log2(lanes)
- * stages of two-source shuffles), and written back the same way, so no lane
- * is gathered or stored one element at a time.  A short tail is zero-padded
- * into one extra block.  OpenMP splits blocks over threads (guided: large
- * chunks first, small ones at the end, so a busy core does not hold the others
- * back and scheduling costs little); batches under 256 rows stay on the
- * calling thread, where starting threads would cost more.
+ * turned into one vector per column by an in-register transpose (unpack and
+ * 128-bit block shuffles, planned and checked by optinv.codegen.simd).  The
+ * outputs are packed back into whole vectors of consecutive output elements
+ * and written with full, non-overlapping vector stores; when the output is
+ * large and 64-byte aligned they are streaming (non-temporal) stores, which
+ * skip reading the destination lines into the cache first.  A short tail is
+ * zero-padded into one extra block.  OpenMP splits blocks over threads
+ * (guided: large chunks first, small ones at the end, so a busy core does not
+ * hold the others back and scheduling costs little); batches under 256 rows
+ * stay on the calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
 #include <string.h>
@@ -24,8 +27,25 @@
 #define OPTINV_D 9
 #define OPTINV_K 3
 
+/* Streaming stores pay off only when the output cannot stay in the cache for its reader anyway:
+ * from this many output bytes per call (measured crossover on a 32 MiB last-level cache, see
+ * benchmarks/README.md).  x86 only, where _mm_sfence orders them before the threads join. */
+#ifndef OPTINV_STREAM_BYTES
+#define OPTINV_STREAM_BYTES ((size_t)16 << 20)
+#endif
+#if defined(__SSE2__) && (defined(__clang__) || defined(__AVX__))
+#include <immintrin.h>
+#define OPTINV_CAN_STREAM 1
+#define STREAM_FENCE() _mm_sfence()
+#else
+#define OPTINV_CAN_STREAM 0
+#define STREAM_FENCE() ((void)0)
+#endif
+
 int optinv_dim(void) { return OPTINV_D; }
 int optinv_count(void) { return OPTINV_K; }
+/* Output bytes from which a call to a 64-byte aligned output streams its stores (0: never). */
+int64_t optinv_stream_bytes(void) { return OPTINV_CAN_STREAM ? (int64_t)OPTINV_STREAM_BYTES : 0; }
 
 static int resolve_threads(int requested) {
 #ifdef _OPENMP
@@ -52,85 +72,95 @@ int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
 #define LOAD_F32(v, p) memcpy(&(v), (p), sizeof(v))
 #define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
 #define STORE_F32(p, v) memcpy((p), &(v), sizeof(v))
-#define STORE_PART_F32(p, v, n) memcpy((p), &(v), (size_t)(n) * sizeof(float))
+/* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
+#if OPTINV_CAN_STREAM && defined(__clang__)
+#define STREAM_F32(p, v) __builtin_nontemporal_store((v), (vec_f32 *)(void *)(p))
+#elif OPTINV_CAN_STREAM && defined(__AVX512F__)
+#define STREAM_F32(p, v) _mm512_stream_ps((p), (__m512)(v))
+#elif OPTINV_CAN_STREAM
+#define STREAM_F32(p, v) do { __m256 lo_, hi_; memcpy(&lo_, &(v), 32); memcpy(&hi_, (const char *)&(v) + 32, 32); \
+    _mm256_stream_ps((p), lo_); _mm256_stream_ps((p) + 8, hi_); } while (0)
+#else
+#define STREAM_F32(p, v) STORE_F32(p, v)
+#endif
 
-/* Transpose a 16x16 tile held in 16 vectors in place (m_r[j] -> m_j[r]): stage b swaps
- * bit b of the row index with bit b of the lane index, one two-source shuffle per vector. */
+/* Transpose a 16x16 tile held in 16 vectors in place (m_r[j] -> m_j[r]): unpack stages inside
+ * 128-bit blocks, then a 4x4 transpose of the blocks; each stage reads all its sources first. */
 #define TRANSPOSE_F32(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15) do { \
     { \
-        const vec_f32 s0 = SHUFFLE_F32(m0, m1, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s1 = SHUFFLE_F32(m1, m0, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s2 = SHUFFLE_F32(m2, m3, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s3 = SHUFFLE_F32(m3, m2, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s4 = SHUFFLE_F32(m4, m5, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s5 = SHUFFLE_F32(m5, m4, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s6 = SHUFFLE_F32(m6, m7, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s7 = SHUFFLE_F32(m7, m6, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s8 = SHUFFLE_F32(m8, m9, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s9 = SHUFFLE_F32(m9, m8, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s10 = SHUFFLE_F32(m10, m11, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s11 = SHUFFLE_F32(m11, m10, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s12 = SHUFFLE_F32(m12, m13, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s13 = SHUFFLE_F32(m13, m12, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s14 = SHUFFLE_F32(m14, m15, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s15 = SHUFFLE_F32(m15, m14, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
+        const vec_f32 s0 = SHUFFLE_F32(m0, m1, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s1 = SHUFFLE_F32(m0, m1, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s2 = SHUFFLE_F32(m2, m3, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s3 = SHUFFLE_F32(m2, m3, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s4 = SHUFFLE_F32(m4, m5, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s5 = SHUFFLE_F32(m4, m5, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s6 = SHUFFLE_F32(m6, m7, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s7 = SHUFFLE_F32(m6, m7, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s8 = SHUFFLE_F32(m8, m9, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s9 = SHUFFLE_F32(m8, m9, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s10 = SHUFFLE_F32(m10, m11, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s11 = SHUFFLE_F32(m10, m11, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s12 = SHUFFLE_F32(m12, m13, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s13 = SHUFFLE_F32(m12, m13, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s14 = SHUFFLE_F32(m14, m15, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s15 = SHUFFLE_F32(m14, m15, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
     } \
     { \
         const vec_f32 s0 = SHUFFLE_F32(m0, m2, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s1 = SHUFFLE_F32(m1, m3, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s2 = SHUFFLE_F32(m2, m0, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
-        const vec_f32 s3 = SHUFFLE_F32(m3, m1, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s1 = SHUFFLE_F32(m0, m2, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
+        const vec_f32 s2 = SHUFFLE_F32(m1, m3, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s3 = SHUFFLE_F32(m1, m3, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
         const vec_f32 s4 = SHUFFLE_F32(m4, m6, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s5 = SHUFFLE_F32(m5, m7, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s6 = SHUFFLE_F32(m6, m4, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
-        const vec_f32 s7 = SHUFFLE_F32(m7, m5, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s5 = SHUFFLE_F32(m4, m6, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
+        const vec_f32 s6 = SHUFFLE_F32(m5, m7, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s7 = SHUFFLE_F32(m5, m7, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
         const vec_f32 s8 = SHUFFLE_F32(m8, m10, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s9 = SHUFFLE_F32(m9, m11, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s10 = SHUFFLE_F32(m10, m8, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
-        const vec_f32 s11 = SHUFFLE_F32(m11, m9, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s9 = SHUFFLE_F32(m8, m10, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
+        const vec_f32 s10 = SHUFFLE_F32(m9, m11, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s11 = SHUFFLE_F32(m9, m11, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
         const vec_f32 s12 = SHUFFLE_F32(m12, m14, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s13 = SHUFFLE_F32(m13, m15, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s14 = SHUFFLE_F32(m14, m12, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
-        const vec_f32 s15 = SHUFFLE_F32(m15, m13, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s13 = SHUFFLE_F32(m12, m14, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
+        const vec_f32 s14 = SHUFFLE_F32(m13, m15, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s15 = SHUFFLE_F32(m13, m15, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
     } \
     { \
-        const vec_f32 s0 = SHUFFLE_F32(m0, m4, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s1 = SHUFFLE_F32(m1, m5, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s2 = SHUFFLE_F32(m2, m6, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s3 = SHUFFLE_F32(m3, m7, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s4 = SHUFFLE_F32(m4, m0, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s5 = SHUFFLE_F32(m5, m1, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s6 = SHUFFLE_F32(m6, m2, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s7 = SHUFFLE_F32(m7, m3, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s8 = SHUFFLE_F32(m8, m12, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s9 = SHUFFLE_F32(m9, m13, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s10 = SHUFFLE_F32(m10, m14, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s11 = SHUFFLE_F32(m11, m15, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s12 = SHUFFLE_F32(m12, m8, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s13 = SHUFFLE_F32(m13, m9, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s14 = SHUFFLE_F32(m14, m10, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s15 = SHUFFLE_F32(m15, m11, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
+        const vec_f32 s0 = SHUFFLE_F32(m0, m4, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s4 = SHUFFLE_F32(m0, m4, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s8 = SHUFFLE_F32(m8, m12, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s12 = SHUFFLE_F32(m8, m12, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s1 = SHUFFLE_F32(m1, m5, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s5 = SHUFFLE_F32(m1, m5, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s9 = SHUFFLE_F32(m9, m13, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s13 = SHUFFLE_F32(m9, m13, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s2 = SHUFFLE_F32(m2, m6, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s6 = SHUFFLE_F32(m2, m6, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s10 = SHUFFLE_F32(m10, m14, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s14 = SHUFFLE_F32(m10, m14, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s3 = SHUFFLE_F32(m3, m7, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s7 = SHUFFLE_F32(m3, m7, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s11 = SHUFFLE_F32(m11, m15, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s15 = SHUFFLE_F32(m11, m15, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
     } \
     { \
-        const vec_f32 s0 = SHUFFLE_F32(m0, m8, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s1 = SHUFFLE_F32(m1, m9, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s2 = SHUFFLE_F32(m2, m10, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s3 = SHUFFLE_F32(m3, m11, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s4 = SHUFFLE_F32(m4, m12, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s5 = SHUFFLE_F32(m5, m13, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s6 = SHUFFLE_F32(m6, m14, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s7 = SHUFFLE_F32(m7, m15, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s8 = SHUFFLE_F32(m8, m0, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s9 = SHUFFLE_F32(m9, m1, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s10 = SHUFFLE_F32(m10, m2, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s11 = SHUFFLE_F32(m11, m3, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s12 = SHUFFLE_F32(m12, m4, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s13 = SHUFFLE_F32(m13, m5, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s14 = SHUFFLE_F32(m14, m6, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s15 = SHUFFLE_F32(m15, m7, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
+        const vec_f32 s0 = SHUFFLE_F32(m0, m8, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s8 = SHUFFLE_F32(m0, m8, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s4 = SHUFFLE_F32(m4, m12, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s12 = SHUFFLE_F32(m4, m12, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s1 = SHUFFLE_F32(m1, m9, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s9 = SHUFFLE_F32(m1, m9, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s5 = SHUFFLE_F32(m5, m13, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s13 = SHUFFLE_F32(m5, m13, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s2 = SHUFFLE_F32(m2, m10, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s10 = SHUFFLE_F32(m2, m10, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s6 = SHUFFLE_F32(m6, m14, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s14 = SHUFFLE_F32(m6, m14, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s3 = SHUFFLE_F32(m3, m11, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s11 = SHUFFLE_F32(m3, m11, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s7 = SHUFFLE_F32(m7, m15, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s15 = SHUFFLE_F32(m7, m15, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
     } \
 } while (0)
@@ -151,49 +181,59 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 #define LOAD_F64(v, p) memcpy(&(v), (p), sizeof(v))
 #define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
 #define STORE_F64(p, v) memcpy((p), &(v), sizeof(v))
-#define STORE_PART_F64(p, v, n) memcpy((p), &(v), (size_t)(n) * sizeof(double))
+/* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
+#if OPTINV_CAN_STREAM && defined(__clang__)
+#define STREAM_F64(p, v) __builtin_nontemporal_store((v), (vec_f64 *)(void *)(p))
+#elif OPTINV_CAN_STREAM && defined(__AVX512F__)
+#define STREAM_F64(p, v) _mm512_stream_pd((p), (__m512d)(v))
+#elif OPTINV_CAN_STREAM
+#define STREAM_F64(p, v) do { __m256d lo_, hi_; memcpy(&lo_, &(v), 32); memcpy(&hi_, (const char *)&(v) + 32, 32); \
+    _mm256_stream_pd((p), lo_); _mm256_stream_pd((p) + 4, hi_); } while (0)
+#else
+#define STREAM_F64(p, v) STORE_F64(p, v)
+#endif
 
-/* Transpose a 8x8 tile held in 8 vectors in place (m_r[j] -> m_j[r]): stage b swaps
- * bit b of the row index with bit b of the lane index, one two-source shuffle per vector. */
+/* Transpose a 8x8 tile held in 8 vectors in place (m_r[j] -> m_j[r]): unpack stages inside
+ * 128-bit blocks, then a 4x4 transpose of the blocks; each stage reads all its sources first. */
 #define TRANSPOSE_F64(m0, m1, m2, m3, m4, m5, m6, m7) do { \
     { \
         const vec_f64 s0 = SHUFFLE_F64(m0, m1, 0, 8, 2, 10, 4, 12, 6, 14); \
-        const vec_f64 s1 = SHUFFLE_F64(m1, m0, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s1 = SHUFFLE_F64(m0, m1, 1, 9, 3, 11, 5, 13, 7, 15); \
         const vec_f64 s2 = SHUFFLE_F64(m2, m3, 0, 8, 2, 10, 4, 12, 6, 14); \
-        const vec_f64 s3 = SHUFFLE_F64(m3, m2, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s3 = SHUFFLE_F64(m2, m3, 1, 9, 3, 11, 5, 13, 7, 15); \
         const vec_f64 s4 = SHUFFLE_F64(m4, m5, 0, 8, 2, 10, 4, 12, 6, 14); \
-        const vec_f64 s5 = SHUFFLE_F64(m5, m4, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s5 = SHUFFLE_F64(m4, m5, 1, 9, 3, 11, 5, 13, 7, 15); \
         const vec_f64 s6 = SHUFFLE_F64(m6, m7, 0, 8, 2, 10, 4, 12, 6, 14); \
-        const vec_f64 s7 = SHUFFLE_F64(m7, m6, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s7 = SHUFFLE_F64(m6, m7, 1, 9, 3, 11, 5, 13, 7, 15); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; \
     } \
     { \
-        const vec_f64 s0 = SHUFFLE_F64(m0, m2, 0, 1, 8, 9, 4, 5, 12, 13); \
-        const vec_f64 s1 = SHUFFLE_F64(m1, m3, 0, 1, 8, 9, 4, 5, 12, 13); \
-        const vec_f64 s2 = SHUFFLE_F64(m2, m0, 10, 11, 2, 3, 14, 15, 6, 7); \
-        const vec_f64 s3 = SHUFFLE_F64(m3, m1, 10, 11, 2, 3, 14, 15, 6, 7); \
-        const vec_f64 s4 = SHUFFLE_F64(m4, m6, 0, 1, 8, 9, 4, 5, 12, 13); \
-        const vec_f64 s5 = SHUFFLE_F64(m5, m7, 0, 1, 8, 9, 4, 5, 12, 13); \
-        const vec_f64 s6 = SHUFFLE_F64(m6, m4, 10, 11, 2, 3, 14, 15, 6, 7); \
-        const vec_f64 s7 = SHUFFLE_F64(m7, m5, 10, 11, 2, 3, 14, 15, 6, 7); \
+        const vec_f64 s0 = SHUFFLE_F64(m0, m2, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s2 = SHUFFLE_F64(m0, m2, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s4 = SHUFFLE_F64(m4, m6, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s6 = SHUFFLE_F64(m4, m6, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s1 = SHUFFLE_F64(m1, m3, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s3 = SHUFFLE_F64(m1, m3, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s5 = SHUFFLE_F64(m5, m7, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s7 = SHUFFLE_F64(m5, m7, 2, 3, 6, 7, 10, 11, 14, 15); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; \
     } \
     { \
-        const vec_f64 s0 = SHUFFLE_F64(m0, m4, 0, 1, 2, 3, 8, 9, 10, 11); \
-        const vec_f64 s1 = SHUFFLE_F64(m1, m5, 0, 1, 2, 3, 8, 9, 10, 11); \
-        const vec_f64 s2 = SHUFFLE_F64(m2, m6, 0, 1, 2, 3, 8, 9, 10, 11); \
-        const vec_f64 s3 = SHUFFLE_F64(m3, m7, 0, 1, 2, 3, 8, 9, 10, 11); \
-        const vec_f64 s4 = SHUFFLE_F64(m4, m0, 12, 13, 14, 15, 4, 5, 6, 7); \
-        const vec_f64 s5 = SHUFFLE_F64(m5, m1, 12, 13, 14, 15, 4, 5, 6, 7); \
-        const vec_f64 s6 = SHUFFLE_F64(m6, m2, 12, 13, 14, 15, 4, 5, 6, 7); \
-        const vec_f64 s7 = SHUFFLE_F64(m7, m3, 12, 13, 14, 15, 4, 5, 6, 7); \
+        const vec_f64 s0 = SHUFFLE_F64(m0, m4, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s4 = SHUFFLE_F64(m0, m4, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s2 = SHUFFLE_F64(m2, m6, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s6 = SHUFFLE_F64(m2, m6, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s1 = SHUFFLE_F64(m1, m5, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s5 = SHUFFLE_F64(m1, m5, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s3 = SHUFFLE_F64(m3, m7, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s7 = SHUFFLE_F64(m3, m7, 2, 3, 6, 7, 10, 11, 14, 15); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; \
     } \
 } while (0)
 
 
 /* forward: invariants I(x) (float; 16 flops per row) */
-static void forward_block_f32(const float *restrict x, float *restrict out)
+static void forward_block_f32(const float *restrict x, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
     real_v x_0_0;
@@ -241,46 +281,36 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v t0 = x1*x1 + x2*x2 + x3*x3;
     const real_v t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_v t2 = 2*t1;
-    real_v out_0_0 = x0;
-    real_v out_0_1 = t0;
-    real_v out_0_2 = t2;
-    real_v out_0_3 = (real_v){0};
-    real_v out_0_4 = (real_v){0};
-    real_v out_0_5 = (real_v){0};
-    real_v out_0_6 = (real_v){0};
-    real_v out_0_7 = (real_v){0};
-    real_v out_0_8 = (real_v){0};
-    real_v out_0_9 = (real_v){0};
-    real_v out_0_10 = (real_v){0};
-    real_v out_0_11 = (real_v){0};
-    real_v out_0_12 = (real_v){0};
-    real_v out_0_13 = (real_v){0};
-    real_v out_0_14 = (real_v){0};
-    real_v out_0_15 = (real_v){0};
-    TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F32(out + 0, out_0_0);
-    STORE_F32(out + 3, out_0_1);
-    STORE_F32(out + 6, out_0_2);
-    STORE_F32(out + 9, out_0_3);
-    STORE_F32(out + 12, out_0_4);
-    STORE_F32(out + 15, out_0_5);
-    STORE_F32(out + 18, out_0_6);
-    STORE_F32(out + 21, out_0_7);
-    STORE_F32(out + 24, out_0_8);
-    STORE_F32(out + 27, out_0_9);
-    STORE_F32(out + 30, out_0_10);
-    STORE_PART_F32(out + 33, out_0_11, 15);
-    STORE_PART_F32(out + 36, out_0_12, 12);
-    STORE_PART_F32(out + 39, out_0_13, 9);
-    STORE_PART_F32(out + 42, out_0_14, 6);
-    STORE_PART_F32(out + 45, out_0_15, 3);
+    const real_v out_0_0 = x0;
+    const real_v out_0_1 = t0;
+    const real_v out_0_2 = t2;
+    /* Pack into 3 vectors of consecutive output elements (6 shuffles). */
+    const real_v packed0_1 = SHUFFLE_F32(out_0_0, out_0_1, 0, 16, 0, 1, 17, 0, 2, 18, 0, 3, 19, 0, 4, 20, 0, 5);
+    const real_v packed0 = SHUFFLE_F32(packed0_1, out_0_2, 0, 1, 16, 3, 4, 17, 6, 7, 18, 9, 10, 19, 12, 13, 20, 15);
+    const real_v packed1_1 = SHUFFLE_F32(out_0_1, out_0_2, 5, 21, 0, 6, 22, 0, 7, 23, 0, 8, 24, 0, 9, 25, 0, 10);
+    const real_v packed1 = SHUFFLE_F32(packed1_1, out_0_0, 0, 1, 22, 3, 4, 23, 6, 7, 24, 9, 10, 25, 12, 13, 26, 15);
+    const real_v packed2_1 = SHUFFLE_F32(out_0_2, out_0_0, 10, 27, 0, 11, 28, 0, 12, 29, 0, 13, 30, 0, 14, 31, 0, 15);
+    const real_v packed2 = SHUFFLE_F32(packed2_1, out_0_1, 0, 1, 27, 3, 4, 28, 6, 7, 29, 9, 10, 30, 12, 13, 31, 15);
+    if (stream) {
+        STREAM_F32(out + 0, packed0);
+        STREAM_F32(out + 16, packed1);
+        STREAM_F32(out + 32, packed2);
+    } else {
+        STORE_F32(out + 0, packed0);
+        STORE_F32(out + 16, packed1);
+        STORE_F32(out + 32, packed2);
+    }
 }
 
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F32;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 3 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 3 * sizeof(float) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 8) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F32;
         /* Software prefetch of the rows 4 blocks ahead: the forward streams one input and overlaps
@@ -288,7 +318,9 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
          * (3,4), 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at (4,4); with several
          * inputs, as in the vjp, prefetching measured slower and is left to the hardware). */
         for (int line = 0; line < 144 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F32) * 9) + line, 0, 3);
-        forward_block_f32(x + row * 9, out + row * 3);
+        forward_block_f32(x + row * 9, out + row * 3, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
@@ -297,14 +329,14 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 9, (size_t)rest * 9 * sizeof(float));
         float pad_out[OPTINV_LANES_F32 * 3];
-        forward_block_f32(pad_x, pad_out);
+        forward_block_f32(pad_x, pad_out, 0);
         memcpy(out + done * 3, pad_out, (size_t)rest * 3 * sizeof(float));
     }
     return n;
 }
 
 /* forward: invariants I(x) (double; 16 flops per row) */
-static void forward_block_f64(const double *restrict x, double *restrict out)
+static void forward_block_f64(const double *restrict x, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
     real_v x_0_0;
@@ -353,30 +385,36 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v t0 = x1*x1 + x2*x2 + x3*x3;
     const real_v t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_v t2 = 2*t1;
-    real_v out_0_0 = x0;
-    real_v out_0_1 = t0;
-    real_v out_0_2 = t2;
-    real_v out_0_3 = (real_v){0};
-    real_v out_0_4 = (real_v){0};
-    real_v out_0_5 = (real_v){0};
-    real_v out_0_6 = (real_v){0};
-    real_v out_0_7 = (real_v){0};
-    TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F64(out + 0, out_0_0);
-    STORE_F64(out + 3, out_0_1);
-    STORE_F64(out + 6, out_0_2);
-    STORE_F64(out + 9, out_0_3);
-    STORE_F64(out + 12, out_0_4);
-    STORE_F64(out + 15, out_0_5);
-    STORE_PART_F64(out + 18, out_0_6, 6);
-    STORE_PART_F64(out + 21, out_0_7, 3);
+    const real_v out_0_0 = x0;
+    const real_v out_0_1 = t0;
+    const real_v out_0_2 = t2;
+    /* Pack into 3 vectors of consecutive output elements (6 shuffles). */
+    const real_v packed0_1 = SHUFFLE_F64(out_0_0, out_0_1, 0, 8, 0, 1, 9, 0, 2, 10);
+    const real_v packed0 = SHUFFLE_F64(packed0_1, out_0_2, 0, 1, 8, 3, 4, 9, 6, 7);
+    const real_v packed1_1 = SHUFFLE_F64(out_0_2, out_0_0, 2, 11, 0, 3, 12, 0, 4, 13);
+    const real_v packed1 = SHUFFLE_F64(packed1_1, out_0_1, 0, 1, 11, 3, 4, 12, 6, 7);
+    const real_v packed2_1 = SHUFFLE_F64(out_0_1, out_0_2, 5, 13, 0, 6, 14, 0, 7, 15);
+    const real_v packed2 = SHUFFLE_F64(packed2_1, out_0_0, 0, 1, 14, 3, 4, 15, 6, 7);
+    if (stream) {
+        STREAM_F64(out + 0, packed0);
+        STREAM_F64(out + 8, packed1);
+        STREAM_F64(out + 16, packed2);
+    } else {
+        STORE_F64(out + 0, packed0);
+        STORE_F64(out + 8, packed1);
+        STORE_F64(out + 16, packed2);
+    }
 }
 
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F64;
-#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 3 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 3 * sizeof(double) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 16) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F64;
         /* Software prefetch of the rows 4 blocks ahead: the forward streams one input and overlaps
@@ -384,7 +422,9 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
          * (3,4), 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at (4,4); with several
          * inputs, as in the vjp, prefetching measured slower and is left to the hardware). */
         for (int line = 0; line < 72 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F64) * 9) + line, 0, 3);
-        forward_block_f64(x + row * 9, out + row * 3);
+        forward_block_f64(x + row * 9, out + row * 3, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
@@ -393,14 +433,14 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 9, (size_t)rest * 9 * sizeof(double));
         double pad_out[OPTINV_LANES_F64 * 3];
-        forward_block_f64(pad_x, pad_out);
+        forward_block_f64(pad_x, pad_out, 0);
         memcpy(out + done * 3, pad_out, (size_t)rest * 3 * sizeof(double));
     }
     return n;
 }
 
 /* vjp: g . dI/dx (float; 19 flops per row) */
-static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
+static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
     real_v x_0_0;
@@ -489,49 +529,125 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     const real_v t9 = 2*t3*x6;
     const real_v t10 = t3*(x4 + 2*x7);
     const real_v t11 = 2*t3*x8;
-    real_v out_0_0 = g0;
-    real_v out_0_1 = t4;
-    real_v out_0_2 = t5;
-    real_v out_0_3 = t6;
-    real_v out_0_4 = t7;
-    real_v out_0_5 = t8;
-    real_v out_0_6 = t9;
-    real_v out_0_7 = t10;
-    real_v out_0_8 = t11;
-    real_v out_0_9 = (real_v){0};
-    real_v out_0_10 = (real_v){0};
-    real_v out_0_11 = (real_v){0};
-    real_v out_0_12 = (real_v){0};
-    real_v out_0_13 = (real_v){0};
-    real_v out_0_14 = (real_v){0};
-    real_v out_0_15 = (real_v){0};
-    TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F32(out + 0, out_0_0);
-    STORE_F32(out + 9, out_0_1);
-    STORE_F32(out + 18, out_0_2);
-    STORE_F32(out + 27, out_0_3);
-    STORE_F32(out + 36, out_0_4);
-    STORE_F32(out + 45, out_0_5);
-    STORE_F32(out + 54, out_0_6);
-    STORE_F32(out + 63, out_0_7);
-    STORE_F32(out + 72, out_0_8);
-    STORE_F32(out + 81, out_0_9);
-    STORE_F32(out + 90, out_0_10);
-    STORE_F32(out + 99, out_0_11);
-    STORE_F32(out + 108, out_0_12);
-    STORE_F32(out + 117, out_0_13);
-    STORE_F32(out + 126, out_0_14);
-    STORE_PART_F32(out + 135, out_0_15, 9);
+    const real_v out_0_0 = g0;
+    const real_v out_0_1 = t4;
+    const real_v out_0_2 = t5;
+    const real_v out_0_3 = t6;
+    const real_v out_0_4 = t7;
+    const real_v out_0_5 = t8;
+    const real_v out_0_6 = t9;
+    const real_v out_0_7 = t10;
+    const real_v out_0_8 = t11;
+    /* Pack into 9 vectors of consecutive output elements (72 shuffles). */
+    const real_v packed0_1 = SHUFFLE_F32(out_0_0, out_0_1, 0, 16, 0, 0, 0, 0, 0, 0, 0, 1, 17, 0, 0, 0, 0, 0);
+    const real_v packed0_2 = SHUFFLE_F32(packed0_1, out_0_2, 0, 1, 16, 0, 0, 0, 0, 0, 0, 9, 10, 17, 0, 0, 0, 0);
+    const real_v packed0_3 = SHUFFLE_F32(packed0_2, out_0_3, 0, 1, 2, 16, 0, 0, 0, 0, 0, 9, 10, 11, 17, 0, 0, 0);
+    const real_v packed0_4 = SHUFFLE_F32(packed0_3, out_0_4, 0, 1, 2, 3, 16, 0, 0, 0, 0, 9, 10, 11, 12, 17, 0, 0);
+    const real_v packed0_5 = SHUFFLE_F32(packed0_4, out_0_5, 0, 1, 2, 3, 4, 16, 0, 0, 0, 9, 10, 11, 12, 13, 17, 0);
+    const real_v packed0_6 = SHUFFLE_F32(packed0_5, out_0_6, 0, 1, 2, 3, 4, 5, 16, 0, 0, 9, 10, 11, 12, 13, 14, 17);
+    const real_v packed0_7 = SHUFFLE_F32(packed0_6, out_0_7, 0, 1, 2, 3, 4, 5, 6, 16, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed0 = SHUFFLE_F32(packed0_7, out_0_8, 0, 1, 2, 3, 4, 5, 6, 7, 16, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed1_1 = SHUFFLE_F32(out_0_7, out_0_8, 1, 17, 0, 0, 0, 0, 0, 0, 0, 2, 18, 0, 0, 0, 0, 0);
+    const real_v packed1_2 = SHUFFLE_F32(packed1_1, out_0_0, 0, 1, 18, 0, 0, 0, 0, 0, 0, 9, 10, 19, 0, 0, 0, 0);
+    const real_v packed1_3 = SHUFFLE_F32(packed1_2, out_0_1, 0, 1, 2, 18, 0, 0, 0, 0, 0, 9, 10, 11, 19, 0, 0, 0);
+    const real_v packed1_4 = SHUFFLE_F32(packed1_3, out_0_2, 0, 1, 2, 3, 18, 0, 0, 0, 0, 9, 10, 11, 12, 19, 0, 0);
+    const real_v packed1_5 = SHUFFLE_F32(packed1_4, out_0_3, 0, 1, 2, 3, 4, 18, 0, 0, 0, 9, 10, 11, 12, 13, 19, 0);
+    const real_v packed1_6 = SHUFFLE_F32(packed1_5, out_0_4, 0, 1, 2, 3, 4, 5, 18, 0, 0, 9, 10, 11, 12, 13, 14, 19);
+    const real_v packed1_7 = SHUFFLE_F32(packed1_6, out_0_5, 0, 1, 2, 3, 4, 5, 6, 18, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed1 = SHUFFLE_F32(packed1_7, out_0_6, 0, 1, 2, 3, 4, 5, 6, 7, 18, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed2_1 = SHUFFLE_F32(out_0_5, out_0_6, 3, 19, 0, 0, 0, 0, 0, 0, 0, 4, 20, 0, 0, 0, 0, 0);
+    const real_v packed2_2 = SHUFFLE_F32(packed2_1, out_0_7, 0, 1, 19, 0, 0, 0, 0, 0, 0, 9, 10, 20, 0, 0, 0, 0);
+    const real_v packed2_3 = SHUFFLE_F32(packed2_2, out_0_8, 0, 1, 2, 19, 0, 0, 0, 0, 0, 9, 10, 11, 20, 0, 0, 0);
+    const real_v packed2_4 = SHUFFLE_F32(packed2_3, out_0_0, 0, 1, 2, 3, 20, 0, 0, 0, 0, 9, 10, 11, 12, 21, 0, 0);
+    const real_v packed2_5 = SHUFFLE_F32(packed2_4, out_0_1, 0, 1, 2, 3, 4, 20, 0, 0, 0, 9, 10, 11, 12, 13, 21, 0);
+    const real_v packed2_6 = SHUFFLE_F32(packed2_5, out_0_2, 0, 1, 2, 3, 4, 5, 20, 0, 0, 9, 10, 11, 12, 13, 14, 21);
+    const real_v packed2_7 = SHUFFLE_F32(packed2_6, out_0_3, 0, 1, 2, 3, 4, 5, 6, 20, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed2 = SHUFFLE_F32(packed2_7, out_0_4, 0, 1, 2, 3, 4, 5, 6, 7, 20, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed3_1 = SHUFFLE_F32(out_0_3, out_0_4, 5, 21, 0, 0, 0, 0, 0, 0, 0, 6, 22, 0, 0, 0, 0, 0);
+    const real_v packed3_2 = SHUFFLE_F32(packed3_1, out_0_5, 0, 1, 21, 0, 0, 0, 0, 0, 0, 9, 10, 22, 0, 0, 0, 0);
+    const real_v packed3_3 = SHUFFLE_F32(packed3_2, out_0_6, 0, 1, 2, 21, 0, 0, 0, 0, 0, 9, 10, 11, 22, 0, 0, 0);
+    const real_v packed3_4 = SHUFFLE_F32(packed3_3, out_0_7, 0, 1, 2, 3, 21, 0, 0, 0, 0, 9, 10, 11, 12, 22, 0, 0);
+    const real_v packed3_5 = SHUFFLE_F32(packed3_4, out_0_8, 0, 1, 2, 3, 4, 21, 0, 0, 0, 9, 10, 11, 12, 13, 22, 0);
+    const real_v packed3_6 = SHUFFLE_F32(packed3_5, out_0_0, 0, 1, 2, 3, 4, 5, 22, 0, 0, 9, 10, 11, 12, 13, 14, 23);
+    const real_v packed3_7 = SHUFFLE_F32(packed3_6, out_0_1, 0, 1, 2, 3, 4, 5, 6, 22, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed3 = SHUFFLE_F32(packed3_7, out_0_2, 0, 1, 2, 3, 4, 5, 6, 7, 22, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed4_1 = SHUFFLE_F32(out_0_1, out_0_2, 7, 23, 0, 0, 0, 0, 0, 0, 0, 8, 24, 0, 0, 0, 0, 0);
+    const real_v packed4_2 = SHUFFLE_F32(packed4_1, out_0_3, 0, 1, 23, 0, 0, 0, 0, 0, 0, 9, 10, 24, 0, 0, 0, 0);
+    const real_v packed4_3 = SHUFFLE_F32(packed4_2, out_0_4, 0, 1, 2, 23, 0, 0, 0, 0, 0, 9, 10, 11, 24, 0, 0, 0);
+    const real_v packed4_4 = SHUFFLE_F32(packed4_3, out_0_5, 0, 1, 2, 3, 23, 0, 0, 0, 0, 9, 10, 11, 12, 24, 0, 0);
+    const real_v packed4_5 = SHUFFLE_F32(packed4_4, out_0_6, 0, 1, 2, 3, 4, 23, 0, 0, 0, 9, 10, 11, 12, 13, 24, 0);
+    const real_v packed4_6 = SHUFFLE_F32(packed4_5, out_0_7, 0, 1, 2, 3, 4, 5, 23, 0, 0, 9, 10, 11, 12, 13, 14, 24);
+    const real_v packed4_7 = SHUFFLE_F32(packed4_6, out_0_8, 0, 1, 2, 3, 4, 5, 6, 23, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed4 = SHUFFLE_F32(packed4_7, out_0_0, 0, 1, 2, 3, 4, 5, 6, 7, 24, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed5_1 = SHUFFLE_F32(out_0_8, out_0_0, 8, 25, 0, 0, 0, 0, 0, 0, 0, 9, 26, 0, 0, 0, 0, 0);
+    const real_v packed5_2 = SHUFFLE_F32(packed5_1, out_0_1, 0, 1, 25, 0, 0, 0, 0, 0, 0, 9, 10, 26, 0, 0, 0, 0);
+    const real_v packed5_3 = SHUFFLE_F32(packed5_2, out_0_2, 0, 1, 2, 25, 0, 0, 0, 0, 0, 9, 10, 11, 26, 0, 0, 0);
+    const real_v packed5_4 = SHUFFLE_F32(packed5_3, out_0_3, 0, 1, 2, 3, 25, 0, 0, 0, 0, 9, 10, 11, 12, 26, 0, 0);
+    const real_v packed5_5 = SHUFFLE_F32(packed5_4, out_0_4, 0, 1, 2, 3, 4, 25, 0, 0, 0, 9, 10, 11, 12, 13, 26, 0);
+    const real_v packed5_6 = SHUFFLE_F32(packed5_5, out_0_5, 0, 1, 2, 3, 4, 5, 25, 0, 0, 9, 10, 11, 12, 13, 14, 26);
+    const real_v packed5_7 = SHUFFLE_F32(packed5_6, out_0_6, 0, 1, 2, 3, 4, 5, 6, 25, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed5 = SHUFFLE_F32(packed5_7, out_0_7, 0, 1, 2, 3, 4, 5, 6, 7, 25, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed6_1 = SHUFFLE_F32(out_0_6, out_0_7, 10, 26, 0, 0, 0, 0, 0, 0, 0, 11, 27, 0, 0, 0, 0, 0);
+    const real_v packed6_2 = SHUFFLE_F32(packed6_1, out_0_8, 0, 1, 26, 0, 0, 0, 0, 0, 0, 9, 10, 27, 0, 0, 0, 0);
+    const real_v packed6_3 = SHUFFLE_F32(packed6_2, out_0_0, 0, 1, 2, 27, 0, 0, 0, 0, 0, 9, 10, 11, 28, 0, 0, 0);
+    const real_v packed6_4 = SHUFFLE_F32(packed6_3, out_0_1, 0, 1, 2, 3, 27, 0, 0, 0, 0, 9, 10, 11, 12, 28, 0, 0);
+    const real_v packed6_5 = SHUFFLE_F32(packed6_4, out_0_2, 0, 1, 2, 3, 4, 27, 0, 0, 0, 9, 10, 11, 12, 13, 28, 0);
+    const real_v packed6_6 = SHUFFLE_F32(packed6_5, out_0_3, 0, 1, 2, 3, 4, 5, 27, 0, 0, 9, 10, 11, 12, 13, 14, 28);
+    const real_v packed6_7 = SHUFFLE_F32(packed6_6, out_0_4, 0, 1, 2, 3, 4, 5, 6, 27, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed6 = SHUFFLE_F32(packed6_7, out_0_5, 0, 1, 2, 3, 4, 5, 6, 7, 27, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed7_1 = SHUFFLE_F32(out_0_4, out_0_5, 12, 28, 0, 0, 0, 0, 0, 0, 0, 13, 29, 0, 0, 0, 0, 0);
+    const real_v packed7_2 = SHUFFLE_F32(packed7_1, out_0_6, 0, 1, 28, 0, 0, 0, 0, 0, 0, 9, 10, 29, 0, 0, 0, 0);
+    const real_v packed7_3 = SHUFFLE_F32(packed7_2, out_0_7, 0, 1, 2, 28, 0, 0, 0, 0, 0, 9, 10, 11, 29, 0, 0, 0);
+    const real_v packed7_4 = SHUFFLE_F32(packed7_3, out_0_8, 0, 1, 2, 3, 28, 0, 0, 0, 0, 9, 10, 11, 12, 29, 0, 0);
+    const real_v packed7_5 = SHUFFLE_F32(packed7_4, out_0_0, 0, 1, 2, 3, 4, 29, 0, 0, 0, 9, 10, 11, 12, 13, 30, 0);
+    const real_v packed7_6 = SHUFFLE_F32(packed7_5, out_0_1, 0, 1, 2, 3, 4, 5, 29, 0, 0, 9, 10, 11, 12, 13, 14, 30);
+    const real_v packed7_7 = SHUFFLE_F32(packed7_6, out_0_2, 0, 1, 2, 3, 4, 5, 6, 29, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed7 = SHUFFLE_F32(packed7_7, out_0_3, 0, 1, 2, 3, 4, 5, 6, 7, 29, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed8_1 = SHUFFLE_F32(out_0_2, out_0_3, 14, 30, 0, 0, 0, 0, 0, 0, 0, 15, 31, 0, 0, 0, 0, 0);
+    const real_v packed8_2 = SHUFFLE_F32(packed8_1, out_0_4, 0, 1, 30, 0, 0, 0, 0, 0, 0, 9, 10, 31, 0, 0, 0, 0);
+    const real_v packed8_3 = SHUFFLE_F32(packed8_2, out_0_5, 0, 1, 2, 30, 0, 0, 0, 0, 0, 9, 10, 11, 31, 0, 0, 0);
+    const real_v packed8_4 = SHUFFLE_F32(packed8_3, out_0_6, 0, 1, 2, 3, 30, 0, 0, 0, 0, 9, 10, 11, 12, 31, 0, 0);
+    const real_v packed8_5 = SHUFFLE_F32(packed8_4, out_0_7, 0, 1, 2, 3, 4, 30, 0, 0, 0, 9, 10, 11, 12, 13, 31, 0);
+    const real_v packed8_6 = SHUFFLE_F32(packed8_5, out_0_8, 0, 1, 2, 3, 4, 5, 30, 0, 0, 9, 10, 11, 12, 13, 14, 31);
+    const real_v packed8_7 = SHUFFLE_F32(packed8_6, out_0_0, 0, 1, 2, 3, 4, 5, 6, 31, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed8 = SHUFFLE_F32(packed8_7, out_0_1, 0, 1, 2, 3, 4, 5, 6, 7, 31, 9, 10, 11, 12, 13, 14, 15);
+    if (stream) {
+        STREAM_F32(out + 0, packed0);
+        STREAM_F32(out + 16, packed1);
+        STREAM_F32(out + 32, packed2);
+        STREAM_F32(out + 48, packed3);
+        STREAM_F32(out + 64, packed4);
+        STREAM_F32(out + 80, packed5);
+        STREAM_F32(out + 96, packed6);
+        STREAM_F32(out + 112, packed7);
+        STREAM_F32(out + 128, packed8);
+    } else {
+        STORE_F32(out + 0, packed0);
+        STORE_F32(out + 16, packed1);
+        STORE_F32(out + 32, packed2);
+        STORE_F32(out + 48, packed3);
+        STORE_F32(out + 64, packed4);
+        STORE_F32(out + 80, packed5);
+        STORE_F32(out + 96, packed6);
+        STORE_F32(out + 112, packed7);
+        STORE_F32(out + 128, packed8);
+    }
 }
 
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F32;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 9 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 9 * sizeof(float) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 8) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F32;
-        vjp_block_f32(x + row * 9, g + row * 3, out + row * 9);
+        vjp_block_f32(x + row * 9, g + row * 3, out + row * 9, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
@@ -543,14 +659,14 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
         memset(pad_g, 0, sizeof(pad_g));
         memcpy(pad_g, g + done * 3, (size_t)rest * 3 * sizeof(float));
         float pad_out[OPTINV_LANES_F32 * 9];
-        vjp_block_f32(pad_x, pad_g, pad_out);
+        vjp_block_f32(pad_x, pad_g, pad_out, 0);
         memcpy(out + done * 9, pad_out, (size_t)rest * 9 * sizeof(float));
     }
     return n;
 }
 
 /* vjp: g . dI/dx (double; 19 flops per row) */
-static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
+static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
     real_v x_0_0;
@@ -642,32 +758,58 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     real_v out_1_6 = (real_v){0};
     real_v out_1_7 = (real_v){0};
     TRANSPOSE_F64(out_1_0, out_1_1, out_1_2, out_1_3, out_1_4, out_1_5, out_1_6, out_1_7);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F64(out + 0, out_0_0);
-    STORE_F64(out + 8, out_1_0);
-    STORE_F64(out + 9, out_0_1);
-    STORE_F64(out + 17, out_1_1);
-    STORE_F64(out + 18, out_0_2);
-    STORE_F64(out + 26, out_1_2);
-    STORE_F64(out + 27, out_0_3);
-    STORE_F64(out + 35, out_1_3);
-    STORE_F64(out + 36, out_0_4);
-    STORE_F64(out + 44, out_1_4);
-    STORE_F64(out + 45, out_0_5);
-    STORE_F64(out + 53, out_1_5);
-    STORE_F64(out + 54, out_0_6);
-    STORE_F64(out + 62, out_1_6);
-    STORE_F64(out + 63, out_0_7);
-    STORE_PART_F64(out + 71, out_1_7, 1);
+    /* Pack into 9 vectors of consecutive output elements (62 shuffles with the transposes). */
+    const real_v packed1 = SHUFFLE_F64(out_1_0, out_0_1, 0, 8, 9, 10, 11, 12, 13, 14);
+    const real_v packed2_1 = SHUFFLE_F64(out_0_1, out_1_1, 7, 8, 0, 0, 0, 0, 0, 0);
+    const real_v packed2 = SHUFFLE_F64(packed2_1, out_0_2, 0, 1, 8, 9, 10, 11, 12, 13);
+    const real_v packed3_1 = SHUFFLE_F64(out_0_2, out_1_2, 6, 7, 8, 0, 0, 0, 0, 0);
+    const real_v packed3 = SHUFFLE_F64(packed3_1, out_0_3, 0, 1, 2, 8, 9, 10, 11, 12);
+    const real_v packed4_1 = SHUFFLE_F64(out_0_3, out_1_3, 5, 6, 7, 8, 0, 0, 0, 0);
+    const real_v packed4 = SHUFFLE_F64(packed4_1, out_0_4, 0, 1, 2, 3, 8, 9, 10, 11);
+    const real_v packed5_1 = SHUFFLE_F64(out_0_4, out_1_4, 4, 5, 6, 7, 8, 0, 0, 0);
+    const real_v packed5 = SHUFFLE_F64(packed5_1, out_0_5, 0, 1, 2, 3, 4, 8, 9, 10);
+    const real_v packed6_1 = SHUFFLE_F64(out_0_5, out_1_5, 3, 4, 5, 6, 7, 8, 0, 0);
+    const real_v packed6 = SHUFFLE_F64(packed6_1, out_0_6, 0, 1, 2, 3, 4, 5, 8, 9);
+    const real_v packed7_1 = SHUFFLE_F64(out_0_6, out_1_6, 2, 3, 4, 5, 6, 7, 8, 0);
+    const real_v packed7 = SHUFFLE_F64(packed7_1, out_0_7, 0, 1, 2, 3, 4, 5, 6, 8);
+    const real_v packed8 = SHUFFLE_F64(out_0_7, out_1_7, 1, 2, 3, 4, 5, 6, 7, 8);
+    if (stream) {
+        STREAM_F64(out + 0, out_0_0);
+        STREAM_F64(out + 8, packed1);
+        STREAM_F64(out + 16, packed2);
+        STREAM_F64(out + 24, packed3);
+        STREAM_F64(out + 32, packed4);
+        STREAM_F64(out + 40, packed5);
+        STREAM_F64(out + 48, packed6);
+        STREAM_F64(out + 56, packed7);
+        STREAM_F64(out + 64, packed8);
+    } else {
+        STORE_F64(out + 0, out_0_0);
+        STORE_F64(out + 8, packed1);
+        STORE_F64(out + 16, packed2);
+        STORE_F64(out + 24, packed3);
+        STORE_F64(out + 32, packed4);
+        STORE_F64(out + 40, packed5);
+        STORE_F64(out + 48, packed6);
+        STORE_F64(out + 56, packed7);
+        STORE_F64(out + 64, packed8);
+    }
 }
 
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F64;
-#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 9 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 9 * sizeof(double) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 16) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F64;
-        vjp_block_f64(x + row * 9, g + row * 3, out + row * 9);
+        vjp_block_f64(x + row * 9, g + row * 3, out + row * 9, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
@@ -679,14 +821,14 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
         memset(pad_g, 0, sizeof(pad_g));
         memcpy(pad_g, g + done * 3, (size_t)rest * 3 * sizeof(double));
         double pad_out[OPTINV_LANES_F64 * 9];
-        vjp_block_f64(pad_x, pad_g, pad_out);
+        vjp_block_f64(pad_x, pad_g, pad_out, 0);
         memcpy(out + done * 9, pad_out, (size_t)rest * 9 * sizeof(double));
     }
     return n;
 }
 
 /* jvp: dI/dx . u (float; 23 flops per row) */
-static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
+static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
     real_v x_0_0;
@@ -776,49 +918,41 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v t4 = 2*t3;
     const real_v t5 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
     const real_v t6 = 2*t5;
-    real_v out_0_0 = u0;
-    real_v out_0_1 = t4;
-    real_v out_0_2 = t6;
-    real_v out_0_3 = (real_v){0};
-    real_v out_0_4 = (real_v){0};
-    real_v out_0_5 = (real_v){0};
-    real_v out_0_6 = (real_v){0};
-    real_v out_0_7 = (real_v){0};
-    real_v out_0_8 = (real_v){0};
-    real_v out_0_9 = (real_v){0};
-    real_v out_0_10 = (real_v){0};
-    real_v out_0_11 = (real_v){0};
-    real_v out_0_12 = (real_v){0};
-    real_v out_0_13 = (real_v){0};
-    real_v out_0_14 = (real_v){0};
-    real_v out_0_15 = (real_v){0};
-    TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F32(out + 0, out_0_0);
-    STORE_F32(out + 3, out_0_1);
-    STORE_F32(out + 6, out_0_2);
-    STORE_F32(out + 9, out_0_3);
-    STORE_F32(out + 12, out_0_4);
-    STORE_F32(out + 15, out_0_5);
-    STORE_F32(out + 18, out_0_6);
-    STORE_F32(out + 21, out_0_7);
-    STORE_F32(out + 24, out_0_8);
-    STORE_F32(out + 27, out_0_9);
-    STORE_F32(out + 30, out_0_10);
-    STORE_PART_F32(out + 33, out_0_11, 15);
-    STORE_PART_F32(out + 36, out_0_12, 12);
-    STORE_PART_F32(out + 39, out_0_13, 9);
-    STORE_PART_F32(out + 42, out_0_14, 6);
-    STORE_PART_F32(out + 45, out_0_15, 3);
+    const real_v out_0_0 = u0;
+    const real_v out_0_1 = t4;
+    const real_v out_0_2 = t6;
+    /* Pack into 3 vectors of consecutive output elements (6 shuffles). */
+    const real_v packed0_1 = SHUFFLE_F32(out_0_0, out_0_1, 0, 16, 0, 1, 17, 0, 2, 18, 0, 3, 19, 0, 4, 20, 0, 5);
+    const real_v packed0 = SHUFFLE_F32(packed0_1, out_0_2, 0, 1, 16, 3, 4, 17, 6, 7, 18, 9, 10, 19, 12, 13, 20, 15);
+    const real_v packed1_1 = SHUFFLE_F32(out_0_1, out_0_2, 5, 21, 0, 6, 22, 0, 7, 23, 0, 8, 24, 0, 9, 25, 0, 10);
+    const real_v packed1 = SHUFFLE_F32(packed1_1, out_0_0, 0, 1, 22, 3, 4, 23, 6, 7, 24, 9, 10, 25, 12, 13, 26, 15);
+    const real_v packed2_1 = SHUFFLE_F32(out_0_2, out_0_0, 10, 27, 0, 11, 28, 0, 12, 29, 0, 13, 30, 0, 14, 31, 0, 15);
+    const real_v packed2 = SHUFFLE_F32(packed2_1, out_0_1, 0, 1, 27, 3, 4, 28, 6, 7, 29, 9, 10, 30, 12, 13, 31, 15);
+    if (stream) {
+        STREAM_F32(out + 0, packed0);
+        STREAM_F32(out + 16, packed1);
+        STREAM_F32(out + 32, packed2);
+    } else {
+        STORE_F32(out + 0, packed0);
+        STORE_F32(out + 16, packed1);
+        STORE_F32(out + 32, packed2);
+    }
 }
 
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F32;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 3 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 3 * sizeof(float) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 8) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F32;
-        jvp_block_f32(x + row * 9, u + row * 9, out + row * 3);
+        jvp_block_f32(x + row * 9, u + row * 9, out + row * 3, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
@@ -830,14 +964,14 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 9, (size_t)rest * 9 * sizeof(float));
         float pad_out[OPTINV_LANES_F32 * 3];
-        jvp_block_f32(pad_x, pad_u, pad_out);
+        jvp_block_f32(pad_x, pad_u, pad_out, 0);
         memcpy(out + done * 3, pad_out, (size_t)rest * 3 * sizeof(float));
     }
     return n;
 }
 
 /* jvp: dI/dx . u (double; 23 flops per row) */
-static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
+static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
     real_v x_0_0;
@@ -929,33 +1063,41 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v t4 = 2*t3;
     const real_v t5 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
     const real_v t6 = 2*t5;
-    real_v out_0_0 = u0;
-    real_v out_0_1 = t4;
-    real_v out_0_2 = t6;
-    real_v out_0_3 = (real_v){0};
-    real_v out_0_4 = (real_v){0};
-    real_v out_0_5 = (real_v){0};
-    real_v out_0_6 = (real_v){0};
-    real_v out_0_7 = (real_v){0};
-    TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F64(out + 0, out_0_0);
-    STORE_F64(out + 3, out_0_1);
-    STORE_F64(out + 6, out_0_2);
-    STORE_F64(out + 9, out_0_3);
-    STORE_F64(out + 12, out_0_4);
-    STORE_F64(out + 15, out_0_5);
-    STORE_PART_F64(out + 18, out_0_6, 6);
-    STORE_PART_F64(out + 21, out_0_7, 3);
+    const real_v out_0_0 = u0;
+    const real_v out_0_1 = t4;
+    const real_v out_0_2 = t6;
+    /* Pack into 3 vectors of consecutive output elements (6 shuffles). */
+    const real_v packed0_1 = SHUFFLE_F64(out_0_0, out_0_1, 0, 8, 0, 1, 9, 0, 2, 10);
+    const real_v packed0 = SHUFFLE_F64(packed0_1, out_0_2, 0, 1, 8, 3, 4, 9, 6, 7);
+    const real_v packed1_1 = SHUFFLE_F64(out_0_2, out_0_0, 2, 11, 0, 3, 12, 0, 4, 13);
+    const real_v packed1 = SHUFFLE_F64(packed1_1, out_0_1, 0, 1, 11, 3, 4, 12, 6, 7);
+    const real_v packed2_1 = SHUFFLE_F64(out_0_1, out_0_2, 5, 13, 0, 6, 14, 0, 7, 15);
+    const real_v packed2 = SHUFFLE_F64(packed2_1, out_0_0, 0, 1, 14, 3, 4, 15, 6, 7);
+    if (stream) {
+        STREAM_F64(out + 0, packed0);
+        STREAM_F64(out + 8, packed1);
+        STREAM_F64(out + 16, packed2);
+    } else {
+        STORE_F64(out + 0, packed0);
+        STORE_F64(out + 8, packed1);
+        STORE_F64(out + 16, packed2);
+    }
 }
 
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F64;
-#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 3 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 3 * sizeof(double) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 16) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F64;
-        jvp_block_f64(x + row * 9, u + row * 9, out + row * 3);
+        jvp_block_f64(x + row * 9, u + row * 9, out + row * 3, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
@@ -967,14 +1109,14 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 9, (size_t)rest * 9 * sizeof(double));
         double pad_out[OPTINV_LANES_F64 * 3];
-        jvp_block_f64(pad_x, pad_u, pad_out);
+        jvp_block_f64(pad_x, pad_u, pad_out, 0);
         memcpy(out + done * 3, pad_out, (size_t)rest * 3 * sizeof(double));
     }
     return n;
 }
 
 /* hvp: sum_k g_k d2I_k/dx2 . u (float; 19 flops per row) */
-static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
+static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
     real_v g_0_0;
@@ -1062,49 +1204,125 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     const real_v t17 = 2*t3*u6;
     const real_v t18 = t3*(u4 + 2*u7);
     const real_v t19 = 2*t3*u8;
-    real_v out_0_0 = (real_v){0} + 0;
-    real_v out_0_1 = t12;
-    real_v out_0_2 = t13;
-    real_v out_0_3 = t14;
-    real_v out_0_4 = t15;
-    real_v out_0_5 = t16;
-    real_v out_0_6 = t17;
-    real_v out_0_7 = t18;
-    real_v out_0_8 = t19;
-    real_v out_0_9 = (real_v){0};
-    real_v out_0_10 = (real_v){0};
-    real_v out_0_11 = (real_v){0};
-    real_v out_0_12 = (real_v){0};
-    real_v out_0_13 = (real_v){0};
-    real_v out_0_14 = (real_v){0};
-    real_v out_0_15 = (real_v){0};
-    TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F32(out + 0, out_0_0);
-    STORE_F32(out + 9, out_0_1);
-    STORE_F32(out + 18, out_0_2);
-    STORE_F32(out + 27, out_0_3);
-    STORE_F32(out + 36, out_0_4);
-    STORE_F32(out + 45, out_0_5);
-    STORE_F32(out + 54, out_0_6);
-    STORE_F32(out + 63, out_0_7);
-    STORE_F32(out + 72, out_0_8);
-    STORE_F32(out + 81, out_0_9);
-    STORE_F32(out + 90, out_0_10);
-    STORE_F32(out + 99, out_0_11);
-    STORE_F32(out + 108, out_0_12);
-    STORE_F32(out + 117, out_0_13);
-    STORE_F32(out + 126, out_0_14);
-    STORE_PART_F32(out + 135, out_0_15, 9);
+    const real_v out_0_0 = (real_v){0} + 0;
+    const real_v out_0_1 = t12;
+    const real_v out_0_2 = t13;
+    const real_v out_0_3 = t14;
+    const real_v out_0_4 = t15;
+    const real_v out_0_5 = t16;
+    const real_v out_0_6 = t17;
+    const real_v out_0_7 = t18;
+    const real_v out_0_8 = t19;
+    /* Pack into 9 vectors of consecutive output elements (72 shuffles). */
+    const real_v packed0_1 = SHUFFLE_F32(out_0_0, out_0_1, 0, 16, 0, 0, 0, 0, 0, 0, 0, 1, 17, 0, 0, 0, 0, 0);
+    const real_v packed0_2 = SHUFFLE_F32(packed0_1, out_0_2, 0, 1, 16, 0, 0, 0, 0, 0, 0, 9, 10, 17, 0, 0, 0, 0);
+    const real_v packed0_3 = SHUFFLE_F32(packed0_2, out_0_3, 0, 1, 2, 16, 0, 0, 0, 0, 0, 9, 10, 11, 17, 0, 0, 0);
+    const real_v packed0_4 = SHUFFLE_F32(packed0_3, out_0_4, 0, 1, 2, 3, 16, 0, 0, 0, 0, 9, 10, 11, 12, 17, 0, 0);
+    const real_v packed0_5 = SHUFFLE_F32(packed0_4, out_0_5, 0, 1, 2, 3, 4, 16, 0, 0, 0, 9, 10, 11, 12, 13, 17, 0);
+    const real_v packed0_6 = SHUFFLE_F32(packed0_5, out_0_6, 0, 1, 2, 3, 4, 5, 16, 0, 0, 9, 10, 11, 12, 13, 14, 17);
+    const real_v packed0_7 = SHUFFLE_F32(packed0_6, out_0_7, 0, 1, 2, 3, 4, 5, 6, 16, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed0 = SHUFFLE_F32(packed0_7, out_0_8, 0, 1, 2, 3, 4, 5, 6, 7, 16, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed1_1 = SHUFFLE_F32(out_0_7, out_0_8, 1, 17, 0, 0, 0, 0, 0, 0, 0, 2, 18, 0, 0, 0, 0, 0);
+    const real_v packed1_2 = SHUFFLE_F32(packed1_1, out_0_0, 0, 1, 18, 0, 0, 0, 0, 0, 0, 9, 10, 19, 0, 0, 0, 0);
+    const real_v packed1_3 = SHUFFLE_F32(packed1_2, out_0_1, 0, 1, 2, 18, 0, 0, 0, 0, 0, 9, 10, 11, 19, 0, 0, 0);
+    const real_v packed1_4 = SHUFFLE_F32(packed1_3, out_0_2, 0, 1, 2, 3, 18, 0, 0, 0, 0, 9, 10, 11, 12, 19, 0, 0);
+    const real_v packed1_5 = SHUFFLE_F32(packed1_4, out_0_3, 0, 1, 2, 3, 4, 18, 0, 0, 0, 9, 10, 11, 12, 13, 19, 0);
+    const real_v packed1_6 = SHUFFLE_F32(packed1_5, out_0_4, 0, 1, 2, 3, 4, 5, 18, 0, 0, 9, 10, 11, 12, 13, 14, 19);
+    const real_v packed1_7 = SHUFFLE_F32(packed1_6, out_0_5, 0, 1, 2, 3, 4, 5, 6, 18, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed1 = SHUFFLE_F32(packed1_7, out_0_6, 0, 1, 2, 3, 4, 5, 6, 7, 18, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed2_1 = SHUFFLE_F32(out_0_5, out_0_6, 3, 19, 0, 0, 0, 0, 0, 0, 0, 4, 20, 0, 0, 0, 0, 0);
+    const real_v packed2_2 = SHUFFLE_F32(packed2_1, out_0_7, 0, 1, 19, 0, 0, 0, 0, 0, 0, 9, 10, 20, 0, 0, 0, 0);
+    const real_v packed2_3 = SHUFFLE_F32(packed2_2, out_0_8, 0, 1, 2, 19, 0, 0, 0, 0, 0, 9, 10, 11, 20, 0, 0, 0);
+    const real_v packed2_4 = SHUFFLE_F32(packed2_3, out_0_0, 0, 1, 2, 3, 20, 0, 0, 0, 0, 9, 10, 11, 12, 21, 0, 0);
+    const real_v packed2_5 = SHUFFLE_F32(packed2_4, out_0_1, 0, 1, 2, 3, 4, 20, 0, 0, 0, 9, 10, 11, 12, 13, 21, 0);
+    const real_v packed2_6 = SHUFFLE_F32(packed2_5, out_0_2, 0, 1, 2, 3, 4, 5, 20, 0, 0, 9, 10, 11, 12, 13, 14, 21);
+    const real_v packed2_7 = SHUFFLE_F32(packed2_6, out_0_3, 0, 1, 2, 3, 4, 5, 6, 20, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed2 = SHUFFLE_F32(packed2_7, out_0_4, 0, 1, 2, 3, 4, 5, 6, 7, 20, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed3_1 = SHUFFLE_F32(out_0_3, out_0_4, 5, 21, 0, 0, 0, 0, 0, 0, 0, 6, 22, 0, 0, 0, 0, 0);
+    const real_v packed3_2 = SHUFFLE_F32(packed3_1, out_0_5, 0, 1, 21, 0, 0, 0, 0, 0, 0, 9, 10, 22, 0, 0, 0, 0);
+    const real_v packed3_3 = SHUFFLE_F32(packed3_2, out_0_6, 0, 1, 2, 21, 0, 0, 0, 0, 0, 9, 10, 11, 22, 0, 0, 0);
+    const real_v packed3_4 = SHUFFLE_F32(packed3_3, out_0_7, 0, 1, 2, 3, 21, 0, 0, 0, 0, 9, 10, 11, 12, 22, 0, 0);
+    const real_v packed3_5 = SHUFFLE_F32(packed3_4, out_0_8, 0, 1, 2, 3, 4, 21, 0, 0, 0, 9, 10, 11, 12, 13, 22, 0);
+    const real_v packed3_6 = SHUFFLE_F32(packed3_5, out_0_0, 0, 1, 2, 3, 4, 5, 22, 0, 0, 9, 10, 11, 12, 13, 14, 23);
+    const real_v packed3_7 = SHUFFLE_F32(packed3_6, out_0_1, 0, 1, 2, 3, 4, 5, 6, 22, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed3 = SHUFFLE_F32(packed3_7, out_0_2, 0, 1, 2, 3, 4, 5, 6, 7, 22, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed4_1 = SHUFFLE_F32(out_0_1, out_0_2, 7, 23, 0, 0, 0, 0, 0, 0, 0, 8, 24, 0, 0, 0, 0, 0);
+    const real_v packed4_2 = SHUFFLE_F32(packed4_1, out_0_3, 0, 1, 23, 0, 0, 0, 0, 0, 0, 9, 10, 24, 0, 0, 0, 0);
+    const real_v packed4_3 = SHUFFLE_F32(packed4_2, out_0_4, 0, 1, 2, 23, 0, 0, 0, 0, 0, 9, 10, 11, 24, 0, 0, 0);
+    const real_v packed4_4 = SHUFFLE_F32(packed4_3, out_0_5, 0, 1, 2, 3, 23, 0, 0, 0, 0, 9, 10, 11, 12, 24, 0, 0);
+    const real_v packed4_5 = SHUFFLE_F32(packed4_4, out_0_6, 0, 1, 2, 3, 4, 23, 0, 0, 0, 9, 10, 11, 12, 13, 24, 0);
+    const real_v packed4_6 = SHUFFLE_F32(packed4_5, out_0_7, 0, 1, 2, 3, 4, 5, 23, 0, 0, 9, 10, 11, 12, 13, 14, 24);
+    const real_v packed4_7 = SHUFFLE_F32(packed4_6, out_0_8, 0, 1, 2, 3, 4, 5, 6, 23, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed4 = SHUFFLE_F32(packed4_7, out_0_0, 0, 1, 2, 3, 4, 5, 6, 7, 24, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed5_1 = SHUFFLE_F32(out_0_8, out_0_0, 8, 25, 0, 0, 0, 0, 0, 0, 0, 9, 26, 0, 0, 0, 0, 0);
+    const real_v packed5_2 = SHUFFLE_F32(packed5_1, out_0_1, 0, 1, 25, 0, 0, 0, 0, 0, 0, 9, 10, 26, 0, 0, 0, 0);
+    const real_v packed5_3 = SHUFFLE_F32(packed5_2, out_0_2, 0, 1, 2, 25, 0, 0, 0, 0, 0, 9, 10, 11, 26, 0, 0, 0);
+    const real_v packed5_4 = SHUFFLE_F32(packed5_3, out_0_3, 0, 1, 2, 3, 25, 0, 0, 0, 0, 9, 10, 11, 12, 26, 0, 0);
+    const real_v packed5_5 = SHUFFLE_F32(packed5_4, out_0_4, 0, 1, 2, 3, 4, 25, 0, 0, 0, 9, 10, 11, 12, 13, 26, 0);
+    const real_v packed5_6 = SHUFFLE_F32(packed5_5, out_0_5, 0, 1, 2, 3, 4, 5, 25, 0, 0, 9, 10, 11, 12, 13, 14, 26);
+    const real_v packed5_7 = SHUFFLE_F32(packed5_6, out_0_6, 0, 1, 2, 3, 4, 5, 6, 25, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed5 = SHUFFLE_F32(packed5_7, out_0_7, 0, 1, 2, 3, 4, 5, 6, 7, 25, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed6_1 = SHUFFLE_F32(out_0_6, out_0_7, 10, 26, 0, 0, 0, 0, 0, 0, 0, 11, 27, 0, 0, 0, 0, 0);
+    const real_v packed6_2 = SHUFFLE_F32(packed6_1, out_0_8, 0, 1, 26, 0, 0, 0, 0, 0, 0, 9, 10, 27, 0, 0, 0, 0);
+    const real_v packed6_3 = SHUFFLE_F32(packed6_2, out_0_0, 0, 1, 2, 27, 0, 0, 0, 0, 0, 9, 10, 11, 28, 0, 0, 0);
+    const real_v packed6_4 = SHUFFLE_F32(packed6_3, out_0_1, 0, 1, 2, 3, 27, 0, 0, 0, 0, 9, 10, 11, 12, 28, 0, 0);
+    const real_v packed6_5 = SHUFFLE_F32(packed6_4, out_0_2, 0, 1, 2, 3, 4, 27, 0, 0, 0, 9, 10, 11, 12, 13, 28, 0);
+    const real_v packed6_6 = SHUFFLE_F32(packed6_5, out_0_3, 0, 1, 2, 3, 4, 5, 27, 0, 0, 9, 10, 11, 12, 13, 14, 28);
+    const real_v packed6_7 = SHUFFLE_F32(packed6_6, out_0_4, 0, 1, 2, 3, 4, 5, 6, 27, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed6 = SHUFFLE_F32(packed6_7, out_0_5, 0, 1, 2, 3, 4, 5, 6, 7, 27, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed7_1 = SHUFFLE_F32(out_0_4, out_0_5, 12, 28, 0, 0, 0, 0, 0, 0, 0, 13, 29, 0, 0, 0, 0, 0);
+    const real_v packed7_2 = SHUFFLE_F32(packed7_1, out_0_6, 0, 1, 28, 0, 0, 0, 0, 0, 0, 9, 10, 29, 0, 0, 0, 0);
+    const real_v packed7_3 = SHUFFLE_F32(packed7_2, out_0_7, 0, 1, 2, 28, 0, 0, 0, 0, 0, 9, 10, 11, 29, 0, 0, 0);
+    const real_v packed7_4 = SHUFFLE_F32(packed7_3, out_0_8, 0, 1, 2, 3, 28, 0, 0, 0, 0, 9, 10, 11, 12, 29, 0, 0);
+    const real_v packed7_5 = SHUFFLE_F32(packed7_4, out_0_0, 0, 1, 2, 3, 4, 29, 0, 0, 0, 9, 10, 11, 12, 13, 30, 0);
+    const real_v packed7_6 = SHUFFLE_F32(packed7_5, out_0_1, 0, 1, 2, 3, 4, 5, 29, 0, 0, 9, 10, 11, 12, 13, 14, 30);
+    const real_v packed7_7 = SHUFFLE_F32(packed7_6, out_0_2, 0, 1, 2, 3, 4, 5, 6, 29, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed7 = SHUFFLE_F32(packed7_7, out_0_3, 0, 1, 2, 3, 4, 5, 6, 7, 29, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed8_1 = SHUFFLE_F32(out_0_2, out_0_3, 14, 30, 0, 0, 0, 0, 0, 0, 0, 15, 31, 0, 0, 0, 0, 0);
+    const real_v packed8_2 = SHUFFLE_F32(packed8_1, out_0_4, 0, 1, 30, 0, 0, 0, 0, 0, 0, 9, 10, 31, 0, 0, 0, 0);
+    const real_v packed8_3 = SHUFFLE_F32(packed8_2, out_0_5, 0, 1, 2, 30, 0, 0, 0, 0, 0, 9, 10, 11, 31, 0, 0, 0);
+    const real_v packed8_4 = SHUFFLE_F32(packed8_3, out_0_6, 0, 1, 2, 3, 30, 0, 0, 0, 0, 9, 10, 11, 12, 31, 0, 0);
+    const real_v packed8_5 = SHUFFLE_F32(packed8_4, out_0_7, 0, 1, 2, 3, 4, 30, 0, 0, 0, 9, 10, 11, 12, 13, 31, 0);
+    const real_v packed8_6 = SHUFFLE_F32(packed8_5, out_0_8, 0, 1, 2, 3, 4, 5, 30, 0, 0, 9, 10, 11, 12, 13, 14, 31);
+    const real_v packed8_7 = SHUFFLE_F32(packed8_6, out_0_0, 0, 1, 2, 3, 4, 5, 6, 31, 0, 9, 10, 11, 12, 13, 14, 15);
+    const real_v packed8 = SHUFFLE_F32(packed8_7, out_0_1, 0, 1, 2, 3, 4, 5, 6, 7, 31, 9, 10, 11, 12, 13, 14, 15);
+    if (stream) {
+        STREAM_F32(out + 0, packed0);
+        STREAM_F32(out + 16, packed1);
+        STREAM_F32(out + 32, packed2);
+        STREAM_F32(out + 48, packed3);
+        STREAM_F32(out + 64, packed4);
+        STREAM_F32(out + 80, packed5);
+        STREAM_F32(out + 96, packed6);
+        STREAM_F32(out + 112, packed7);
+        STREAM_F32(out + 128, packed8);
+    } else {
+        STORE_F32(out + 0, packed0);
+        STORE_F32(out + 16, packed1);
+        STORE_F32(out + 32, packed2);
+        STORE_F32(out + 48, packed3);
+        STORE_F32(out + 64, packed4);
+        STORE_F32(out + 80, packed5);
+        STORE_F32(out + 96, packed6);
+        STORE_F32(out + 112, packed7);
+        STORE_F32(out + 128, packed8);
+    }
 }
 
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F32;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 9 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 9 * sizeof(float) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 8) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F32;
-        hvp_block_f32(x + row * 9, g + row * 3, u + row * 9, out + row * 9);
+        hvp_block_f32(x + row * 9, g + row * 3, u + row * 9, out + row * 9, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
@@ -1119,14 +1337,14 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 9, (size_t)rest * 9 * sizeof(float));
         float pad_out[OPTINV_LANES_F32 * 9];
-        hvp_block_f32(pad_x, pad_g, pad_u, pad_out);
+        hvp_block_f32(pad_x, pad_g, pad_u, pad_out, 0);
         memcpy(out + done * 9, pad_out, (size_t)rest * 9 * sizeof(float));
     }
     return n;
 }
 
 /* hvp: sum_k g_k d2I_k/dx2 . u (double; 19 flops per row) */
-static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
+static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
     real_v g_0_0;
@@ -1217,32 +1435,58 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     real_v out_1_6 = (real_v){0};
     real_v out_1_7 = (real_v){0};
     TRANSPOSE_F64(out_1_0, out_1_1, out_1_2, out_1_3, out_1_4, out_1_5, out_1_6, out_1_7);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F64(out + 0, out_0_0);
-    STORE_F64(out + 8, out_1_0);
-    STORE_F64(out + 9, out_0_1);
-    STORE_F64(out + 17, out_1_1);
-    STORE_F64(out + 18, out_0_2);
-    STORE_F64(out + 26, out_1_2);
-    STORE_F64(out + 27, out_0_3);
-    STORE_F64(out + 35, out_1_3);
-    STORE_F64(out + 36, out_0_4);
-    STORE_F64(out + 44, out_1_4);
-    STORE_F64(out + 45, out_0_5);
-    STORE_F64(out + 53, out_1_5);
-    STORE_F64(out + 54, out_0_6);
-    STORE_F64(out + 62, out_1_6);
-    STORE_F64(out + 63, out_0_7);
-    STORE_PART_F64(out + 71, out_1_7, 1);
+    /* Pack into 9 vectors of consecutive output elements (62 shuffles with the transposes). */
+    const real_v packed1 = SHUFFLE_F64(out_1_0, out_0_1, 0, 8, 9, 10, 11, 12, 13, 14);
+    const real_v packed2_1 = SHUFFLE_F64(out_0_1, out_1_1, 7, 8, 0, 0, 0, 0, 0, 0);
+    const real_v packed2 = SHUFFLE_F64(packed2_1, out_0_2, 0, 1, 8, 9, 10, 11, 12, 13);
+    const real_v packed3_1 = SHUFFLE_F64(out_0_2, out_1_2, 6, 7, 8, 0, 0, 0, 0, 0);
+    const real_v packed3 = SHUFFLE_F64(packed3_1, out_0_3, 0, 1, 2, 8, 9, 10, 11, 12);
+    const real_v packed4_1 = SHUFFLE_F64(out_0_3, out_1_3, 5, 6, 7, 8, 0, 0, 0, 0);
+    const real_v packed4 = SHUFFLE_F64(packed4_1, out_0_4, 0, 1, 2, 3, 8, 9, 10, 11);
+    const real_v packed5_1 = SHUFFLE_F64(out_0_4, out_1_4, 4, 5, 6, 7, 8, 0, 0, 0);
+    const real_v packed5 = SHUFFLE_F64(packed5_1, out_0_5, 0, 1, 2, 3, 4, 8, 9, 10);
+    const real_v packed6_1 = SHUFFLE_F64(out_0_5, out_1_5, 3, 4, 5, 6, 7, 8, 0, 0);
+    const real_v packed6 = SHUFFLE_F64(packed6_1, out_0_6, 0, 1, 2, 3, 4, 5, 8, 9);
+    const real_v packed7_1 = SHUFFLE_F64(out_0_6, out_1_6, 2, 3, 4, 5, 6, 7, 8, 0);
+    const real_v packed7 = SHUFFLE_F64(packed7_1, out_0_7, 0, 1, 2, 3, 4, 5, 6, 8);
+    const real_v packed8 = SHUFFLE_F64(out_0_7, out_1_7, 1, 2, 3, 4, 5, 6, 7, 8);
+    if (stream) {
+        STREAM_F64(out + 0, out_0_0);
+        STREAM_F64(out + 8, packed1);
+        STREAM_F64(out + 16, packed2);
+        STREAM_F64(out + 24, packed3);
+        STREAM_F64(out + 32, packed4);
+        STREAM_F64(out + 40, packed5);
+        STREAM_F64(out + 48, packed6);
+        STREAM_F64(out + 56, packed7);
+        STREAM_F64(out + 64, packed8);
+    } else {
+        STORE_F64(out + 0, out_0_0);
+        STORE_F64(out + 8, packed1);
+        STORE_F64(out + 16, packed2);
+        STORE_F64(out + 24, packed3);
+        STORE_F64(out + 32, packed4);
+        STORE_F64(out + 40, packed5);
+        STORE_F64(out + 48, packed6);
+        STORE_F64(out + 56, packed7);
+        STORE_F64(out + 64, packed8);
+    }
 }
 
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F64;
-#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 9 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 9 * sizeof(double) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 16) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F64;
-        hvp_block_f64(x + row * 9, g + row * 3, u + row * 9, out + row * 9);
+        hvp_block_f64(x + row * 9, g + row * 3, u + row * 9, out + row * 9, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
@@ -1257,7 +1501,7 @@ int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 9, (size_t)rest * 9 * sizeof(double));
         double pad_out[OPTINV_LANES_F64 * 9];
-        hvp_block_f64(pad_x, pad_g, pad_u, pad_out);
+        hvp_block_f64(pad_x, pad_g, pad_u, pad_out, 0);
         memcpy(out + done * 9, pad_out, (size_t)rest * 9 * sizeof(double));
     }
     return n;

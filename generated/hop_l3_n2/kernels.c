@@ -7,13 +7,16 @@
  * Each kernel works on blocks of rows held in 64-byte GCC/Clang vector types
  * (16 float or 8 double lanes, one row per lane), so the straight-line body is
  * vectorised across rows.  A block is read with whole-row vector loads and
- * turned into one vector per column by an in-register transpose (log2(lanes)
- * stages of two-source shuffles), and written back the same way, so no lane
- * is gathered or stored one element at a time.  A short tail is zero-padded
- * into one extra block.  OpenMP splits blocks over threads (guided: large
- * chunks first, small ones at the end, so a busy core does not hold the others
- * back and scheduling costs little); batches under 256 rows stay on the
- * calling thread, where starting threads would cost more.
+ * turned into one vector per column by an in-register transpose (unpack and
+ * 128-bit block shuffles, planned and checked by optinv.codegen.simd).  The
+ * outputs are packed back into whole vectors of consecutive output elements
+ * and written with full, non-overlapping vector stores; when the output is
+ * large and 64-byte aligned they are streaming (non-temporal) stores, which
+ * skip reading the destination lines into the cache first.  A short tail is
+ * zero-padded into one extra block.  OpenMP splits blocks over threads
+ * (guided: large chunks first, small ones at the end, so a busy core does not
+ * hold the others back and scheduling costs little); batches under 256 rows
+ * stay on the calling thread, where starting threads would cost more.
  */
 #include <stdint.h>
 #include <string.h>
@@ -24,8 +27,25 @@
 #define OPTINV_D 16
 #define OPTINV_K 4
 
+/* Streaming stores pay off only when the output cannot stay in the cache for its reader anyway:
+ * from this many output bytes per call (measured crossover on a 32 MiB last-level cache, see
+ * benchmarks/README.md).  x86 only, where _mm_sfence orders them before the threads join. */
+#ifndef OPTINV_STREAM_BYTES
+#define OPTINV_STREAM_BYTES ((size_t)16 << 20)
+#endif
+#if defined(__SSE2__) && (defined(__clang__) || defined(__AVX__))
+#include <immintrin.h>
+#define OPTINV_CAN_STREAM 1
+#define STREAM_FENCE() _mm_sfence()
+#else
+#define OPTINV_CAN_STREAM 0
+#define STREAM_FENCE() ((void)0)
+#endif
+
 int optinv_dim(void) { return OPTINV_D; }
 int optinv_count(void) { return OPTINV_K; }
+/* Output bytes from which a call to a 64-byte aligned output streams its stores (0: never). */
+int64_t optinv_stream_bytes(void) { return OPTINV_CAN_STREAM ? (int64_t)OPTINV_STREAM_BYTES : 0; }
 
 static int resolve_threads(int requested) {
 #ifdef _OPENMP
@@ -52,85 +72,95 @@ int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
 #define LOAD_F32(v, p) memcpy(&(v), (p), sizeof(v))
 #define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
 #define STORE_F32(p, v) memcpy((p), &(v), sizeof(v))
-#define STORE_PART_F32(p, v, n) memcpy((p), &(v), (size_t)(n) * sizeof(float))
+/* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
+#if OPTINV_CAN_STREAM && defined(__clang__)
+#define STREAM_F32(p, v) __builtin_nontemporal_store((v), (vec_f32 *)(void *)(p))
+#elif OPTINV_CAN_STREAM && defined(__AVX512F__)
+#define STREAM_F32(p, v) _mm512_stream_ps((p), (__m512)(v))
+#elif OPTINV_CAN_STREAM
+#define STREAM_F32(p, v) do { __m256 lo_, hi_; memcpy(&lo_, &(v), 32); memcpy(&hi_, (const char *)&(v) + 32, 32); \
+    _mm256_stream_ps((p), lo_); _mm256_stream_ps((p) + 8, hi_); } while (0)
+#else
+#define STREAM_F32(p, v) STORE_F32(p, v)
+#endif
 
-/* Transpose a 16x16 tile held in 16 vectors in place (m_r[j] -> m_j[r]): stage b swaps
- * bit b of the row index with bit b of the lane index, one two-source shuffle per vector. */
+/* Transpose a 16x16 tile held in 16 vectors in place (m_r[j] -> m_j[r]): unpack stages inside
+ * 128-bit blocks, then a 4x4 transpose of the blocks; each stage reads all its sources first. */
 #define TRANSPOSE_F32(m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14, m15) do { \
     { \
-        const vec_f32 s0 = SHUFFLE_F32(m0, m1, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s1 = SHUFFLE_F32(m1, m0, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s2 = SHUFFLE_F32(m2, m3, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s3 = SHUFFLE_F32(m3, m2, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s4 = SHUFFLE_F32(m4, m5, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s5 = SHUFFLE_F32(m5, m4, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s6 = SHUFFLE_F32(m6, m7, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s7 = SHUFFLE_F32(m7, m6, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s8 = SHUFFLE_F32(m8, m9, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s9 = SHUFFLE_F32(m9, m8, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s10 = SHUFFLE_F32(m10, m11, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s11 = SHUFFLE_F32(m11, m10, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s12 = SHUFFLE_F32(m12, m13, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s13 = SHUFFLE_F32(m13, m12, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
-        const vec_f32 s14 = SHUFFLE_F32(m14, m15, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30); \
-        const vec_f32 s15 = SHUFFLE_F32(m15, m14, 17, 1, 19, 3, 21, 5, 23, 7, 25, 9, 27, 11, 29, 13, 31, 15); \
+        const vec_f32 s0 = SHUFFLE_F32(m0, m1, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s1 = SHUFFLE_F32(m0, m1, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s2 = SHUFFLE_F32(m2, m3, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s3 = SHUFFLE_F32(m2, m3, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s4 = SHUFFLE_F32(m4, m5, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s5 = SHUFFLE_F32(m4, m5, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s6 = SHUFFLE_F32(m6, m7, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s7 = SHUFFLE_F32(m6, m7, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s8 = SHUFFLE_F32(m8, m9, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s9 = SHUFFLE_F32(m8, m9, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s10 = SHUFFLE_F32(m10, m11, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s11 = SHUFFLE_F32(m10, m11, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s12 = SHUFFLE_F32(m12, m13, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s13 = SHUFFLE_F32(m12, m13, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
+        const vec_f32 s14 = SHUFFLE_F32(m14, m15, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29); \
+        const vec_f32 s15 = SHUFFLE_F32(m14, m15, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
     } \
     { \
         const vec_f32 s0 = SHUFFLE_F32(m0, m2, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s1 = SHUFFLE_F32(m1, m3, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s2 = SHUFFLE_F32(m2, m0, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
-        const vec_f32 s3 = SHUFFLE_F32(m3, m1, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s1 = SHUFFLE_F32(m0, m2, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
+        const vec_f32 s2 = SHUFFLE_F32(m1, m3, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s3 = SHUFFLE_F32(m1, m3, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
         const vec_f32 s4 = SHUFFLE_F32(m4, m6, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s5 = SHUFFLE_F32(m5, m7, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s6 = SHUFFLE_F32(m6, m4, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
-        const vec_f32 s7 = SHUFFLE_F32(m7, m5, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s5 = SHUFFLE_F32(m4, m6, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
+        const vec_f32 s6 = SHUFFLE_F32(m5, m7, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s7 = SHUFFLE_F32(m5, m7, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
         const vec_f32 s8 = SHUFFLE_F32(m8, m10, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s9 = SHUFFLE_F32(m9, m11, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s10 = SHUFFLE_F32(m10, m8, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
-        const vec_f32 s11 = SHUFFLE_F32(m11, m9, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s9 = SHUFFLE_F32(m8, m10, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
+        const vec_f32 s10 = SHUFFLE_F32(m9, m11, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s11 = SHUFFLE_F32(m9, m11, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
         const vec_f32 s12 = SHUFFLE_F32(m12, m14, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s13 = SHUFFLE_F32(m13, m15, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
-        const vec_f32 s14 = SHUFFLE_F32(m14, m12, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
-        const vec_f32 s15 = SHUFFLE_F32(m15, m13, 18, 19, 2, 3, 22, 23, 6, 7, 26, 27, 10, 11, 30, 31, 14, 15); \
+        const vec_f32 s13 = SHUFFLE_F32(m12, m14, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
+        const vec_f32 s14 = SHUFFLE_F32(m13, m15, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29); \
+        const vec_f32 s15 = SHUFFLE_F32(m13, m15, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
     } \
     { \
-        const vec_f32 s0 = SHUFFLE_F32(m0, m4, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s1 = SHUFFLE_F32(m1, m5, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s2 = SHUFFLE_F32(m2, m6, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s3 = SHUFFLE_F32(m3, m7, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s4 = SHUFFLE_F32(m4, m0, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s5 = SHUFFLE_F32(m5, m1, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s6 = SHUFFLE_F32(m6, m2, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s7 = SHUFFLE_F32(m7, m3, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s8 = SHUFFLE_F32(m8, m12, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s9 = SHUFFLE_F32(m9, m13, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s10 = SHUFFLE_F32(m10, m14, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s11 = SHUFFLE_F32(m11, m15, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27); \
-        const vec_f32 s12 = SHUFFLE_F32(m12, m8, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s13 = SHUFFLE_F32(m13, m9, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s14 = SHUFFLE_F32(m14, m10, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
-        const vec_f32 s15 = SHUFFLE_F32(m15, m11, 20, 21, 22, 23, 4, 5, 6, 7, 28, 29, 30, 31, 12, 13, 14, 15); \
+        const vec_f32 s0 = SHUFFLE_F32(m0, m4, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s4 = SHUFFLE_F32(m0, m4, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s8 = SHUFFLE_F32(m8, m12, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s12 = SHUFFLE_F32(m8, m12, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s1 = SHUFFLE_F32(m1, m5, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s5 = SHUFFLE_F32(m1, m5, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s9 = SHUFFLE_F32(m9, m13, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s13 = SHUFFLE_F32(m9, m13, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s2 = SHUFFLE_F32(m2, m6, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s6 = SHUFFLE_F32(m2, m6, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s10 = SHUFFLE_F32(m10, m14, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s14 = SHUFFLE_F32(m10, m14, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s3 = SHUFFLE_F32(m3, m7, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s7 = SHUFFLE_F32(m3, m7, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s11 = SHUFFLE_F32(m11, m15, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s15 = SHUFFLE_F32(m11, m15, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
     } \
     { \
-        const vec_f32 s0 = SHUFFLE_F32(m0, m8, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s1 = SHUFFLE_F32(m1, m9, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s2 = SHUFFLE_F32(m2, m10, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s3 = SHUFFLE_F32(m3, m11, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s4 = SHUFFLE_F32(m4, m12, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s5 = SHUFFLE_F32(m5, m13, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s6 = SHUFFLE_F32(m6, m14, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s7 = SHUFFLE_F32(m7, m15, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23); \
-        const vec_f32 s8 = SHUFFLE_F32(m8, m0, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s9 = SHUFFLE_F32(m9, m1, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s10 = SHUFFLE_F32(m10, m2, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s11 = SHUFFLE_F32(m11, m3, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s12 = SHUFFLE_F32(m12, m4, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s13 = SHUFFLE_F32(m13, m5, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s14 = SHUFFLE_F32(m14, m6, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
-        const vec_f32 s15 = SHUFFLE_F32(m15, m7, 24, 25, 26, 27, 28, 29, 30, 31, 8, 9, 10, 11, 12, 13, 14, 15); \
+        const vec_f32 s0 = SHUFFLE_F32(m0, m8, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s8 = SHUFFLE_F32(m0, m8, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s4 = SHUFFLE_F32(m4, m12, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s12 = SHUFFLE_F32(m4, m12, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s1 = SHUFFLE_F32(m1, m9, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s9 = SHUFFLE_F32(m1, m9, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s5 = SHUFFLE_F32(m5, m13, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s13 = SHUFFLE_F32(m5, m13, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s2 = SHUFFLE_F32(m2, m10, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s10 = SHUFFLE_F32(m2, m10, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s6 = SHUFFLE_F32(m6, m14, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s14 = SHUFFLE_F32(m6, m14, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s3 = SHUFFLE_F32(m3, m11, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s11 = SHUFFLE_F32(m3, m11, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
+        const vec_f32 s7 = SHUFFLE_F32(m7, m15, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27); \
+        const vec_f32 s15 = SHUFFLE_F32(m7, m15, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; m8 = s8; m9 = s9; m10 = s10; m11 = s11; m12 = s12; m13 = s13; m14 = s14; m15 = s15; \
     } \
 } while (0)
@@ -151,49 +181,59 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 #define LOAD_F64(v, p) memcpy(&(v), (p), sizeof(v))
 #define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
 #define STORE_F64(p, v) memcpy((p), &(v), sizeof(v))
-#define STORE_PART_F64(p, v, n) memcpy((p), &(v), (size_t)(n) * sizeof(double))
+/* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
+#if OPTINV_CAN_STREAM && defined(__clang__)
+#define STREAM_F64(p, v) __builtin_nontemporal_store((v), (vec_f64 *)(void *)(p))
+#elif OPTINV_CAN_STREAM && defined(__AVX512F__)
+#define STREAM_F64(p, v) _mm512_stream_pd((p), (__m512d)(v))
+#elif OPTINV_CAN_STREAM
+#define STREAM_F64(p, v) do { __m256d lo_, hi_; memcpy(&lo_, &(v), 32); memcpy(&hi_, (const char *)&(v) + 32, 32); \
+    _mm256_stream_pd((p), lo_); _mm256_stream_pd((p) + 4, hi_); } while (0)
+#else
+#define STREAM_F64(p, v) STORE_F64(p, v)
+#endif
 
-/* Transpose a 8x8 tile held in 8 vectors in place (m_r[j] -> m_j[r]): stage b swaps
- * bit b of the row index with bit b of the lane index, one two-source shuffle per vector. */
+/* Transpose a 8x8 tile held in 8 vectors in place (m_r[j] -> m_j[r]): unpack stages inside
+ * 128-bit blocks, then a 4x4 transpose of the blocks; each stage reads all its sources first. */
 #define TRANSPOSE_F64(m0, m1, m2, m3, m4, m5, m6, m7) do { \
     { \
         const vec_f64 s0 = SHUFFLE_F64(m0, m1, 0, 8, 2, 10, 4, 12, 6, 14); \
-        const vec_f64 s1 = SHUFFLE_F64(m1, m0, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s1 = SHUFFLE_F64(m0, m1, 1, 9, 3, 11, 5, 13, 7, 15); \
         const vec_f64 s2 = SHUFFLE_F64(m2, m3, 0, 8, 2, 10, 4, 12, 6, 14); \
-        const vec_f64 s3 = SHUFFLE_F64(m3, m2, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s3 = SHUFFLE_F64(m2, m3, 1, 9, 3, 11, 5, 13, 7, 15); \
         const vec_f64 s4 = SHUFFLE_F64(m4, m5, 0, 8, 2, 10, 4, 12, 6, 14); \
-        const vec_f64 s5 = SHUFFLE_F64(m5, m4, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s5 = SHUFFLE_F64(m4, m5, 1, 9, 3, 11, 5, 13, 7, 15); \
         const vec_f64 s6 = SHUFFLE_F64(m6, m7, 0, 8, 2, 10, 4, 12, 6, 14); \
-        const vec_f64 s7 = SHUFFLE_F64(m7, m6, 9, 1, 11, 3, 13, 5, 15, 7); \
+        const vec_f64 s7 = SHUFFLE_F64(m6, m7, 1, 9, 3, 11, 5, 13, 7, 15); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; \
     } \
     { \
-        const vec_f64 s0 = SHUFFLE_F64(m0, m2, 0, 1, 8, 9, 4, 5, 12, 13); \
-        const vec_f64 s1 = SHUFFLE_F64(m1, m3, 0, 1, 8, 9, 4, 5, 12, 13); \
-        const vec_f64 s2 = SHUFFLE_F64(m2, m0, 10, 11, 2, 3, 14, 15, 6, 7); \
-        const vec_f64 s3 = SHUFFLE_F64(m3, m1, 10, 11, 2, 3, 14, 15, 6, 7); \
-        const vec_f64 s4 = SHUFFLE_F64(m4, m6, 0, 1, 8, 9, 4, 5, 12, 13); \
-        const vec_f64 s5 = SHUFFLE_F64(m5, m7, 0, 1, 8, 9, 4, 5, 12, 13); \
-        const vec_f64 s6 = SHUFFLE_F64(m6, m4, 10, 11, 2, 3, 14, 15, 6, 7); \
-        const vec_f64 s7 = SHUFFLE_F64(m7, m5, 10, 11, 2, 3, 14, 15, 6, 7); \
+        const vec_f64 s0 = SHUFFLE_F64(m0, m2, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s2 = SHUFFLE_F64(m0, m2, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s4 = SHUFFLE_F64(m4, m6, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s6 = SHUFFLE_F64(m4, m6, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s1 = SHUFFLE_F64(m1, m3, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s3 = SHUFFLE_F64(m1, m3, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s5 = SHUFFLE_F64(m5, m7, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s7 = SHUFFLE_F64(m5, m7, 2, 3, 6, 7, 10, 11, 14, 15); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; \
     } \
     { \
-        const vec_f64 s0 = SHUFFLE_F64(m0, m4, 0, 1, 2, 3, 8, 9, 10, 11); \
-        const vec_f64 s1 = SHUFFLE_F64(m1, m5, 0, 1, 2, 3, 8, 9, 10, 11); \
-        const vec_f64 s2 = SHUFFLE_F64(m2, m6, 0, 1, 2, 3, 8, 9, 10, 11); \
-        const vec_f64 s3 = SHUFFLE_F64(m3, m7, 0, 1, 2, 3, 8, 9, 10, 11); \
-        const vec_f64 s4 = SHUFFLE_F64(m4, m0, 12, 13, 14, 15, 4, 5, 6, 7); \
-        const vec_f64 s5 = SHUFFLE_F64(m5, m1, 12, 13, 14, 15, 4, 5, 6, 7); \
-        const vec_f64 s6 = SHUFFLE_F64(m6, m2, 12, 13, 14, 15, 4, 5, 6, 7); \
-        const vec_f64 s7 = SHUFFLE_F64(m7, m3, 12, 13, 14, 15, 4, 5, 6, 7); \
+        const vec_f64 s0 = SHUFFLE_F64(m0, m4, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s4 = SHUFFLE_F64(m0, m4, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s2 = SHUFFLE_F64(m2, m6, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s6 = SHUFFLE_F64(m2, m6, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s1 = SHUFFLE_F64(m1, m5, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s5 = SHUFFLE_F64(m1, m5, 2, 3, 6, 7, 10, 11, 14, 15); \
+        const vec_f64 s3 = SHUFFLE_F64(m3, m7, 0, 1, 4, 5, 8, 9, 12, 13); \
+        const vec_f64 s7 = SHUFFLE_F64(m3, m7, 2, 3, 6, 7, 10, 11, 14, 15); \
         m0 = s0; m1 = s1; m2 = s2; m3 = s3; m4 = s4; m5 = s5; m6 = s6; m7 = s7; \
     } \
 } while (0)
 
 
 /* forward: invariants I(x) (float; 41 flops per row) */
-static void forward_block_f32(const float *restrict x, float *restrict out)
+static void forward_block_f32(const float *restrict x, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
     real_v x_0_0;
@@ -250,46 +290,45 @@ static void forward_block_f32(const float *restrict x, float *restrict out)
     const real_v t2 = 2*t1;
     const real_v t3 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
     const real_v t4 = 2*t3;
-    real_v out_0_0 = x0;
-    real_v out_0_1 = t0;
-    real_v out_0_2 = t2;
-    real_v out_0_3 = t4;
-    real_v out_0_4 = (real_v){0};
-    real_v out_0_5 = (real_v){0};
-    real_v out_0_6 = (real_v){0};
-    real_v out_0_7 = (real_v){0};
-    real_v out_0_8 = (real_v){0};
-    real_v out_0_9 = (real_v){0};
-    real_v out_0_10 = (real_v){0};
-    real_v out_0_11 = (real_v){0};
-    real_v out_0_12 = (real_v){0};
-    real_v out_0_13 = (real_v){0};
-    real_v out_0_14 = (real_v){0};
-    real_v out_0_15 = (real_v){0};
-    TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F32(out + 0, out_0_0);
-    STORE_F32(out + 4, out_0_1);
-    STORE_F32(out + 8, out_0_2);
-    STORE_F32(out + 12, out_0_3);
-    STORE_F32(out + 16, out_0_4);
-    STORE_F32(out + 20, out_0_5);
-    STORE_F32(out + 24, out_0_6);
-    STORE_F32(out + 28, out_0_7);
-    STORE_F32(out + 32, out_0_8);
-    STORE_F32(out + 36, out_0_9);
-    STORE_F32(out + 40, out_0_10);
-    STORE_F32(out + 44, out_0_11);
-    STORE_F32(out + 48, out_0_12);
-    STORE_PART_F32(out + 52, out_0_13, 12);
-    STORE_PART_F32(out + 56, out_0_14, 8);
-    STORE_PART_F32(out + 60, out_0_15, 4);
+    const real_v out_0_0 = x0;
+    const real_v out_0_1 = t0;
+    const real_v out_0_2 = t2;
+    const real_v out_0_3 = t4;
+    /* Pack into 4 vectors of consecutive output elements (12 shuffles). */
+    const real_v packed0_1 = SHUFFLE_F32(out_0_0, out_0_1, 0, 16, 0, 0, 1, 17, 0, 0, 2, 18, 0, 0, 3, 19, 0, 0);
+    const real_v packed0_2 = SHUFFLE_F32(packed0_1, out_0_2, 0, 1, 16, 0, 4, 5, 17, 0, 8, 9, 18, 0, 12, 13, 19, 0);
+    const real_v packed0 = SHUFFLE_F32(packed0_2, out_0_3, 0, 1, 2, 16, 4, 5, 6, 17, 8, 9, 10, 18, 12, 13, 14, 19);
+    const real_v packed1_1 = SHUFFLE_F32(out_0_0, out_0_1, 4, 20, 0, 0, 5, 21, 0, 0, 6, 22, 0, 0, 7, 23, 0, 0);
+    const real_v packed1_2 = SHUFFLE_F32(packed1_1, out_0_2, 0, 1, 20, 0, 4, 5, 21, 0, 8, 9, 22, 0, 12, 13, 23, 0);
+    const real_v packed1 = SHUFFLE_F32(packed1_2, out_0_3, 0, 1, 2, 20, 4, 5, 6, 21, 8, 9, 10, 22, 12, 13, 14, 23);
+    const real_v packed2_1 = SHUFFLE_F32(out_0_0, out_0_1, 8, 24, 0, 0, 9, 25, 0, 0, 10, 26, 0, 0, 11, 27, 0, 0);
+    const real_v packed2_2 = SHUFFLE_F32(packed2_1, out_0_2, 0, 1, 24, 0, 4, 5, 25, 0, 8, 9, 26, 0, 12, 13, 27, 0);
+    const real_v packed2 = SHUFFLE_F32(packed2_2, out_0_3, 0, 1, 2, 24, 4, 5, 6, 25, 8, 9, 10, 26, 12, 13, 14, 27);
+    const real_v packed3_1 = SHUFFLE_F32(out_0_0, out_0_1, 12, 28, 0, 0, 13, 29, 0, 0, 14, 30, 0, 0, 15, 31, 0, 0);
+    const real_v packed3_2 = SHUFFLE_F32(packed3_1, out_0_2, 0, 1, 28, 0, 4, 5, 29, 0, 8, 9, 30, 0, 12, 13, 31, 0);
+    const real_v packed3 = SHUFFLE_F32(packed3_2, out_0_3, 0, 1, 2, 28, 4, 5, 6, 29, 8, 9, 10, 30, 12, 13, 14, 31);
+    if (stream) {
+        STREAM_F32(out + 0, packed0);
+        STREAM_F32(out + 16, packed1);
+        STREAM_F32(out + 32, packed2);
+        STREAM_F32(out + 48, packed3);
+    } else {
+        STORE_F32(out + 0, packed0);
+        STORE_F32(out + 16, packed1);
+        STORE_F32(out + 32, packed2);
+        STORE_F32(out + 48, packed3);
+    }
 }
 
 int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F32;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 4 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 4 * sizeof(float) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 8) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F32;
         /* Software prefetch of the rows 4 blocks ahead: the forward streams one input and overlaps
@@ -297,7 +336,9 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
          * (3,4), 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at (4,4); with several
          * inputs, as in the vjp, prefetching measured slower and is left to the hardware). */
         for (int line = 0; line < 256 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F32) * 16) + line, 0, 3);
-        forward_block_f32(x + row * 16, out + row * 4);
+        forward_block_f32(x + row * 16, out + row * 4, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
@@ -306,14 +347,14 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 16, (size_t)rest * 16 * sizeof(float));
         float pad_out[OPTINV_LANES_F32 * 4];
-        forward_block_f32(pad_x, pad_out);
+        forward_block_f32(pad_x, pad_out, 0);
         memcpy(out + done * 4, pad_out, (size_t)rest * 4 * sizeof(float));
     }
     return n;
 }
 
 /* forward: invariants I(x) (double; 41 flops per row) */
-static void forward_block_f64(const double *restrict x, double *restrict out)
+static void forward_block_f64(const double *restrict x, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
     real_v x_0_0;
@@ -371,30 +412,45 @@ static void forward_block_f64(const double *restrict x, double *restrict out)
     const real_v t2 = 2*t1;
     const real_v t3 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
     const real_v t4 = 2*t3;
-    real_v out_0_0 = x0;
-    real_v out_0_1 = t0;
-    real_v out_0_2 = t2;
-    real_v out_0_3 = t4;
-    real_v out_0_4 = (real_v){0};
-    real_v out_0_5 = (real_v){0};
-    real_v out_0_6 = (real_v){0};
-    real_v out_0_7 = (real_v){0};
-    TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F64(out + 0, out_0_0);
-    STORE_F64(out + 4, out_0_1);
-    STORE_F64(out + 8, out_0_2);
-    STORE_F64(out + 12, out_0_3);
-    STORE_F64(out + 16, out_0_4);
-    STORE_F64(out + 20, out_0_5);
-    STORE_F64(out + 24, out_0_6);
-    STORE_PART_F64(out + 28, out_0_7, 4);
+    const real_v out_0_0 = x0;
+    const real_v out_0_1 = t0;
+    const real_v out_0_2 = t2;
+    const real_v out_0_3 = t4;
+    /* Pack into 4 vectors of consecutive output elements (12 shuffles). */
+    const real_v packed0_1 = SHUFFLE_F64(out_0_0, out_0_1, 0, 8, 0, 0, 1, 9, 0, 0);
+    const real_v packed0_2 = SHUFFLE_F64(packed0_1, out_0_2, 0, 1, 8, 0, 4, 5, 9, 0);
+    const real_v packed0 = SHUFFLE_F64(packed0_2, out_0_3, 0, 1, 2, 8, 4, 5, 6, 9);
+    const real_v packed1_1 = SHUFFLE_F64(out_0_0, out_0_1, 2, 10, 0, 0, 3, 11, 0, 0);
+    const real_v packed1_2 = SHUFFLE_F64(packed1_1, out_0_2, 0, 1, 10, 0, 4, 5, 11, 0);
+    const real_v packed1 = SHUFFLE_F64(packed1_2, out_0_3, 0, 1, 2, 10, 4, 5, 6, 11);
+    const real_v packed2_1 = SHUFFLE_F64(out_0_0, out_0_1, 4, 12, 0, 0, 5, 13, 0, 0);
+    const real_v packed2_2 = SHUFFLE_F64(packed2_1, out_0_2, 0, 1, 12, 0, 4, 5, 13, 0);
+    const real_v packed2 = SHUFFLE_F64(packed2_2, out_0_3, 0, 1, 2, 12, 4, 5, 6, 13);
+    const real_v packed3_1 = SHUFFLE_F64(out_0_0, out_0_1, 6, 14, 0, 0, 7, 15, 0, 0);
+    const real_v packed3_2 = SHUFFLE_F64(packed3_1, out_0_2, 0, 1, 14, 0, 4, 5, 15, 0);
+    const real_v packed3 = SHUFFLE_F64(packed3_2, out_0_3, 0, 1, 2, 14, 4, 5, 6, 15);
+    if (stream) {
+        STREAM_F64(out + 0, packed0);
+        STREAM_F64(out + 8, packed1);
+        STREAM_F64(out + 16, packed2);
+        STREAM_F64(out + 24, packed3);
+    } else {
+        STORE_F64(out + 0, packed0);
+        STORE_F64(out + 8, packed1);
+        STORE_F64(out + 16, packed2);
+        STORE_F64(out + 24, packed3);
+    }
 }
 
 int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F64;
-#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 4 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 4 * sizeof(double) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 16) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F64;
         /* Software prefetch of the rows 4 blocks ahead: the forward streams one input and overlaps
@@ -402,7 +458,9 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
          * (3,4), 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at (4,4); with several
          * inputs, as in the vjp, prefetching measured slower and is left to the hardware). */
         for (int line = 0; line < 128 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F64) * 16) + line, 0, 3);
-        forward_block_f64(x + row * 16, out + row * 4);
+        forward_block_f64(x + row * 16, out + row * 4, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
@@ -411,14 +469,14 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
         memset(pad_x, 0, sizeof(pad_x));
         memcpy(pad_x, x + done * 16, (size_t)rest * 16 * sizeof(double));
         double pad_out[OPTINV_LANES_F64 * 4];
-        forward_block_f64(pad_x, pad_out);
+        forward_block_f64(pad_x, pad_out, 0);
         memcpy(out + done * 4, pad_out, (size_t)rest * 4 * sizeof(double));
     }
     return n;
 }
 
 /* vjp: g . dI/dx (float; 44 flops per row) */
-static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out)
+static void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
     real_v x_0_0;
@@ -540,32 +598,58 @@ static void vjp_block_f32(const float *restrict x, const float *restrict g, floa
     real_v out_0_14 = t20;
     real_v out_0_15 = t21;
     TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F32(out + 0, out_0_0);
-    STORE_F32(out + 16, out_0_1);
-    STORE_F32(out + 32, out_0_2);
-    STORE_F32(out + 48, out_0_3);
-    STORE_F32(out + 64, out_0_4);
-    STORE_F32(out + 80, out_0_5);
-    STORE_F32(out + 96, out_0_6);
-    STORE_F32(out + 112, out_0_7);
-    STORE_F32(out + 128, out_0_8);
-    STORE_F32(out + 144, out_0_9);
-    STORE_F32(out + 160, out_0_10);
-    STORE_F32(out + 176, out_0_11);
-    STORE_F32(out + 192, out_0_12);
-    STORE_F32(out + 208, out_0_13);
-    STORE_F32(out + 224, out_0_14);
-    STORE_F32(out + 240, out_0_15);
+    /* Pack into 16 vectors of consecutive output elements (64 shuffles with the transposes). */
+    if (stream) {
+        STREAM_F32(out + 0, out_0_0);
+        STREAM_F32(out + 16, out_0_1);
+        STREAM_F32(out + 32, out_0_2);
+        STREAM_F32(out + 48, out_0_3);
+        STREAM_F32(out + 64, out_0_4);
+        STREAM_F32(out + 80, out_0_5);
+        STREAM_F32(out + 96, out_0_6);
+        STREAM_F32(out + 112, out_0_7);
+        STREAM_F32(out + 128, out_0_8);
+        STREAM_F32(out + 144, out_0_9);
+        STREAM_F32(out + 160, out_0_10);
+        STREAM_F32(out + 176, out_0_11);
+        STREAM_F32(out + 192, out_0_12);
+        STREAM_F32(out + 208, out_0_13);
+        STREAM_F32(out + 224, out_0_14);
+        STREAM_F32(out + 240, out_0_15);
+    } else {
+        STORE_F32(out + 0, out_0_0);
+        STORE_F32(out + 16, out_0_1);
+        STORE_F32(out + 32, out_0_2);
+        STORE_F32(out + 48, out_0_3);
+        STORE_F32(out + 64, out_0_4);
+        STORE_F32(out + 80, out_0_5);
+        STORE_F32(out + 96, out_0_6);
+        STORE_F32(out + 112, out_0_7);
+        STORE_F32(out + 128, out_0_8);
+        STORE_F32(out + 144, out_0_9);
+        STORE_F32(out + 160, out_0_10);
+        STORE_F32(out + 176, out_0_11);
+        STORE_F32(out + 192, out_0_12);
+        STORE_F32(out + 208, out_0_13);
+        STORE_F32(out + 224, out_0_14);
+        STORE_F32(out + 240, out_0_15);
+    }
 }
 
 int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F32;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 16 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 16 * sizeof(float) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 8) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F32;
-        vjp_block_f32(x + row * 16, g + row * 4, out + row * 16);
+        vjp_block_f32(x + row * 16, g + row * 4, out + row * 16, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
@@ -577,14 +661,14 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
         memset(pad_g, 0, sizeof(pad_g));
         memcpy(pad_g, g + done * 4, (size_t)rest * 4 * sizeof(float));
         float pad_out[OPTINV_LANES_F32 * 16];
-        vjp_block_f32(pad_x, pad_g, pad_out);
+        vjp_block_f32(pad_x, pad_g, pad_out, 0);
         memcpy(out + done * 16, pad_out, (size_t)rest * 16 * sizeof(float));
     }
     return n;
 }
 
 /* vjp: g . dI/dx (double; 44 flops per row) */
-static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out)
+static void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
     real_v x_0_0;
@@ -692,32 +776,58 @@ static void vjp_block_f64(const double *restrict x, const double *restrict g, do
     real_v out_1_6 = t20;
     real_v out_1_7 = t21;
     TRANSPOSE_F64(out_1_0, out_1_1, out_1_2, out_1_3, out_1_4, out_1_5, out_1_6, out_1_7);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F64(out + 0, out_0_0);
-    STORE_F64(out + 8, out_1_0);
-    STORE_F64(out + 16, out_0_1);
-    STORE_F64(out + 24, out_1_1);
-    STORE_F64(out + 32, out_0_2);
-    STORE_F64(out + 40, out_1_2);
-    STORE_F64(out + 48, out_0_3);
-    STORE_F64(out + 56, out_1_3);
-    STORE_F64(out + 64, out_0_4);
-    STORE_F64(out + 72, out_1_4);
-    STORE_F64(out + 80, out_0_5);
-    STORE_F64(out + 88, out_1_5);
-    STORE_F64(out + 96, out_0_6);
-    STORE_F64(out + 104, out_1_6);
-    STORE_F64(out + 112, out_0_7);
-    STORE_F64(out + 120, out_1_7);
+    /* Pack into 16 vectors of consecutive output elements (48 shuffles with the transposes). */
+    if (stream) {
+        STREAM_F64(out + 0, out_0_0);
+        STREAM_F64(out + 8, out_1_0);
+        STREAM_F64(out + 16, out_0_1);
+        STREAM_F64(out + 24, out_1_1);
+        STREAM_F64(out + 32, out_0_2);
+        STREAM_F64(out + 40, out_1_2);
+        STREAM_F64(out + 48, out_0_3);
+        STREAM_F64(out + 56, out_1_3);
+        STREAM_F64(out + 64, out_0_4);
+        STREAM_F64(out + 72, out_1_4);
+        STREAM_F64(out + 80, out_0_5);
+        STREAM_F64(out + 88, out_1_5);
+        STREAM_F64(out + 96, out_0_6);
+        STREAM_F64(out + 104, out_1_6);
+        STREAM_F64(out + 112, out_0_7);
+        STREAM_F64(out + 120, out_1_7);
+    } else {
+        STORE_F64(out + 0, out_0_0);
+        STORE_F64(out + 8, out_1_0);
+        STORE_F64(out + 16, out_0_1);
+        STORE_F64(out + 24, out_1_1);
+        STORE_F64(out + 32, out_0_2);
+        STORE_F64(out + 40, out_1_2);
+        STORE_F64(out + 48, out_0_3);
+        STORE_F64(out + 56, out_1_3);
+        STORE_F64(out + 64, out_0_4);
+        STORE_F64(out + 72, out_1_4);
+        STORE_F64(out + 80, out_0_5);
+        STORE_F64(out + 88, out_1_5);
+        STORE_F64(out + 96, out_0_6);
+        STORE_F64(out + 104, out_1_6);
+        STORE_F64(out + 112, out_0_7);
+        STORE_F64(out + 120, out_1_7);
+    }
 }
 
 int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F64;
-#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 16 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 16 * sizeof(double) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 16) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F64;
-        vjp_block_f64(x + row * 16, g + row * 4, out + row * 16);
+        vjp_block_f64(x + row * 16, g + row * 4, out + row * 16, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
@@ -729,14 +839,14 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
         memset(pad_g, 0, sizeof(pad_g));
         memcpy(pad_g, g + done * 4, (size_t)rest * 4 * sizeof(double));
         double pad_out[OPTINV_LANES_F64 * 16];
-        vjp_block_f64(pad_x, pad_g, pad_out);
+        vjp_block_f64(pad_x, pad_g, pad_out, 0);
         memcpy(out + done * 16, pad_out, (size_t)rest * 16 * sizeof(double));
     }
     return n;
 }
 
 /* jvp: dI/dx . u (float; 54 flops per row) */
-static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out)
+static void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
     real_v x_0_0;
@@ -842,49 +952,50 @@ static void jvp_block_f32(const float *restrict x, const float *restrict u, floa
     const real_v t8 = 2*t7;
     const real_v t9 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
     const real_v t10 = 2*t9;
-    real_v out_0_0 = u0;
-    real_v out_0_1 = t6;
-    real_v out_0_2 = t8;
-    real_v out_0_3 = t10;
-    real_v out_0_4 = (real_v){0};
-    real_v out_0_5 = (real_v){0};
-    real_v out_0_6 = (real_v){0};
-    real_v out_0_7 = (real_v){0};
-    real_v out_0_8 = (real_v){0};
-    real_v out_0_9 = (real_v){0};
-    real_v out_0_10 = (real_v){0};
-    real_v out_0_11 = (real_v){0};
-    real_v out_0_12 = (real_v){0};
-    real_v out_0_13 = (real_v){0};
-    real_v out_0_14 = (real_v){0};
-    real_v out_0_15 = (real_v){0};
-    TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F32(out + 0, out_0_0);
-    STORE_F32(out + 4, out_0_1);
-    STORE_F32(out + 8, out_0_2);
-    STORE_F32(out + 12, out_0_3);
-    STORE_F32(out + 16, out_0_4);
-    STORE_F32(out + 20, out_0_5);
-    STORE_F32(out + 24, out_0_6);
-    STORE_F32(out + 28, out_0_7);
-    STORE_F32(out + 32, out_0_8);
-    STORE_F32(out + 36, out_0_9);
-    STORE_F32(out + 40, out_0_10);
-    STORE_F32(out + 44, out_0_11);
-    STORE_F32(out + 48, out_0_12);
-    STORE_PART_F32(out + 52, out_0_13, 12);
-    STORE_PART_F32(out + 56, out_0_14, 8);
-    STORE_PART_F32(out + 60, out_0_15, 4);
+    const real_v out_0_0 = u0;
+    const real_v out_0_1 = t6;
+    const real_v out_0_2 = t8;
+    const real_v out_0_3 = t10;
+    /* Pack into 4 vectors of consecutive output elements (12 shuffles). */
+    const real_v packed0_1 = SHUFFLE_F32(out_0_0, out_0_1, 0, 16, 0, 0, 1, 17, 0, 0, 2, 18, 0, 0, 3, 19, 0, 0);
+    const real_v packed0_2 = SHUFFLE_F32(packed0_1, out_0_2, 0, 1, 16, 0, 4, 5, 17, 0, 8, 9, 18, 0, 12, 13, 19, 0);
+    const real_v packed0 = SHUFFLE_F32(packed0_2, out_0_3, 0, 1, 2, 16, 4, 5, 6, 17, 8, 9, 10, 18, 12, 13, 14, 19);
+    const real_v packed1_1 = SHUFFLE_F32(out_0_0, out_0_1, 4, 20, 0, 0, 5, 21, 0, 0, 6, 22, 0, 0, 7, 23, 0, 0);
+    const real_v packed1_2 = SHUFFLE_F32(packed1_1, out_0_2, 0, 1, 20, 0, 4, 5, 21, 0, 8, 9, 22, 0, 12, 13, 23, 0);
+    const real_v packed1 = SHUFFLE_F32(packed1_2, out_0_3, 0, 1, 2, 20, 4, 5, 6, 21, 8, 9, 10, 22, 12, 13, 14, 23);
+    const real_v packed2_1 = SHUFFLE_F32(out_0_0, out_0_1, 8, 24, 0, 0, 9, 25, 0, 0, 10, 26, 0, 0, 11, 27, 0, 0);
+    const real_v packed2_2 = SHUFFLE_F32(packed2_1, out_0_2, 0, 1, 24, 0, 4, 5, 25, 0, 8, 9, 26, 0, 12, 13, 27, 0);
+    const real_v packed2 = SHUFFLE_F32(packed2_2, out_0_3, 0, 1, 2, 24, 4, 5, 6, 25, 8, 9, 10, 26, 12, 13, 14, 27);
+    const real_v packed3_1 = SHUFFLE_F32(out_0_0, out_0_1, 12, 28, 0, 0, 13, 29, 0, 0, 14, 30, 0, 0, 15, 31, 0, 0);
+    const real_v packed3_2 = SHUFFLE_F32(packed3_1, out_0_2, 0, 1, 28, 0, 4, 5, 29, 0, 8, 9, 30, 0, 12, 13, 31, 0);
+    const real_v packed3 = SHUFFLE_F32(packed3_2, out_0_3, 0, 1, 2, 28, 4, 5, 6, 29, 8, 9, 10, 30, 12, 13, 14, 31);
+    if (stream) {
+        STREAM_F32(out + 0, packed0);
+        STREAM_F32(out + 16, packed1);
+        STREAM_F32(out + 32, packed2);
+        STREAM_F32(out + 48, packed3);
+    } else {
+        STORE_F32(out + 0, packed0);
+        STORE_F32(out + 16, packed1);
+        STORE_F32(out + 32, packed2);
+        STORE_F32(out + 48, packed3);
+    }
 }
 
 int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F32;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 4 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 4 * sizeof(float) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 8) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F32;
-        jvp_block_f32(x + row * 16, u + row * 16, out + row * 4);
+        jvp_block_f32(x + row * 16, u + row * 16, out + row * 4, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
@@ -896,14 +1007,14 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 16, (size_t)rest * 16 * sizeof(float));
         float pad_out[OPTINV_LANES_F32 * 4];
-        jvp_block_f32(pad_x, pad_u, pad_out);
+        jvp_block_f32(pad_x, pad_u, pad_out, 0);
         memcpy(out + done * 4, pad_out, (size_t)rest * 4 * sizeof(float));
     }
     return n;
 }
 
 /* jvp: dI/dx . u (double; 54 flops per row) */
-static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out)
+static void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
     real_v x_0_0;
@@ -1011,33 +1122,50 @@ static void jvp_block_f64(const double *restrict x, const double *restrict u, do
     const real_v t8 = 2*t7;
     const real_v t9 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
     const real_v t10 = 2*t9;
-    real_v out_0_0 = u0;
-    real_v out_0_1 = t6;
-    real_v out_0_2 = t8;
-    real_v out_0_3 = t10;
-    real_v out_0_4 = (real_v){0};
-    real_v out_0_5 = (real_v){0};
-    real_v out_0_6 = (real_v){0};
-    real_v out_0_7 = (real_v){0};
-    TRANSPOSE_F64(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F64(out + 0, out_0_0);
-    STORE_F64(out + 4, out_0_1);
-    STORE_F64(out + 8, out_0_2);
-    STORE_F64(out + 12, out_0_3);
-    STORE_F64(out + 16, out_0_4);
-    STORE_F64(out + 20, out_0_5);
-    STORE_F64(out + 24, out_0_6);
-    STORE_PART_F64(out + 28, out_0_7, 4);
+    const real_v out_0_0 = u0;
+    const real_v out_0_1 = t6;
+    const real_v out_0_2 = t8;
+    const real_v out_0_3 = t10;
+    /* Pack into 4 vectors of consecutive output elements (12 shuffles). */
+    const real_v packed0_1 = SHUFFLE_F64(out_0_0, out_0_1, 0, 8, 0, 0, 1, 9, 0, 0);
+    const real_v packed0_2 = SHUFFLE_F64(packed0_1, out_0_2, 0, 1, 8, 0, 4, 5, 9, 0);
+    const real_v packed0 = SHUFFLE_F64(packed0_2, out_0_3, 0, 1, 2, 8, 4, 5, 6, 9);
+    const real_v packed1_1 = SHUFFLE_F64(out_0_0, out_0_1, 2, 10, 0, 0, 3, 11, 0, 0);
+    const real_v packed1_2 = SHUFFLE_F64(packed1_1, out_0_2, 0, 1, 10, 0, 4, 5, 11, 0);
+    const real_v packed1 = SHUFFLE_F64(packed1_2, out_0_3, 0, 1, 2, 10, 4, 5, 6, 11);
+    const real_v packed2_1 = SHUFFLE_F64(out_0_0, out_0_1, 4, 12, 0, 0, 5, 13, 0, 0);
+    const real_v packed2_2 = SHUFFLE_F64(packed2_1, out_0_2, 0, 1, 12, 0, 4, 5, 13, 0);
+    const real_v packed2 = SHUFFLE_F64(packed2_2, out_0_3, 0, 1, 2, 12, 4, 5, 6, 13);
+    const real_v packed3_1 = SHUFFLE_F64(out_0_0, out_0_1, 6, 14, 0, 0, 7, 15, 0, 0);
+    const real_v packed3_2 = SHUFFLE_F64(packed3_1, out_0_2, 0, 1, 14, 0, 4, 5, 15, 0);
+    const real_v packed3 = SHUFFLE_F64(packed3_2, out_0_3, 0, 1, 2, 14, 4, 5, 6, 15);
+    if (stream) {
+        STREAM_F64(out + 0, packed0);
+        STREAM_F64(out + 8, packed1);
+        STREAM_F64(out + 16, packed2);
+        STREAM_F64(out + 24, packed3);
+    } else {
+        STORE_F64(out + 0, packed0);
+        STORE_F64(out + 8, packed1);
+        STORE_F64(out + 16, packed2);
+        STORE_F64(out + 24, packed3);
+    }
 }
 
 int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F64;
-#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 4 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 4 * sizeof(double) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 16) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F64;
-        jvp_block_f64(x + row * 16, u + row * 16, out + row * 4);
+        jvp_block_f64(x + row * 16, u + row * 16, out + row * 4, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
@@ -1049,14 +1177,14 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 16, (size_t)rest * 16 * sizeof(double));
         double pad_out[OPTINV_LANES_F64 * 4];
-        jvp_block_f64(pad_x, pad_u, pad_out);
+        jvp_block_f64(pad_x, pad_u, pad_out, 0);
         memcpy(out + done * 4, pad_out, (size_t)rest * 4 * sizeof(double));
     }
     return n;
 }
 
 /* hvp: sum_k g_k d2I_k/dx2 . u (float; 44 flops per row) */
-static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out)
+static void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
     real_v g_0_0;
@@ -1177,32 +1305,58 @@ static void hvp_block_f32(const float *restrict x, const float *restrict g, cons
     real_v out_0_14 = t35;
     real_v out_0_15 = t36;
     TRANSPOSE_F32(out_0_0, out_0_1, out_0_2, out_0_3, out_0_4, out_0_5, out_0_6, out_0_7, out_0_8, out_0_9, out_0_10, out_0_11, out_0_12, out_0_13, out_0_14, out_0_15);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F32(out + 0, out_0_0);
-    STORE_F32(out + 16, out_0_1);
-    STORE_F32(out + 32, out_0_2);
-    STORE_F32(out + 48, out_0_3);
-    STORE_F32(out + 64, out_0_4);
-    STORE_F32(out + 80, out_0_5);
-    STORE_F32(out + 96, out_0_6);
-    STORE_F32(out + 112, out_0_7);
-    STORE_F32(out + 128, out_0_8);
-    STORE_F32(out + 144, out_0_9);
-    STORE_F32(out + 160, out_0_10);
-    STORE_F32(out + 176, out_0_11);
-    STORE_F32(out + 192, out_0_12);
-    STORE_F32(out + 208, out_0_13);
-    STORE_F32(out + 224, out_0_14);
-    STORE_F32(out + 240, out_0_15);
+    /* Pack into 16 vectors of consecutive output elements (64 shuffles with the transposes). */
+    if (stream) {
+        STREAM_F32(out + 0, out_0_0);
+        STREAM_F32(out + 16, out_0_1);
+        STREAM_F32(out + 32, out_0_2);
+        STREAM_F32(out + 48, out_0_3);
+        STREAM_F32(out + 64, out_0_4);
+        STREAM_F32(out + 80, out_0_5);
+        STREAM_F32(out + 96, out_0_6);
+        STREAM_F32(out + 112, out_0_7);
+        STREAM_F32(out + 128, out_0_8);
+        STREAM_F32(out + 144, out_0_9);
+        STREAM_F32(out + 160, out_0_10);
+        STREAM_F32(out + 176, out_0_11);
+        STREAM_F32(out + 192, out_0_12);
+        STREAM_F32(out + 208, out_0_13);
+        STREAM_F32(out + 224, out_0_14);
+        STREAM_F32(out + 240, out_0_15);
+    } else {
+        STORE_F32(out + 0, out_0_0);
+        STORE_F32(out + 16, out_0_1);
+        STORE_F32(out + 32, out_0_2);
+        STORE_F32(out + 48, out_0_3);
+        STORE_F32(out + 64, out_0_4);
+        STORE_F32(out + 80, out_0_5);
+        STORE_F32(out + 96, out_0_6);
+        STORE_F32(out + 112, out_0_7);
+        STORE_F32(out + 128, out_0_8);
+        STORE_F32(out + 144, out_0_9);
+        STORE_F32(out + 160, out_0_10);
+        STORE_F32(out + 176, out_0_11);
+        STORE_F32(out + 192, out_0_12);
+        STORE_F32(out + 208, out_0_13);
+        STORE_F32(out + 224, out_0_14);
+        STORE_F32(out + 240, out_0_15);
+    }
 }
 
 int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F32;
-#pragma omp parallel for schedule(guided, 8) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 16 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 16 * sizeof(float) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 8) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F32;
-        hvp_block_f32(x + row * 16, g + row * 4, u + row * 16, out + row * 16);
+        hvp_block_f32(x + row * 16, g + row * 4, u + row * 16, out + row * 16, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F32;
     const int64_t rest = n - done;
@@ -1217,14 +1371,14 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 16, (size_t)rest * 16 * sizeof(float));
         float pad_out[OPTINV_LANES_F32 * 16];
-        hvp_block_f32(pad_x, pad_g, pad_u, pad_out);
+        hvp_block_f32(pad_x, pad_g, pad_u, pad_out, 0);
         memcpy(out + done * 16, pad_out, (size_t)rest * 16 * sizeof(float));
     }
     return n;
 }
 
 /* hvp: sum_k g_k d2I_k/dx2 . u (double; 44 flops per row) */
-static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out)
+static void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
     real_v g_0_0;
@@ -1331,32 +1485,58 @@ static void hvp_block_f64(const double *restrict x, const double *restrict g, co
     real_v out_1_6 = t35;
     real_v out_1_7 = t36;
     TRANSPOSE_F64(out_1_0, out_1_1, out_1_2, out_1_3, out_1_4, out_1_5, out_1_6, out_1_7);
-    /* Row by row, so a store that runs past its row (into rows stored later) is overwritten in time. */
-    STORE_F64(out + 0, out_0_0);
-    STORE_F64(out + 8, out_1_0);
-    STORE_F64(out + 16, out_0_1);
-    STORE_F64(out + 24, out_1_1);
-    STORE_F64(out + 32, out_0_2);
-    STORE_F64(out + 40, out_1_2);
-    STORE_F64(out + 48, out_0_3);
-    STORE_F64(out + 56, out_1_3);
-    STORE_F64(out + 64, out_0_4);
-    STORE_F64(out + 72, out_1_4);
-    STORE_F64(out + 80, out_0_5);
-    STORE_F64(out + 88, out_1_5);
-    STORE_F64(out + 96, out_0_6);
-    STORE_F64(out + 104, out_1_6);
-    STORE_F64(out + 112, out_0_7);
-    STORE_F64(out + 120, out_1_7);
+    /* Pack into 16 vectors of consecutive output elements (48 shuffles with the transposes). */
+    if (stream) {
+        STREAM_F64(out + 0, out_0_0);
+        STREAM_F64(out + 8, out_1_0);
+        STREAM_F64(out + 16, out_0_1);
+        STREAM_F64(out + 24, out_1_1);
+        STREAM_F64(out + 32, out_0_2);
+        STREAM_F64(out + 40, out_1_2);
+        STREAM_F64(out + 48, out_0_3);
+        STREAM_F64(out + 56, out_1_3);
+        STREAM_F64(out + 64, out_0_4);
+        STREAM_F64(out + 72, out_1_4);
+        STREAM_F64(out + 80, out_0_5);
+        STREAM_F64(out + 88, out_1_5);
+        STREAM_F64(out + 96, out_0_6);
+        STREAM_F64(out + 104, out_1_6);
+        STREAM_F64(out + 112, out_0_7);
+        STREAM_F64(out + 120, out_1_7);
+    } else {
+        STORE_F64(out + 0, out_0_0);
+        STORE_F64(out + 8, out_1_0);
+        STORE_F64(out + 16, out_0_1);
+        STORE_F64(out + 24, out_1_1);
+        STORE_F64(out + 32, out_0_2);
+        STORE_F64(out + 40, out_1_2);
+        STORE_F64(out + 48, out_0_3);
+        STORE_F64(out + 56, out_1_3);
+        STORE_F64(out + 64, out_0_4);
+        STORE_F64(out + 72, out_1_4);
+        STORE_F64(out + 80, out_0_5);
+        STORE_F64(out + 88, out_1_5);
+        STORE_F64(out + 96, out_0_6);
+        STORE_F64(out + 104, out_1_6);
+        STORE_F64(out + 112, out_0_7);
+        STORE_F64(out + 120, out_1_7);
+    }
 }
 
 int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t full_blocks = n / OPTINV_LANES_F64;
-#pragma omp parallel for schedule(guided, 16) num_threads(resolve_threads(threads)) if(n >= 256)
+    /* A block's output is 16 whole 64-byte lines, so an aligned output keeps every block aligned. */
+    const int stream = OPTINV_CAN_STREAM && ((uintptr_t)out & 63) == 0
+                       && (size_t)n * 16 * sizeof(double) >= OPTINV_STREAM_BYTES;
+#pragma omp parallel num_threads(resolve_threads(threads)) if(n >= 256)
+    {
+#pragma omp for schedule(guided, 16) nowait
     for (int64_t b = 0; b < full_blocks; ++b) {
         const int64_t row = b * OPTINV_LANES_F64;
-        hvp_block_f64(x + row * 16, g + row * 4, u + row * 16, out + row * 16);
+        hvp_block_f64(x + row * 16, g + row * 4, u + row * 16, out + row * 16, stream);
+    }
+    if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     const int64_t done = full_blocks * OPTINV_LANES_F64;
     const int64_t rest = n - done;
@@ -1371,7 +1551,7 @@ int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double
         memset(pad_u, 0, sizeof(pad_u));
         memcpy(pad_u, u + done * 16, (size_t)rest * 16 * sizeof(double));
         double pad_out[OPTINV_LANES_F64 * 16];
-        hvp_block_f64(pad_x, pad_g, pad_u, pad_out);
+        hvp_block_f64(pad_x, pad_g, pad_u, pad_out, 0);
         memcpy(out + done * 16, pad_out, (size_t)rest * 16 * sizeof(double));
     }
     return n;
