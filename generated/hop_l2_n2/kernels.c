@@ -27,11 +27,12 @@
 #define OPTINV_D 9
 #define OPTINV_K 3
 
-/* Streaming stores pay off only when the output cannot stay in the cache for its reader anyway:
- * from this many output bytes per call (measured crossover on a 32 MiB last-level cache, see
- * benchmarks/README.md).  x86 only, where _mm_sfence orders them before the threads join. */
+/* Streaming stores skip reading the output lines into the cache, but leave the output out of the
+ * cache for its reader: measured (forward, then a sum over the output; 1 thread, 32 MiB last-level
+ * cache) they cost 4-13% up to 32 MiB of output and pay from about 40 MiB (10% at 99 MiB).
+ * x86 only, where _mm_sfence orders them before the threads join. */
 #ifndef OPTINV_STREAM_BYTES
-#define OPTINV_STREAM_BYTES ((size_t)16 << 20)
+#define OPTINV_STREAM_BYTES ((size_t)40 << 20)
 #endif
 #if defined(__SSE2__) && (defined(__clang__) || defined(__AVX__))
 #include <immintrin.h>
