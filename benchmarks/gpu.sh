@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # GPU checks for optinv, on one NVIDIA GPU, within 10 minutes:
 #   1. the GPU tests through the one harness: every GPU backend of the target registry (kinds cuda
-#      = CuPy, torch-cuda, triton) on every committed module (pytest -m gpu if that marker exists,
-#      else the tests that need CuPy/CUDA/Triton; the CPU stand-ins cuda-host and triton-interpret
-#      are left out), then `optinv verify hop_l3_n4 --backends cuda,torch-cuda,triton`,
+#      = CuPy, torch-cuda, torch-library-cuda, triton) on every committed module (pytest -m gpu if
+#      that marker exists, else the tests named after CuPy/CUDA/Triton, e.g. the torch.library
+#      operators' test_cuda_*; the CPU stand-ins cuda-host and triton-interpret are left out), then
+#      `optinv verify hop_l3_n4 --backends cuda,torch-cuda,torch-library-cuda,triton`,
 #   2. the CUDA comparison benchmarks/gpu_bench.py: optinv's CUDA kernel (CuPy, and through
 #      torch_invariants) vs hippynn's calc_invariants on PyTorch CUDA, forward and forward+backward,
 #      plus the sparse-polynomial peer as a CuPy kernel,
 #   3. every GPU target side by side, benchmarks/targets_bench.py --device cuda: CuPy, the torch
-#      adapter, straight-line torch eager and compiled (Inductor -> Triton), the Triton target, and
-#      hippynn eager and compiled on CUDA -> benchmarks/results/*-targets-gpu*.json and .png.
+#      adapter, the torch.library operators, straight-line torch eager and compiled (Inductor ->
+#      Triton), the Triton target, and hippynn eager and compiled on CUDA
+#      -> benchmarks/results/*-targets-gpu*.json and .png.
 #
 # Usage (from anywhere):  bash benchmarks/gpu.sh [--quick]
 #   DRY_RUN=1               no GPU: run step 3's wiring on CPU tensors, skip the GPU-only steps
@@ -98,7 +100,7 @@ else
 fi
 timeout 200 $PY -m pytest -q -p no:cacheprovider -rs "${SEL[@]}" tests/ || { rc=$?; echo "   GPU tests: exit $rc"; status=1; }
 timeout 60 $PY -c "import sys; from optinv.cli import main; sys.exit(main(sys.argv[1:]))" verify hop_l3_n4 \
-  --backends cuda,torch-cuda,triton --max-examples 20 || { rc=$?; echo "   verify on the GPU: exit $rc"; status=1; }
+  --backends cuda,torch-cuda,torch-library-cuda,triton --max-examples 20 || { rc=$?; echo "   verify on the GPU: exit $rc"; status=1; }
 echo "   (elapsed $((SECONDS - T0)) s)"
 
 # -- 2. CUDA comparison -------------------------------------------------------------------------------

@@ -182,9 +182,13 @@ def cuda_methods(module, l_max, n_max, dtype, torch, device: str = "cuda"):
             return fwd, fb
 
         out["cuda-cupy"] = cupy_pair()
-        out["cuda-torch-adapter"] = autograd_pair(module.torch_invariants)
     except ImportError:
-        log("   cupy not importable: the CUDA kernel (cuda-cupy, cuda-torch-adapter) skipped")
+        log("   dry run: cuda-cupy skipped; cuda-torch-adapter and cuda-torch-library run the C kernel on CPU tensors"
+            if device != "cuda" else
+            "   cupy not importable: the CUDA kernel (cuda-cupy, cuda-torch-adapter, cuda-torch-library) skipped")
+    if device != "cuda" or "cuda-cupy" in out:  # the torch routes to the CUDA kernel; dry run: their wiring on CPU
+        out["cuda-torch-adapter"] = autograd_pair(module.torch_invariants)
+        out["cuda-torch-library"] = autograd_pair(module.torch_library_invariants)
     out["torch-source"] = autograd_pair(module.torch_module())
     out["torch-source-compiled"] = autograd_pair(torch.compile(module.torch_module(), dynamic=False))
     try:

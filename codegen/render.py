@@ -58,6 +58,8 @@ def render_module(plan: Plan, name: str) -> dict[str, str]:
     targets = [get_target(t) for t in request.targets]
     loaders = [t for t in targets if t.loader]
     common = {
+        # the package's CUDA kernels object, if it has the cuda target (the torch routes run CUDA tensors on it)
+        "cuda": "_cuda" if any(t.attribute == "_cuda" for t in loaders) else "None",
         "name": name,
         "version": __version__,
         "request": json.dumps(request.to_dict(), sort_keys=True),
@@ -79,7 +81,7 @@ def render_module(plan: Plan, name: str) -> dict[str, str]:
         common, kernels=signatures, bundle_runtime=request.bundle_runtime,
         dispatched=[t for t in loaders if t.array_modules],
         default=next(t for t in loaders if not t.array_modules),
-        loaders=loaders, cuda="_cuda" if any(t.attribute == "_cuda" for t in loaders) else "None",
+        loaders=loaders,
         sections=[s for s in (t.init_section(TEMPLATES, common) for t in targets) if s])
     if request.bundle_runtime:
         for module, fname in BUNDLED_FILES.items():

@@ -55,7 +55,11 @@ THIRD_DERIVATIVE_MESSAGE = (
 
 
 class KernelRunner:
-    """Runs one module's kernels on torch tensors: the C kernels on CPU, the CUDA kernels (if any) on GPU."""
+    """Runs one module's kernels on torch tensors: the C kernels on CPU, the CUDA kernels (if any) on GPU.
+
+    The one owner of that device dispatch: the autograd functions here and the ``torch.library``
+    operators (:mod:`torch_library`, whose package hands them one of these) both run through it.
+    """
 
     def __init__(self, c_kernels, cuda_kernels):
         self.c = c_kernels

@@ -20,6 +20,14 @@ A process that only does ``torch.ops.load_library(path)`` (LAMMPS, a C++ program
 through ``torch::jit::load``, or Python without optinv) can then run TorchScript
 models that call these operators.  Building needs a C compiler, a C++ compiler
 and PyTorch's headers (part of the pip wheel); not ninja.
+
+CPU tensors only (CUDA tensors are refused by name): a CUDA kernel at these
+operators' CUDA dispatch key would have to be compiled by ``nvcc`` and linked
+against ``libtorch_cuda``/``libc10_cuda``; the CPU build of PyTorch this project
+is developed and tested with ships neither those libraries nor a CUDA toolkit,
+so such a kernel could be neither built nor tested here.  On CUDA tensors use
+the ``torch.library`` operators (``torch_library_invariants``, registered from
+Python, CUDA kernels through CuPy) or ``torch_module()``.
 """
 
 from __future__ import annotations

@@ -82,6 +82,11 @@ def cuda_unavailable() -> str | None:
     return None if count > 0 else "no GPU: CuPy sees no CUDA device"
 
 
+def torch_cuda_unavailable() -> str | None:
+    """Why PyTorch cannot run the CUDA kernels here (no torch, or no GPU through CuPy), or None."""
+    return torch_unavailable() or cuda_unavailable()
+
+
 def call_numpy(module, op: str, arrays: list[np.ndarray]):
     """The module's NumPy entry point (``module.forward(x)``, ...)."""
     return getattr(module, op)(*arrays)

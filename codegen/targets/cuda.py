@@ -9,11 +9,7 @@ from __future__ import annotations
 from optinv.codegen.printer import KernelPrinter
 from optinv.codegen.targets.cuda_host import call_cuda_host, cxx_unavailable
 from optinv.codegen.targets.base import Target, backends_for, call_cupy, cuda_unavailable, torch_caller, \
-    torch_unavailable
-
-
-def _torch_cuda_unavailable() -> str | None:
-    return torch_unavailable() or cuda_unavailable()
+    torch_cuda_unavailable
 
 
 TARGET = Target(
@@ -24,6 +20,6 @@ TARGET = Target(
     attribute="_cuda",
     array_modules=("cupy",),
     backends=backends_for("cuda", call_cupy, cuda_unavailable)
-    + backends_for("torch-cuda", torch_caller("cuda"), _torch_cuda_unavailable)
+    + backends_for("torch-cuda", torch_caller("cuda"), torch_cuda_unavailable)
     + backends_for("cuda-host", call_cuda_host, cxx_unavailable),
 )

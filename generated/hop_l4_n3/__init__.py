@@ -113,18 +113,21 @@ def _torch_library_bound():
         if torch.compiler.is_compiling():
             raise RuntimeError("torch_library: the operators are registered on first use, which torch.compile cannot "
                                "trace; call torch_library_ops() once before compiling")
-        from optinv.codegen.runtime import torch_library
+        from optinv.codegen.runtime import torch_adapter, torch_library
 
         namespace = "optinv_hop_l4_n3_" + METADATA["sha256"]["kernels.c"][:12]
-        _TORCH_LIBRARY.append(torch_library.bind(namespace, D, K, _c))
+        namespace += "_cu" + METADATA["sha256"]["kernels.cu"][:8]  # the CUDA kernels are part of the operators
+        # the adapter's runner: C kernels on CPU tensors, CUDA kernels (CuPy) on CUDA tensors
+        _TORCH_LIBRARY.append(torch_library.bind(namespace, D, K, torch_adapter.KernelRunner(_c, _cuda)))
     return _TORCH_LIBRARY[0]
 
 
 def torch_library_invariants(x):
-    """Invariants ``(..., 14)`` of CPU tensors ``x`` ``(..., 25)`` through custom operators (``torch.library``).
+    """Invariants ``(..., 14)`` of ``x`` ``(..., 25)`` through custom operators (``torch.library``).
 
-    The C kernels registered as ``forward``/``vjp``/``jvp``/``hvp`` operators
-    with fake kernels and autograd formulas: ``torch.compile(fullgraph=True)``
+    The C kernels (CPU tensors) and the CUDA kernels (CUDA tensors,
+    through CuPy) registered as ``forward``/``vjp``/``jvp``/``hvp``
+    operators with fake kernels and autograd formulas: ``torch.compile(fullgraph=True)``
     traces them without graph breaks; double backward works in eager mode.
     The operators are registered when this package is imported after torch,
     else on first use: then call ``torch_library_ops()`` before ``torch.compile``.
