@@ -362,18 +362,80 @@ def check_array(name: str, arr, width: int, dtype=None, n: int | None = None) ->
     return np.ascontiguousarray(arr)
 
 
+#: Outputs from this size are carved from reused memory (see :class:`_PooledMemory`).
+POOL_MIN_BYTES = 4 << 20
+#: At most this many bytes of released output memory are kept for reuse (``OPTINV_POOL_BYTES``; 0: none).
+POOL_MAX_BYTES = int(os.environ.get("OPTINV_POOL_BYTES", str(512 << 20)))
+_HUGE_PAGE = 2 << 20
+_CAN_POOL = hasattr(__import__("mmap"), "MAP_PRIVATE")  # POSIX: private anonymous mappings
+_POOL: dict[int, list] = {}  # size -> released mappings of that size (list.append/pop are atomic)
+_POOL_HELD = [0]  # bytes in _POOL (approximate under threads: a bound on idle memory, not an invariant)
+
+
+class _PooledMemory:
+    """Anonymous memory behind one large output array; back to the pool when the last view of it dies.
+
+    A fresh large array costs the kernel's zeroing of every new page on first touch (for a
+    104 MB output, more than half the kernel's own time at 1 thread); memory that already
+    served an output has its pages in place.  Like ``np.empty``, the array's contents are
+    whatever the memory held before (an earlier output of this process).
+    """
+
+    def __init__(self, size: int):
+        import mmap
+
+        self.size = size
+        mappings = _POOL.get(size)
+        self.mapping = None
+        if mappings:
+            try:
+                self.mapping = mappings.pop()
+                _POOL_HELD[0] -= size
+            except IndexError:  # another thread took the last one
+                pass
+        if self.mapping is None:
+            # private (mmap's default, shared anonymous memory, is shmem: no huge pages, 1.3x slower writes)
+            self.mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            if hasattr(self.mapping, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
+                self.mapping.madvise(mmap.MADV_HUGEPAGE)
+        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.mapping))  # mmap is page-aligned
+
+    def __del__(self):
+        mapping, self.mapping = self.mapping, None
+        if mapping is None:
+            return
+        if _POOL_HELD[0] + self.size <= POOL_MAX_BYTES:
+            _POOL_HELD[0] += self.size
+            _POOL.setdefault(self.size, []).append(mapping)
+
+
 def aligned_empty(n: int, width: int, dtype) -> np.ndarray:
     """An uninitialised C-contiguous (n, width) array whose data starts on a 64-byte boundary.
 
     NumPy aligns large arrays to 16 bytes only; the kernels write a large output with streaming
     stores, which need whole aligned cache lines, so outputs we allocate are aligned (a view
-    into a slightly larger buffer).
+    into a slightly larger buffer).  From :data:`POOL_MIN_BYTES` the memory is reused across
+    calls (:class:`_PooledMemory`), so repeated large calls do not pay for fresh pages.
     """
     dtype = np.dtype(dtype)
     nbytes = n * width * dtype.itemsize
+    if nbytes >= POOL_MIN_BYTES and POOL_MAX_BYTES > 0 and _CAN_POOL:
+        memory = _PooledMemory(-(-nbytes // _HUGE_PAGE) * _HUGE_PAGE)
+        flat = np.frombuffer(memory.mapping, dtype=np.uint8, count=nbytes)
+        # keep `memory` (not only its mapping) alive for as long as any view of the array lives
+        holder = _Holder(flat, memory)
+        return np.asarray(holder).view(dtype).reshape(n, width)
     raw = np.empty(nbytes + 64, dtype=np.uint8)
     start = -raw.ctypes.data % 64
     return raw[start:start + nbytes].view(dtype).reshape(n, width)
+
+
+class _Holder:
+    """Exposes a byte array through the array interface while owning the memory behind it."""
+
+    def __init__(self, flat: np.ndarray, memory: _PooledMemory):
+        self.__array_interface__ = flat.__array_interface__
+        self._flat, self._memory = flat, memory
 
 
 def check_out(out, n: int, width: int, dtype) -> np.ndarray:
