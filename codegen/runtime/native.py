@@ -398,15 +398,15 @@ class _PooledMemory:
             self.mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             if hasattr(self.mapping, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
                 self.mapping.madvise(mmap.MADV_HUGEPAGE)
-        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.mapping))  # mmap is page-aligned
 
     def __del__(self):
         mapping, self.mapping = self.mapping, None
-        if mapping is None:
-            return
-        if _POOL_HELD[0] + self.size <= POOL_MAX_BYTES:
-            _POOL_HELD[0] += self.size
-            _POOL.setdefault(self.size, []).append(mapping)
+        try:
+            if mapping is not None and _POOL_HELD[0] + self.size <= POOL_MAX_BYTES:
+                _POOL_HELD[0] += self.size
+                _POOL.setdefault(self.size, []).append(mapping)
+        except (TypeError, AttributeError):  # interpreter shutdown: module globals already gone
+            pass
 
 
 def aligned_empty(n: int, width: int, dtype) -> np.ndarray:
