@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gc
 import importlib
 import threading
@@ -19,7 +20,8 @@ N_LARGE = native.POOL_MIN_BYTES // (13 * 4) + 100  # a (3,4) float32 forward out
 @pytest.fixture(autouse=True)
 def empty_pool(monkeypatch):
     """Each test starts from an empty pool of its own (the pool is process-wide)."""
-    monkeypatch.setattr(native, "_POOL", {})
+    monkeypatch.setattr(native, "_POOL", [])
+    monkeypatch.setattr(native, "_RETURNED", collections.deque())
     monkeypatch.setattr(native, "_POOL_HELD", [0])
 
 
@@ -46,13 +48,20 @@ def test_a_live_view_keeps_its_memory_out_of_the_pool():
     np.testing.assert_array_equal(view, 1.0)
 
 
-def test_the_pool_holds_at_most_its_cap(monkeypatch):
-    monkeypatch.setattr(native, "POOL_MAX_BYTES", 3 * native._HUGE_PAGE * (native.POOL_MIN_BYTES // native._HUGE_PAGE + 1))
-    arrays = [native.aligned_empty(N_LARGE + i * 1000, 13, np.float32) for i in range(8)]
-    del arrays
-    gc.collect()
-    assert 0 < native._POOL_HELD[0] <= native.POOL_MAX_BYTES
-    assert sum(len(v) * size for size, v in native._POOL.items()) == native._POOL_HELD[0]
+def test_the_pool_holds_at_most_its_cap_and_keeps_the_latest(monkeypatch):
+    size_of = lambda n: -(-n * 13 * 4 // native._HUGE_PAGE) * native._HUGE_PAGE  # noqa: E731
+    sizes = [N_LARGE + i * 100_000 for i in range(8)]  # eight different size classes
+    monkeypatch.setattr(native, "POOL_MAX_BYTES", size_of(sizes[-1]) + size_of(sizes[-2]))
+    for n in sizes:  # released one after the other
+        a = native.aligned_empty(n, 13, np.float32)
+        del a
+        gc.collect()
+    native.aligned_empty(1, 13, np.float32)  # too small for the pool: the next pooled allocation trims
+    probe = native.aligned_empty(sizes[-1], 13, np.float32)  # drains and trims, then reuses the latest
+    assert native._POOL_HELD[0] <= native.POOL_MAX_BYTES
+    assert sum(size for size, _ in native._POOL) == native._POOL_HELD[0]
+    assert [size for size, _ in native._POOL] == [size_of(sizes[-2])]  # the older classes were dropped
+    assert probe.shape == (sizes[-1], 13)
 
 
 def test_pool_can_be_switched_off(monkeypatch):

@@ -29,6 +29,7 @@ shape and dtype, because copying them would silently drop the result.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import hashlib
@@ -368,8 +369,30 @@ POOL_MIN_BYTES = 4 << 20
 POOL_MAX_BYTES = int(os.environ.get("OPTINV_POOL_BYTES", str(512 << 20)))
 _HUGE_PAGE = 2 << 20
 _CAN_POOL = hasattr(__import__("mmap"), "MAP_PRIVATE")  # POSIX: private anonymous mappings
-_POOL: dict[int, list] = {}  # size -> released mappings of that size (list.append/pop are atomic)
-_POOL_HELD = [0]  # bytes in _POOL (approximate under threads: a bound on idle memory, not an invariant)
+# Released memory first lands in _RETURNED (deque.append is atomic: __del__ may run inside any
+# allocation, even one made while _POOL_LOCK is held, so it must not take the lock); the next
+# allocation moves it into _POOL, oldest first, and drops the oldest beyond POOL_MAX_BYTES.
+_RETURNED: collections.deque = collections.deque()
+_POOL: list = []  # (size, mapping), least recently released first
+_POOL_HELD = [0]  # bytes in _POOL
+_POOL_LOCK = threading.Lock()
+
+
+def _pooled_mapping(size: int):
+    """A released mapping of exactly ``size`` bytes (the most recent), or None; trims the pool to its cap."""
+    with _POOL_LOCK:
+        while _RETURNED:
+            entry = _RETURNED.popleft()
+            _POOL.append(entry)
+            _POOL_HELD[0] += entry[0]
+        while _POOL and _POOL_HELD[0] > POOL_MAX_BYTES:
+            dropped, _ = _POOL.pop(0)  # unmapped when the last reference goes
+            _POOL_HELD[0] -= dropped
+        for k in range(len(_POOL) - 1, -1, -1):
+            if _POOL[k][0] == size:
+                _POOL_HELD[0] -= size
+                return _POOL.pop(k)[1]
+    return None
 
 
 class _PooledMemory:
@@ -385,14 +408,7 @@ class _PooledMemory:
         import mmap
 
         self.size = size
-        mappings = _POOL.get(size)
-        self.mapping = None
-        if mappings:
-            try:
-                self.mapping = mappings.pop()
-                _POOL_HELD[0] -= size
-            except IndexError:  # another thread took the last one
-                pass
+        self.mapping = _pooled_mapping(size)
         if self.mapping is None:
             # private (mmap's default, shared anonymous memory, is shmem: no huge pages, 1.3x slower writes)
             self.mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -402,10 +418,9 @@ class _PooledMemory:
     def __del__(self):
         mapping, self.mapping = self.mapping, None
         try:
-            if mapping is not None and _POOL_HELD[0] + self.size <= POOL_MAX_BYTES:
-                _POOL_HELD[0] += self.size
-                _POOL.setdefault(self.size, []).append(mapping)
-        except (TypeError, AttributeError):  # interpreter shutdown: module globals already gone
+            if mapping is not None and self.size <= POOL_MAX_BYTES:
+                _RETURNED.append((self.size, mapping))
+        except (TypeError, AttributeError, NameError):  # interpreter shutdown: module globals already gone
             pass
 
 
