@@ -90,7 +90,7 @@ def _aligned(n, width, dtype, misalign_bytes=0):
 
 def test_outputs_we_allocate_are_64_byte_aligned():
     module = importlib.import_module("optinv.generated.hop_l3_n4")
-    for n in (1, 17, 100_000):
+    for n in (native.ALIGN_MIN_BYTES // (4 * module.K) + 1, 100_000, 1_000_000):
         x = np.random.default_rng(n).normal(size=(n, module.D))
         out = module.forward(x.astype(np.float32))
         assert out.ctypes.data % 64 == 0 and out.flags.c_contiguous and out.shape == (n, module.K)
@@ -111,6 +111,7 @@ def test_streaming_stores_equal_plain_stores(name, kernel, dtype):
     threshold = lib.optinv_stream_bytes()
     if threshold == 0:
         pytest.skip("this build has no streaming stores (not x86 with AVX, or not GCC/Clang)")
+    assert threshold >= native.ALIGN_MIN_BYTES  # every output that may stream is allocated aligned
     spec = module._c.kernels[kernel]
     width = spec["width"]
     item = np.dtype(dtype).itemsize
