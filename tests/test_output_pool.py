@@ -22,6 +22,7 @@ def empty_pool(monkeypatch):
     """Each test starts from an empty pool of its own (the pool is process-wide)."""
     monkeypatch.setattr(native, "_POOL", [])
     monkeypatch.setattr(native, "_RETURNED", collections.deque())
+    monkeypatch.setattr(native, "_RETURNED_BYTES", [0])
     monkeypatch.setattr(native, "_POOL_HELD", [0])
 
 
@@ -64,10 +65,76 @@ def test_the_pool_holds_at_most_its_cap_and_keeps_the_latest(monkeypatch):
     assert probe.shape == (sizes[-1], 13)
 
 
+def _pooled(a: np.ndarray) -> bool:
+    base = a.base
+    while base is not None:
+        if isinstance(base, native._Holder):
+            return True
+        base = getattr(base, "base", None)
+    return False
+
+
 def test_pool_can_be_switched_off(monkeypatch):
+    first = native.aligned_empty(N_LARGE, 13, np.float32)
+    assert _pooled(first)  # the check below can fail
+    del first
+    gc.collect()
+    native.release_output_pool()
     monkeypatch.setattr(native, "POOL_MAX_BYTES", 0)
     a = native.aligned_empty(N_LARGE, 13, np.float32)
-    assert a.ctypes.data % 64 == 0 and not isinstance(a.base, native._Holder)
+    assert a.ctypes.data % 64 == 0 and not _pooled(a)
+    del a
+    gc.collect()
+    assert native._POOL == [] and len(native._RETURNED) == 0
+
+
+def test_idle_memory_stays_within_the_cap_without_another_call(monkeypatch):
+    """Many large outputs dropped at once: what the pool keeps never passes the cap, even before any later call."""
+    size = -(-N_LARGE * 13 * 4 // native._HUGE_PAGE) * native._HUGE_PAGE
+    monkeypatch.setattr(native, "POOL_MAX_BYTES", 3 * size)
+    outputs = [native.aligned_empty(N_LARGE, 13, np.float32) for _ in range(10)]
+    del outputs
+    gc.collect()
+    assert native._POOL_HELD[0] + native._RETURNED_BYTES[0] <= 3 * size
+    assert native.release_output_pool() == 3 * size
+    assert native._POOL == [] and native._POOL_HELD[0] == 0 and native._RETURNED_BYTES[0] == 0
+
+
+def test_release_while_the_pool_lock_is_held_queues_within_the_cap(monkeypatch):
+    """__del__ never waits for the lock (it may run inside an allocation holding it): it queues, bounded."""
+    size = -(-N_LARGE * 13 * 4 // native._HUGE_PAGE) * native._HUGE_PAGE
+    monkeypatch.setattr(native, "POOL_MAX_BYTES", 2 * size)
+    outputs = [native.aligned_empty(N_LARGE, 13, np.float32) for _ in range(5)]
+    with native._POOL_LOCK:
+        del outputs
+        gc.collect()
+        assert len(native._RETURNED) == 2 and native._RETURNED_BYTES[0] == 2 * size
+    again = native.aligned_empty(N_LARGE, 13, np.float32)  # moves the queue into the pool and reuses one
+    assert native._POOL_HELD[0] == size and len(native._RETURNED) == 0
+    assert again.shape == (N_LARGE, 13)
+
+
+@pytest.mark.parametrize("text,expected", [("", 512 << 20), ("0", 0), ("-5", 0), ("1048576", 1 << 20),
+                                           ("64M", 64 << 20), ("2g", 2 << 30), ("  8K ", 8 << 10)])
+def test_pool_size_from_the_environment(monkeypatch, text, expected):
+    monkeypatch.setenv("OPTINV_POOL_BYTES", text)
+    assert native._pool_bytes_from_env() == expected
+
+
+@pytest.mark.parametrize("text", ["abc", "1e9", "12X", "M"])
+def test_a_bad_pool_size_warns_by_name_and_keeps_the_default(monkeypatch, text):
+    monkeypatch.setenv("OPTINV_POOL_BYTES", text)
+    with pytest.warns(RuntimeWarning, match="OPTINV_POOL_BYTES"):
+        assert native._pool_bytes_from_env() == 512 << 20
+
+
+def test_refused_huge_page_advice_is_not_an_error(monkeypatch):
+    import mmap
+
+    monkeypatch.setattr(mmap, "MADV_HUGEPAGE", 987654, raising=False)  # the kernel answers EINVAL
+    a = native.aligned_empty(N_LARGE, 13, np.float32)
+    a[:] = 1.0
+    assert float(a.sum()) == N_LARGE * 13
 
 
 def test_threads_never_share_live_outputs():

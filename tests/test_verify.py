@@ -134,7 +134,7 @@ def in_blocks(kernel: str, edit):
 
     def apply(text: str) -> str:
         for suffix in ("f32", "f64"):
-            start = text.index(f"static void {kernel}_block_{suffix}(")
+            start = text.index(f" void {kernel}_block_{suffix}(")
             end = text.index("\n}\n", start)
             text = text[:start] + edit(text[start:end]) + text[end:]
         return text

@@ -171,7 +171,31 @@ def compiler_flags(cc: str) -> list[str]:
         flags.append("-march=native")
     if _supports_openmp(cc):
         flags.append("-fopenmp")
+    flags.append(f"-DOPTINV_STREAM_BYTES={stream_threshold_bytes()}")
     return flags
+
+
+def last_level_cache_bytes() -> int | None:
+    """The largest CPU cache of cpu0 from sysfs (Linux), or None."""
+    sizes = []
+    for size in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = size.read_text().strip().upper()
+            sizes.append(int(text[:-1]) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[text[-1]] if text[-1] in "KMG"
+                         else int(text))
+        except (OSError, ValueError, IndexError):
+            continue
+    return max(sizes) if sizes else None
+
+
+def stream_threshold_bytes() -> int:
+    """Output bytes from which the kernels stream their stores: 1.25x the last-level cache, at least 40 MiB.
+
+    Streaming leaves the output out of the cache for its reader; measured on a 32 MiB cache it paid
+    from about 40 MiB of output, so a larger cache moves the threshold up with it.
+    """
+    llc = last_level_cache_bytes() or 0
+    return max(40 << 20, llc * 5 // 4)
 
 
 def _supports_openmp(cc: str) -> bool:
@@ -367,34 +391,102 @@ def check_array(name: str, arr, width: int, dtype=None, n: int | None = None) ->
 ALIGN_MIN_BYTES = 1 << 20
 #: Outputs from this size are carved from reused memory (see :class:`_PooledMemory`).
 POOL_MIN_BYTES = 4 << 20
+def _pool_bytes_from_env(default: int = 512 << 20) -> int:
+    """``OPTINV_POOL_BYTES`` as bytes (an integer, or with a K/M/G suffix); 0 or less: no pool."""
+    text = os.environ.get("OPTINV_POOL_BYTES", "").strip()
+    if not text:
+        return default
+    try:
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1].upper(), 1)
+        value = int(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        import warnings
+
+        warnings.warn(f"OPTINV_POOL_BYTES={text!r} is not a byte count (e.g. 536870912 or 512M); "
+                      f"using the default {default >> 20} MiB", RuntimeWarning, stacklevel=2)
+        return default
+    return max(value, 0)
+
+
 #: At most this many bytes of released output memory are kept for reuse (``OPTINV_POOL_BYTES``; 0: none).
-POOL_MAX_BYTES = int(os.environ.get("OPTINV_POOL_BYTES", str(512 << 20)))
+POOL_MAX_BYTES = _pool_bytes_from_env()
 _HUGE_PAGE = 2 << 20
 _CAN_POOL = hasattr(__import__("mmap"), "MAP_PRIVATE")  # POSIX: private anonymous mappings
-# Released memory first lands in _RETURNED (deque.append is atomic: __del__ may run inside any
-# allocation, even one made while _POOL_LOCK is held, so it must not take the lock); the next
-# allocation moves it into _POOL, oldest first, and drops the oldest beyond POOL_MAX_BYTES.
+# The pool keeps released mappings, least recently released first, within POOL_MAX_BYTES: a new one
+# pushes out the oldest.  __del__ (which may run inside any allocation, even one made while the lock
+# is held by the same thread) never waits for the lock: when it cannot take it, it queues the mapping
+# in _RETURNED (deque operations are atomic), within the same cap, for the next allocation to move in.
 _RETURNED: collections.deque = collections.deque()
+_RETURNED_BYTES = [0]  # bytes in _RETURNED
 _POOL: list = []  # (size, mapping), least recently released first
 _POOL_HELD = [0]  # bytes in _POOL
 _POOL_LOCK = threading.Lock()
 
 
-def _pooled_mapping(size: int):
-    """A released mapping of exactly ``size`` bytes (the most recent), or None; trims the pool to its cap."""
+def _fresh_lock_in_child() -> None:
+    global _POOL_LOCK
+    _POOL_LOCK = threading.Lock()  # a fork taken while another thread held it would deadlock the child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
+
+
+def release_output_pool() -> int:
+    """Unmap every idle pooled output buffer now; returns the bytes released (live outputs are untouched)."""
     with _POOL_LOCK:
-        while _RETURNED:
-            entry = _RETURNED.popleft()
-            _POOL.append(entry)
-            _POOL_HELD[0] += entry[0]
-        while _POOL and _POOL_HELD[0] > POOL_MAX_BYTES:
-            dropped, _ = _POOL.pop(0)  # unmapped when the last reference goes
-            _POOL_HELD[0] -= dropped
+        released = _POOL_HELD[0] + _RETURNED_BYTES[0]
+        _RETURNED.clear()
+        _RETURNED_BYTES[0] = 0
+        _POOL.clear()
+        _POOL_HELD[0] = 0
+    return released
+
+
+def _settle() -> None:
+    """Move queued mappings into the pool and drop the oldest beyond the cap (caller holds the lock)."""
+    while _RETURNED:
+        entry = _RETURNED.popleft()
+        _RETURNED_BYTES[0] -= entry[0]
+        _POOL.append(entry)
+        _POOL_HELD[0] += entry[0]
+    while _POOL and _POOL_HELD[0] > POOL_MAX_BYTES:
+        dropped, _ = _POOL.pop(0)  # unmapped when the last reference goes
+        _POOL_HELD[0] -= dropped
+
+
+def _pooled_mapping(size: int):
+    """A released mapping of exactly ``size`` bytes (the most recent), or None."""
+    with _POOL_LOCK:
+        _settle()
         for k in range(len(_POOL) - 1, -1, -1):
             if _POOL[k][0] == size:
                 _POOL_HELD[0] -= size
                 return _POOL.pop(k)[1]
     return None
+
+
+def _release(size: int, mapping) -> None:
+    """Take a mapping back from a dead output (called from ``__del__``: never blocks)."""
+    if size > POOL_MAX_BYTES:
+        return
+    if _POOL_LOCK.acquire(blocking=False):
+        try:
+            _RETURNED.append((size, mapping))
+            _RETURNED_BYTES[0] += size
+            _settle()
+        finally:
+            _POOL_LOCK.release()
+        return
+    while _RETURNED and _POOL_HELD[0] + _RETURNED_BYTES[0] + size > POOL_MAX_BYTES:
+        try:
+            dropped, _ = _RETURNED.popleft()  # the oldest queued one makes room
+        except IndexError:
+            break
+        _RETURNED_BYTES[0] -= dropped
+    if _POOL_HELD[0] + _RETURNED_BYTES[0] + size <= POOL_MAX_BYTES:
+        _RETURNED_BYTES[0] += size
+        _RETURNED.append((size, mapping))
 
 
 class _PooledMemory:
@@ -413,15 +505,21 @@ class _PooledMemory:
         self.mapping = _pooled_mapping(size)
         if self.mapping is None:
             # private (mmap's default, shared anonymous memory, is shmem: no huge pages, 1.3x slower writes)
-            self.mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+            try:
+                self.mapping = mmap.mmap(-1, size, flags=flags)
+            except OSError:  # out of address space or memory: give back the idle pool and try once more
+                release_output_pool()
+                self.mapping = mmap.mmap(-1, size, flags=flags)
             if hasattr(self.mapping, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
-                self.mapping.madvise(mmap.MADV_HUGEPAGE)
+                with contextlib.suppress(OSError):  # kernels without transparent huge pages refuse the advice
+                    self.mapping.madvise(mmap.MADV_HUGEPAGE)
 
     def __del__(self):
-        mapping, self.mapping = self.mapping, None
         try:
-            if mapping is not None and self.size <= POOL_MAX_BYTES:
-                _RETURNED.append((self.size, mapping))
+            mapping, self.mapping = getattr(self, "mapping", None), None
+            if mapping is not None:
+                _release(self.size, mapping)
         except (TypeError, AttributeError, NameError):  # interpreter shutdown: module globals already gone
             pass
 

@@ -29,7 +29,8 @@
 
 /* Streaming stores skip reading the output lines into the cache, but leave the output out of the
  * cache for its reader: measured (forward, then a sum over the output; 1 thread, 32 MiB last-level
- * cache) they cost 4-13% up to 32 MiB of output and pay from about 40 MiB (10% at 99 MiB).
+ * cache) they cost 4-13% up to 32 MiB of output and pay from about 40 MiB (10% at 99 MiB).  The
+ * build passes max(40 MiB, 1.25 x this CPU's last-level cache); 40 MiB is the default otherwise.
  * x86 only, where _mm_sfence orders them before the threads join. */
 #ifndef OPTINV_STREAM_BYTES
 #define OPTINV_STREAM_BYTES ((size_t)40 << 20)
@@ -45,8 +46,8 @@
 
 int optinv_dim(void) { return OPTINV_D; }
 int optinv_count(void) { return OPTINV_K; }
-/* Output bytes from which a call to a 64-byte aligned output streams its stores (0: never). */
-int64_t optinv_stream_bytes(void) { return OPTINV_CAN_STREAM ? (int64_t)OPTINV_STREAM_BYTES : 0; }
+/* Output bytes from which a call to a 64-byte aligned output streams its stores (-1: never). */
+int64_t optinv_stream_bytes(void) { return OPTINV_CAN_STREAM ? (int64_t)OPTINV_STREAM_BYTES : -1; }
 
 static int resolve_threads(int requested) {
 #ifdef _OPENMP
@@ -587,9 +588,10 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
         }
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
-         * 1.6x in float64 at (3,4) and 1.5x at (4,4); hvp 0.86x, the one kernel it slows, is kept
-         * uniform; 8 blocks ahead was as good at (3,4) and worse at (4,4)). */
-        for (int line = 0; line < 400 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F32) * 25) + line, 0, 3);
+         * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
+         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
+         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+        for (int line = 0; line < 400 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F32) * 25) * sizeof(float) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
          * slower in the hvp, which spills heavily). */
@@ -944,9 +946,10 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
         }
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
-         * 1.6x in float64 at (3,4) and 1.5x at (4,4); hvp 0.86x, the one kernel it slows, is kept
-         * uniform; 8 blocks ahead was as good at (3,4) and worse at (4,4)). */
-        for (int line = 0; line < 200 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F64) * 25) + line, 0, 3);
+         * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
+         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
+         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+        for (int line = 0; line < 200 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F64) * 25) * sizeof(double) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
          * slower in the hvp, which spills heavily). */
@@ -1520,10 +1523,11 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
         }
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
-         * 1.6x in float64 at (3,4) and 1.5x at (4,4); hvp 0.86x, the one kernel it slows, is kept
-         * uniform; 8 blocks ahead was as good at (3,4) and worse at (4,4)). */
-        for (int line = 0; line < 400 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F32) * 25) + line, 0, 3);
-        for (int line = 0; line < 352 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(g + (row + PREFETCH_ROWS_F32) * 22) + line, 0, 3);
+         * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
+         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
+         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+        for (int line = 0; line < 400 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F32) * 25) * sizeof(float) + (uintptr_t)line), 0, 3);
+        for (int line = 0; line < 352 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)g + (uintptr_t)((row + PREFETCH_ROWS_F32) * 22) * sizeof(float) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
          * slower in the hvp, which spills heavily). */
@@ -2084,10 +2088,11 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
         }
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
-         * 1.6x in float64 at (3,4) and 1.5x at (4,4); hvp 0.86x, the one kernel it slows, is kept
-         * uniform; 8 blocks ahead was as good at (3,4) and worse at (4,4)). */
-        for (int line = 0; line < 200 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F64) * 25) + line, 0, 3);
-        for (int line = 0; line < 176 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(g + (row + PREFETCH_ROWS_F64) * 22) + line, 0, 3);
+         * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
+         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
+         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+        for (int line = 0; line < 200 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F64) * 25) * sizeof(double) + (uintptr_t)line), 0, 3);
+        for (int line = 0; line < 176 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)g + (uintptr_t)((row + PREFETCH_ROWS_F64) * 22) * sizeof(double) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
          * slower in the hvp, which spills heavily). */
@@ -2672,10 +2677,11 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
         }
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
-         * 1.6x in float64 at (3,4) and 1.5x at (4,4); hvp 0.86x, the one kernel it slows, is kept
-         * uniform; 8 blocks ahead was as good at (3,4) and worse at (4,4)). */
-        for (int line = 0; line < 400 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F32) * 25) + line, 0, 3);
-        for (int line = 0; line < 400 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(u + (row + PREFETCH_ROWS_F32) * 25) + line, 0, 3);
+         * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
+         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
+         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+        for (int line = 0; line < 400 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F32) * 25) * sizeof(float) + (uintptr_t)line), 0, 3);
+        for (int line = 0; line < 400 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)u + (uintptr_t)((row + PREFETCH_ROWS_F32) * 25) * sizeof(float) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
          * slower in the hvp, which spills heavily). */
@@ -3247,10 +3253,11 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
         }
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
-         * 1.6x in float64 at (3,4) and 1.5x at (4,4); hvp 0.86x, the one kernel it slows, is kept
-         * uniform; 8 blocks ahead was as good at (3,4) and worse at (4,4)). */
-        for (int line = 0; line < 200 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F64) * 25) + line, 0, 3);
-        for (int line = 0; line < 200 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(u + (row + PREFETCH_ROWS_F64) * 25) + line, 0, 3);
+         * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
+         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
+         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+        for (int line = 0; line < 200 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F64) * 25) * sizeof(double) + (uintptr_t)line), 0, 3);
+        for (int line = 0; line < 200 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)u + (uintptr_t)((row + PREFETCH_ROWS_F64) * 25) * sizeof(double) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
          * slower in the hvp, which spills heavily). */
@@ -4059,13 +4066,6 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
             u_block = pad_u;
             out_block = pad_out;
         }
-        /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
-         * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
-         * 1.6x in float64 at (3,4) and 1.5x at (4,4); hvp 0.86x, the one kernel it slows, is kept
-         * uniform; 8 blocks ahead was as good at (3,4) and worse at (4,4)). */
-        for (int line = 0; line < 400 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F32) * 25) + line, 0, 3);
-        for (int line = 0; line < 352 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(g + (row + PREFETCH_ROWS_F32) * 22) + line, 0, 3);
-        for (int line = 0; line < 400 * (int)sizeof(float); line += 64) __builtin_prefetch((const char *)(u + (row + PREFETCH_ROWS_F32) * 25) + line, 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
          * slower in the hvp, which spills heavily). */
@@ -4863,13 +4863,6 @@ int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double
             u_block = pad_u;
             out_block = pad_out;
         }
-        /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
-         * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
-         * 1.6x in float64 at (3,4) and 1.5x at (4,4); hvp 0.86x, the one kernel it slows, is kept
-         * uniform; 8 blocks ahead was as good at (3,4) and worse at (4,4)). */
-        for (int line = 0; line < 200 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(x + (row + PREFETCH_ROWS_F64) * 25) + line, 0, 3);
-        for (int line = 0; line < 176 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(g + (row + PREFETCH_ROWS_F64) * 22) + line, 0, 3);
-        for (int line = 0; line < 200 * (int)sizeof(double); line += 64) __builtin_prefetch((const char *)(u + (row + PREFETCH_ROWS_F64) * 25) + line, 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
          * slower in the hvp, which spills heavily). */
