@@ -317,8 +317,9 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
          * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
-         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
-         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+         * (4,4)).  The hvp (three inputs, heavy spills) measured 0.86x in one build and 1.33x in another
+         * whose only difference was elsewhere in the file: code layout moves it more than the prefetch.
+         * Addresses are computed as integers: past the array's end they are only hints, never read. */
         for (int line = 0; line < 64 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F32) * 4) * sizeof(float) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
@@ -402,8 +403,9 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
          * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
-         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
-         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+         * (4,4)).  The hvp (three inputs, heavy spills) measured 0.86x in one build and 1.33x in another
+         * whose only difference was elsewhere in the file: code layout moves it more than the prefetch.
+         * Addresses are computed as integers: past the array's end they are only hints, never read. */
         for (int line = 0; line < 32 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F64) * 4) * sizeof(double) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
@@ -560,8 +562,9 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
          * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
-         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
-         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+         * (4,4)).  The hvp (three inputs, heavy spills) measured 0.86x in one build and 1.33x in another
+         * whose only difference was elsewhere in the file: code layout moves it more than the prefetch.
+         * Addresses are computed as integers: past the array's end they are only hints, never read. */
         for (int line = 0; line < 64 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F32) * 4) * sizeof(float) + (uintptr_t)line), 0, 3);
         for (int line = 0; line < 32 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)g + (uintptr_t)((row + PREFETCH_ROWS_F32) * 2) * sizeof(float) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
@@ -687,8 +690,9 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
          * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
-         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
-         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+         * (4,4)).  The hvp (three inputs, heavy spills) measured 0.86x in one build and 1.33x in another
+         * whose only difference was elsewhere in the file: code layout moves it more than the prefetch.
+         * Addresses are computed as integers: past the array's end they are only hints, never read. */
         for (int line = 0; line < 32 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F64) * 4) * sizeof(double) + (uintptr_t)line), 0, 3);
         for (int line = 0; line < 16 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)g + (uintptr_t)((row + PREFETCH_ROWS_F64) * 2) * sizeof(double) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
@@ -831,8 +835,9 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
          * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
-         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
-         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+         * (4,4)).  The hvp (three inputs, heavy spills) measured 0.86x in one build and 1.33x in another
+         * whose only difference was elsewhere in the file: code layout moves it more than the prefetch.
+         * Addresses are computed as integers: past the array's end they are only hints, never read. */
         for (int line = 0; line < 64 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F32) * 4) * sizeof(float) + (uintptr_t)line), 0, 3);
         for (int line = 0; line < 64 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)u + (uintptr_t)((row + PREFETCH_ROWS_F32) * 4) * sizeof(float) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
@@ -943,8 +948,9 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
         /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
          * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
          * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
-         * (4,4)).  Not in the hvp (three inputs, heavy spills): 0.86x beyond L3, 0.85x in L2.  Addresses
-         * are computed as integers: past the array's end they are only hints, never dereferenced. */
+         * (4,4)).  The hvp (three inputs, heavy spills) measured 0.86x in one build and 1.33x in another
+         * whose only difference was elsewhere in the file: code layout moves it more than the prefetch.
+         * Addresses are computed as integers: past the array's end they are only hints, never read. */
         for (int line = 0; line < 32 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F64) * 4) * sizeof(double) + (uintptr_t)line), 0, 3);
         for (int line = 0; line < 32 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)u + (uintptr_t)((row + PREFETCH_ROWS_F64) * 4) * sizeof(double) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
@@ -1103,6 +1109,15 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
             u_block = pad_u;
             out_block = pad_out;
         }
+        /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
+         * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
+         * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
+         * (4,4)).  The hvp (three inputs, heavy spills) measured 0.86x in one build and 1.33x in another
+         * whose only difference was elsewhere in the file: code layout moves it more than the prefetch.
+         * Addresses are computed as integers: past the array's end they are only hints, never read. */
+        for (int line = 0; line < 64 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F32) * 4) * sizeof(float) + (uintptr_t)line), 0, 3);
+        for (int line = 0; line < 32 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)g + (uintptr_t)((row + PREFETCH_ROWS_F32) * 2) * sizeof(float) + (uintptr_t)line), 0, 3);
+        for (int line = 0; line < 64 * (int)sizeof(float); line += 64) __builtin_prefetch((const void *)((uintptr_t)u + (uintptr_t)((row + PREFETCH_ROWS_F32) * 4) * sizeof(float) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
          * slower in the hvp, which spills heavily). */
@@ -1227,6 +1242,15 @@ int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double
             u_block = pad_u;
             out_block = pad_out;
         }
+        /* Software prefetch of every input's rows 4 blocks ahead, so memory overlaps compute (measured at
+         * 1 thread beyond the L3, (3,4) float32, with the inlined blocks: jvp 2.0x, vjp 1.05x, forward
+         * 1.6x in float64 at (3,4) and 1.5x at (4,4); 8 blocks ahead was as good at (3,4) and worse at
+         * (4,4)).  The hvp (three inputs, heavy spills) measured 0.86x in one build and 1.33x in another
+         * whose only difference was elsewhere in the file: code layout moves it more than the prefetch.
+         * Addresses are computed as integers: past the array's end they are only hints, never read. */
+        for (int line = 0; line < 32 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)x + (uintptr_t)((row + PREFETCH_ROWS_F64) * 4) * sizeof(double) + (uintptr_t)line), 0, 3);
+        for (int line = 0; line < 16 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)g + (uintptr_t)((row + PREFETCH_ROWS_F64) * 2) * sizeof(double) + (uintptr_t)line), 0, 3);
+        for (int line = 0; line < 32 * (int)sizeof(double); line += 64) __builtin_prefetch((const void *)((uintptr_t)u + (uintptr_t)((row + PREFETCH_ROWS_F64) * 4) * sizeof(double) + (uintptr_t)line), 0, 3);
         /* The store kind is a constant in each call, so each inlined copy has one store path (a run-time
          * choice inside the body measured 10-20% slower in the vjp, and an out-of-line block up to 2x
          * slower in the hvp, which spills heavily). */
