@@ -25,7 +25,6 @@ CPU time of the calling thread for both; 2 threads: wall time for both.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime
 import importlib
 import json
@@ -38,17 +37,6 @@ import numpy as np
 from benchmarks.peers import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _copy_lib():
-    lib = machine.build_and_load(machine._BW_SRC, "machine_bw")
-    P = ctypes.c_void_p
-    lib.init.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
-    lib.bw_copy.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
-    lib.bw_copy.restype = ctypes.c_double
-    lib.bw_copy_nt.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
-    lib.bw_copy_nt.restype = ctypes.c_double
-    return lib
 
 
 def paired(module, dtype, threads: int, rows: int, pairs: int, reuse_out: bool, copy, llc_bytes: int) -> dict:
@@ -100,7 +88,7 @@ def main(argv=None) -> Path:
     args = p.parse_args(argv)
     caches = machine.cache_info()
     llc = caches.get("last_level_bytes", 32 << 20)
-    copy = _copy_lib()
+    copy = machine.copy_library()
     records = []
     for pair in args.pairs.split():
         l_max, n_max = (int(v) for v in pair.split(","))

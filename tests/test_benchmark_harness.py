@@ -102,3 +102,23 @@ def test_a_bad_method_name_is_refused():
     with pytest.raises(SystemExit) as exc:
         main(["--methods", "optinv,no-such-method"])
     assert exc.value.code == 2
+
+
+def test_paired_roofline_pairs_the_kernel_with_a_copy_taken_beside_it():
+    """Tiny run: every pair has its own copy figure; the fraction is the kernel's bytes over the copy's."""
+    import importlib
+
+    from benchmarks import paired_roofline
+    from benchmarks.peers import machine
+
+    module = importlib.import_module("optinv.generated.hop_l2_n3")
+    rec = paired_roofline.paired(module, np.dtype(np.float32), 1, rows=4096, pairs=3, reuse_out=False,
+                                 copy=machine.copy_library(), llc_bytes=1 << 20)
+    assert rec["bytes_per_row"] == (module.D + module.K) * 4 and rec["output"] == "allocated"
+    assert len(rec["samples"]) == 3 and 1 <= rec["pairs_kept"] <= 3
+    for s in rec["samples"]:
+        assert s["copy_gbs"] == max(s["plain_copy_gbs"], s["streaming_copy_gbs"]) > 0
+        assert s["fraction"] == pytest.approx(s["kernel_gbs"] / s["copy_gbs"])
+        assert s["kept"] == (s["copy_gbs"] >= 0.8 * rec["best_copy_gbs"])
+    kept = sorted(s["fraction"] for s in rec["samples"] if s["kept"])
+    assert rec["min_fraction"] == kept[0] and rec["max_fraction"] == kept[-1]

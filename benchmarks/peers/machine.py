@@ -175,13 +175,7 @@ def copy_bandwidth(threads=(1, 2), quick: bool = False) -> dict:
     """Best-of-k copy bandwidth in GB/s (read + write bytes): memcpy (1 thread) and copy loop per thread count."""
     import numpy as np
 
-    lib = build_and_load(_BW_SRC, "machine_bw")
-    P = ctypes.c_void_p
-    lib.init.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
-    lib.bw_memcpy.argtypes = [P, P, ctypes.c_long]
-    lib.bw_memcpy.restype = ctypes.c_double
-    lib.bw_copy.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
-    lib.bw_copy.restype = ctypes.c_double
+    lib = copy_library()
     n = (32 if quick else 128) * 1024 * 1024 // 8  # 32 / 128 MiB per buffer, well beyond the caches
     a = np.empty(n)
     b = np.empty(n)
@@ -241,6 +235,19 @@ def lscpu() -> dict:
     return fields
 
 
+def copy_library():
+    """The copy loops of ``_BW_SRC``, built and typed: ``init``, ``bw_memcpy``, ``bw_copy``, ``bw_copy_nt``."""
+    lib = build_and_load(_BW_SRC, "machine_bw")
+    P = ctypes.c_void_p
+    lib.init.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
+    lib.bw_memcpy.argtypes = [P, P, ctypes.c_long]
+    lib.bw_memcpy.restype = ctypes.c_double
+    for copy in (lib.bw_copy, lib.bw_copy_nt):
+        copy.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
+        copy.restype = ctypes.c_double
+    return lib
+
+
 def bandwidth_by_level(threads=(1, 2), quick: bool = False) -> dict:
     """Copy bandwidth (GB/s, read + write bytes) for working sets in L2, in the last-level cache and in DRAM.
 
@@ -253,13 +260,7 @@ def bandwidth_by_level(threads=(1, 2), quick: bool = False) -> dict:
     caches = cache_info()
     llc = caches.get("last_level_bytes", 32 * 1024 ** 2)
     l2 = caches.get("L2", {}).get("bytes", 1024 ** 2)
-    lib = build_and_load(_BW_SRC, "machine_bw")
-    P = ctypes.c_void_p
-    lib.init.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
-    lib.bw_copy.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
-    lib.bw_copy.restype = ctypes.c_double
-    lib.bw_copy_nt.argtypes = [P, P, ctypes.c_long, ctypes.c_int]
-    lib.bw_copy_nt.restype = ctypes.c_double
+    lib = copy_library()
     out = {}
     for t in threads:
         sizes = {"L2": l2 * t // 2, "LLC": llc // 2, "DRAM": 4 * llc}

@@ -15,13 +15,8 @@ registered operators (VJP by backward, JVP and HVP by double backward).
 Compiling against PyTorch's headers takes about a minute per module, so
 verify runs it only when asked (``--backends torch-cpp`` or ``all``).
 
-CPU tensors only (CUDA tensors are refused by name): a CUDA kernel at these
-operators' CUDA dispatch key would have to be compiled by ``nvcc`` and linked
-against ``libtorch_cuda``/``libc10_cuda``; the CPU build of PyTorch this project
-is developed and tested with ships neither those libraries nor a CUDA toolkit,
-so such a kernel could be neither built nor tested here.  On CUDA tensors use
-the ``torch.library`` operators (``torch_library_invariants``, registered from
-Python, CUDA kernels through CuPy) or ``torch_module()``.
+CPU tensors only; why, and what to use on CUDA tensors: see
+:mod:`optinv.codegen.runtime.torch_cpp`.
 """
 
 from __future__ import annotations
