@@ -176,3 +176,18 @@ def test_kernels_write_pooled_outputs_correctly():
     again = module.forward(x)
     expected = np.concatenate([module.forward(x[i:i + 5000]) for i in range(0, N_LARGE, 5000)])
     np.testing.assert_array_equal(again, expected)
+
+
+def test_a_torch_tensor_keeps_its_memory_out_of_the_pool():
+    torch = pytest.importorskip("torch")
+    a = native.aligned_empty(N_LARGE, 13, np.float32)
+    a[:] = 3.0
+    t = torch.from_numpy(a)
+    start, nbytes = t.data_ptr(), t.numel() * t.element_size()
+    del a
+    gc.collect()
+    for _ in range(3):
+        o = native.aligned_empty(N_LARGE, 13, np.float32)
+        assert o.ctypes.data + o.nbytes <= start or o.ctypes.data >= start + nbytes
+        o[:] = -1.0
+    assert bool((t == 3.0).all())
