@@ -122,3 +122,18 @@ def test_paired_roofline_pairs_the_kernel_with_a_copy_taken_beside_it():
         assert s["kept"] == (s["copy_gbs"] >= 0.8 * rec["best_copy_gbs"])
     kept = sorted(s["fraction"] for s in rec["samples"] if s["kept"])
     assert rec["min_fraction"] == kept[0] and rec["max_fraction"] == kept[-1]
+
+
+def test_vector_pipes_times_each_kind_and_pair_or_says_it_cannot():
+    """Tiny run: every kind and pair gets a positive rate, bounded by what one core can issue."""
+    from benchmarks import vector_pipes
+
+    source = vector_pipes.source([["_mm512_add_ps(v{i}, d)"]])
+    assert source.count("v0 = _mm512_add_ps(v0, d);") == 1 and "pipes_test_0" in source
+    result = vector_pipes.measure(iterations=20_000, repeats=1)
+    if result is None:  # no AVX-512 here: nothing is timed, and the script writes nothing
+        assert not vector_pipes.source([]).count("pipes_test_")
+        return
+    rates = result["instructions_per_cycle"]
+    assert len(rates) == len(vector_pipes.KINDS) + len(vector_pipes.PAIRS)
+    assert all(0 < r < 16 for r in rates.values()) and result["clock_ghz"] > 0

@@ -156,8 +156,8 @@ def _swap_columns(text: str, a: int, b: int) -> str:
 
 
 MUTATIONS = {
-    # a wrong coefficient in the forward kernel: |q|^2 gets 3 q01^2 instead of 2 q01^2
-    "wrong_coefficient": (in_blocks("forward", lambda b: b.replace(" 2*x5*x5", " 3*x5*x5", 1)),
+    # a wrong coefficient in the forward kernel: |q|^2 weighs its off-diagonal squares 3 instead of 2
+    "wrong_coefficient": (in_blocks("forward", lambda b: b.replace(" 2*(x5*x5", " 3*(x5*x5", 1)),
                           {"invariance", "reference"}),
     # a swapped index: every kernel reads v_x where q_00 is and vice versa (after the in-register transpose)
     "swapped_index": (lambda t: _swap_columns(t, 1, 4), {"invariance", "reference"}),

@@ -72,8 +72,15 @@ int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
 /* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
  * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
 #define LOAD_F32(v, p) memcpy(&(v), (p), sizeof(v))
-#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
 #define STORE_F32(p, v) memcpy((p), &(v), sizeof(v))
+#if defined(__AVX512F__)
+/* One masked load (the lanes past n are zero and their memory is never touched): the portable form
+ * below goes through the stack, and reloading a vector written by smaller stores stalls store
+ * forwarding (vjp 1.06-1.08x at (3,4), whose last row of g is partial in every block). */
+#define LOAD_PART_F32(v, p, n) ((v) = (vec_f32)_mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p)))
+#else
+#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
+#endif
 /* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
 #if OPTINV_CAN_STREAM && defined(__clang__)
 #define STREAM_F32(p, v) __builtin_nontemporal_store((v), (vec_f32 *)(void *)(p))
@@ -181,8 +188,15 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 /* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
  * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
 #define LOAD_F64(v, p) memcpy(&(v), (p), sizeof(v))
-#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
 #define STORE_F64(p, v) memcpy((p), &(v), sizeof(v))
+#if defined(__AVX512F__)
+/* One masked load (the lanes past n are zero and their memory is never touched): the portable form
+ * below goes through the stack, and reloading a vector written by smaller stores stalls store
+ * forwarding (vjp 1.06-1.08x at (3,4), whose last row of g is partial in every block). */
+#define LOAD_PART_F64(v, p, n) ((v) = (vec_f64)_mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p)))
+#else
+#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
+#endif
 /* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
 #if OPTINV_CAN_STREAM && defined(__clang__)
 #define STREAM_F64(p, v) __builtin_nontemporal_store((v), (vec_f64 *)(void *)(p))

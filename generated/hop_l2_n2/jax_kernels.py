@@ -95,7 +95,7 @@ def jvp(x, u):
     u8 = u[..., 8]
     t3 = u1*x1 + u2*x2 + u3*x3
     t4 = 2*t3
-    t5 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8
+    t5 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7)
     t6 = 2*t5
     return jnp.stack([
         u0,

@@ -162,7 +162,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     const real_t u8 = u[row * 9 + 8];
     const real_t t3 = u1*x1 + u2*x2 + u3*x3;
     const real_t t4 = 2*t3;
-    const real_t t5 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t5 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7);
     const real_t t6 = 2*t5;
     out[row * 3 + 0] = u0;
     out[row * 3 + 1] = t4;
@@ -196,7 +196,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     const real_t u8 = u[row * 9 + 8];
     const real_t t3 = u1*x1 + u2*x2 + u3*x3;
     const real_t t4 = 2*t3;
-    const real_t t5 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t5 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7);
     const real_t t6 = 2*t5;
     out[row * 3 + 0] = u0;
     out[row * 3 + 1] = t4;

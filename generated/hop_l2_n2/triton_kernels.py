@@ -124,7 +124,7 @@ def jvp_kernel(x_ptr, u_ptr, out_ptr, n, BLOCK: tl.constexpr):
     u8 = tl.load(u_ptr + rows * 9 + 8, mask=mask, other=0.0)
     t3 = u1*x1 + u2*x2 + u3*x3
     t4 = 2*t3
-    t5 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8
+    t5 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7)
     t6 = 2*t5
     tl.store(out_ptr + rows * 3 + 0, u0, mask=mask)
     tl.store(out_ptr + rows * 3 + 1, t4, mask=mask)

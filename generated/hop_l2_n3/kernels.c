@@ -72,8 +72,15 @@ int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
 /* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
  * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
 #define LOAD_F32(v, p) memcpy(&(v), (p), sizeof(v))
-#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
 #define STORE_F32(p, v) memcpy((p), &(v), sizeof(v))
+#if defined(__AVX512F__)
+/* One masked load (the lanes past n are zero and their memory is never touched): the portable form
+ * below goes through the stack, and reloading a vector written by smaller stores stalls store
+ * forwarding (vjp 1.06-1.08x at (3,4), whose last row of g is partial in every block). */
+#define LOAD_PART_F32(v, p, n) ((v) = (vec_f32)_mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p)))
+#else
+#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
+#endif
 /* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
 #if OPTINV_CAN_STREAM && defined(__clang__)
 #define STREAM_F32(p, v) __builtin_nontemporal_store((v), (vec_f32 *)(void *)(p))
@@ -181,8 +188,15 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 /* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
  * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
 #define LOAD_F64(v, p) memcpy(&(v), (p), sizeof(v))
-#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
 #define STORE_F64(p, v) memcpy((p), &(v), sizeof(v))
+#if defined(__AVX512F__)
+/* One masked load (the lanes past n are zero and their memory is never touched): the portable form
+ * below goes through the stack, and reloading a vector written by smaller stores stalls store
+ * forwarding (vjp 1.06-1.08x at (3,4), whose last row of g is partial in every block). */
+#define LOAD_PART_F64(v, p, n) ((v) = (vec_f64)_mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p)))
+#else
+#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
+#endif
 /* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
 #if OPTINV_CAN_STREAM && defined(__clang__)
 #define STREAM_F64(p, v) __builtin_nontemporal_store((v), (vec_f64 *)(void *)(p))
@@ -295,7 +309,7 @@ static inline __attribute__((always_inline)) void forward_block_f32(const float 
     const real_v t12 = t3 + t4 + t5 + t6 + t7 + x4*x7;
     const real_v t13 = 2*t12;
     const real_v t14 = t8*x3*x6 + x2*(t8*x5 + 2*x3*x8) + x4*(t0 - t2) + x7*(t1 - t2);
-    const real_v t15 = t10*(-t3 - t5) + t4*(3*x4 + 3*x7) + t9*(-t6 - t7) + 6*x5*x6*x8;
+    const real_v t15 = t10*(-t3 - t5) + t4*(3*(x4 + x7)) + t9*(-t6 - t7) + 6*x5*x6*x8;
     const real_v out_0_0 = x0;
     const real_v out_0_1 = t11;
     const real_v out_0_2 = t13;
@@ -445,7 +459,7 @@ static inline __attribute__((always_inline)) void forward_block_f64(const double
     const real_v t12 = t3 + t4 + t5 + t6 + t7 + x4*x7;
     const real_v t13 = 2*t12;
     const real_v t14 = t8*x3*x6 + x2*(t8*x5 + 2*x3*x8) + x4*(t0 - t2) + x7*(t1 - t2);
-    const real_v t15 = t10*(-t3 - t5) + t4*(3*x4 + 3*x7) + t9*(-t6 - t7) + 6*x5*x6*x8;
+    const real_v t15 = t10*(-t3 - t5) + t4*(3*(x4 + x7)) + t9*(-t6 - t7) + 6*x5*x6*x8;
     const real_v out_0_0 = x0;
     const real_v out_0_1 = t11;
     const real_v out_0_2 = t13;
@@ -633,7 +647,7 @@ static inline __attribute__((always_inline)) void vjp_block_f32(const float *res
     const real_v t19 = g3*(x2*x5 + x3*x6);
     const real_v t20 = -g4*t9 + t16;
     const real_v t21 = -g4*t10 + t16;
-    const real_v t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_v t22 = g4*(3*(x4 + x7)) + t16;
     const real_v t23 = g1 + g3*(-x4 - x7);
     const real_v t24 = g1 + g3*x7;
     const real_v t25 = g1 + g3*x4;
@@ -641,10 +655,10 @@ static inline __attribute__((always_inline)) void vjp_block_f32(const float *res
     const real_v t27 = 2*t26;
     const real_v t28 = g3*(t8*x5 + 2*x3*x8) + 2*t24*x2;
     const real_v t29 = g3*(t8*x6 + 2*x2*x8) + 2*t23*x3;
-    const real_v t30 = g3*(t0 - t2) + 3*g4*t4 + t16*x7 + 3*t18 + 2*t21*x4;
+    const real_v t30 = g3*(t0 - t2) + 3*(g4*t4 + t18) + t16*x7 + 2*t21*x4;
     const real_v t31 = g3*t8*x2 + 6*g4*x6*x8 + 2*t22*x5;
     const real_v t32 = g3*t8*x3 + 6*g4*x5*x8 + 2*t21*x6;
-    const real_v t33 = g3*(t1 - t2) + 3*g4*t4 + t16*x4 + 3*t17 + 2*t20*x7;
+    const real_v t33 = g3*(t1 - t2) + 3*(g4*t4 + t17) + t16*x4 + 2*t20*x7;
     const real_v t34 = g3*x2*x3 + 3*g4*x5*x6 + t20*x8;
     const real_v t35 = 2*t34;
     const real_v out_0_0 = g0;
@@ -889,7 +903,7 @@ static inline __attribute__((always_inline)) void vjp_block_f64(const double *re
     const real_v t19 = g3*(x2*x5 + x3*x6);
     const real_v t20 = -g4*t9 + t16;
     const real_v t21 = -g4*t10 + t16;
-    const real_v t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_v t22 = g4*(3*(x4 + x7)) + t16;
     const real_v t23 = g1 + g3*(-x4 - x7);
     const real_v t24 = g1 + g3*x7;
     const real_v t25 = g1 + g3*x4;
@@ -897,10 +911,10 @@ static inline __attribute__((always_inline)) void vjp_block_f64(const double *re
     const real_v t27 = 2*t26;
     const real_v t28 = g3*(t8*x5 + 2*x3*x8) + 2*t24*x2;
     const real_v t29 = g3*(t8*x6 + 2*x2*x8) + 2*t23*x3;
-    const real_v t30 = g3*(t0 - t2) + 3*g4*t4 + t16*x7 + 3*t18 + 2*t21*x4;
+    const real_v t30 = g3*(t0 - t2) + 3*(g4*t4 + t18) + t16*x7 + 2*t21*x4;
     const real_v t31 = g3*t8*x2 + 6*g4*x6*x8 + 2*t22*x5;
     const real_v t32 = g3*t8*x3 + 6*g4*x5*x8 + 2*t21*x6;
-    const real_v t33 = g3*(t1 - t2) + 3*g4*t4 + t16*x4 + 3*t17 + 2*t20*x7;
+    const real_v t33 = g3*(t1 - t2) + 3*(g4*t4 + t17) + t16*x4 + 2*t20*x7;
     const real_v t34 = g3*x2*x3 + 3*g4*x5*x6 + t20*x8;
     const real_v t35 = 2*t34;
     real_v out_0_0 = g0;
@@ -1124,7 +1138,7 @@ static inline __attribute__((always_inline)) void jvp_block_f32(const float *res
     const real_v t28 = t19 + t20 + t21 + t22 + t23 + u4*x7 + u7*x4;
     const real_v t29 = 2*t28;
     const real_v t30 = t16*x4 + t17*x7 + t18*(-x4 - x7) + t24*(x2*x5 + x3*x6) + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + x2*(t8*u5 + 2*u8*x3);
-    const real_v t31 = t10*(-t19 - t21) + t20*(3*x4 + 3*x7) + t25*(-t6 - t7) + t26*(-t3 - t5) + t4*(3*u4 + 3*u7) + t9*(-t22 - t23) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
+    const real_v t31 = t10*(-t19 - t21) + t20*(3*(x4 + x7)) + t25*(-t6 - t7) + t26*(-t3 - t5) + t4*(3*(u4 + u7)) + t9*(-t22 - t23) + 6*u5*x6*x8 + x5*(6*(u6*x8 + u8*x6));
     const real_v out_0_0 = u0;
     const real_v out_0_1 = t27;
     const real_v out_0_2 = t29;
@@ -1333,7 +1347,7 @@ static inline __attribute__((always_inline)) void jvp_block_f64(const double *re
     const real_v t28 = t19 + t20 + t21 + t22 + t23 + u4*x7 + u7*x4;
     const real_v t29 = 2*t28;
     const real_v t30 = t16*x4 + t17*x7 + t18*(-x4 - x7) + t24*(x2*x5 + x3*x6) + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + x2*(t8*u5 + 2*u8*x3);
-    const real_v t31 = t10*(-t19 - t21) + t20*(3*x4 + 3*x7) + t25*(-t6 - t7) + t26*(-t3 - t5) + t4*(3*u4 + 3*u7) + t9*(-t22 - t23) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
+    const real_v t31 = t10*(-t19 - t21) + t20*(3*(x4 + x7)) + t25*(-t6 - t7) + t26*(-t3 - t5) + t4*(3*(u4 + u7)) + t9*(-t22 - t23) + 6*u5*x6*x8 + x5*(6*(u6*x8 + u8*x6));
     const real_v out_0_0 = u0;
     const real_v out_0_1 = t27;
     const real_v out_0_2 = t29;
@@ -1556,7 +1570,7 @@ static inline __attribute__((always_inline)) void hvp_block_f32(const float *res
     const real_v t16 = 2*g2;
     const real_v t20 = -g4*t9 + t16;
     const real_v t21 = -g4*t10 + t16;
-    const real_v t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_v t22 = g4*(3*(x4 + x7)) + t16;
     const real_v t23 = g1 + g3*(-x4 - x7);
     const real_v t24 = g1 + g3*x7;
     const real_v t25 = g1 + g3*x4;
@@ -1576,19 +1590,19 @@ static inline __attribute__((always_inline)) void hvp_block_f32(const float *res
     const real_v t49 = g3*(u2*x5 + u3*x6 + u5*x2 + u6*x3);
     const real_v t50 = -g4*t45;
     const real_v t51 = -g4*t46;
-    const real_v t52 = g4*(3*u4 + 3*u7);
+    const real_v t52 = g4*(3*(u4 + u7));
     const real_v t53 = g3*(-u4 - u7);
     const real_v t54 = g3*u7;
     const real_v t55 = g3*u4;
     const real_v t56 = t25*u1 + t49 + t55*x1;
     const real_v t57 = 2*t56;
-    const real_v t58 = g3*(t44*x5 + t8*u5 + 2*u3*x8 + 2*u8*x3) + 2*t24*u2 + 2*t54*x2;
-    const real_v t59 = g3*(t44*x6 + t8*u6 + 2*u2*x8 + 2*u8*x2) + 2*t23*u3 + 2*t53*x3;
-    const real_v t60 = g3*(t36 - t38) + 3*g4*t40 + t16*u7 + 2*t21*u4 + 3*t48 + 2*t51*x4;
-    const real_v t61 = g3*(t44*x2 + t8*u2) + g4*(6*u6*x8 + 6*u8*x6) + 2*t22*u5 + 2*t52*x5;
-    const real_v t62 = g3*(t44*x3 + t8*u3) + g4*(6*u5*x8 + 6*u8*x5) + 2*t21*u6 + 2*t51*x6;
-    const real_v t63 = g3*(t37 - t38) + 3*g4*t40 + t16*u4 + 2*t20*u7 + 3*t47 + 2*t50*x7;
-    const real_v t64 = g3*(u2*x3 + u3*x2) + g4*(3*u5*x6 + 3*u6*x5) + t20*u8 + t50*x8;
+    const real_v t58 = g3*(t44*x5 + t8*u5 + 2*(u3*x8 + u8*x3)) + 2*(t24*u2 + t54*x2);
+    const real_v t59 = g3*(t44*x6 + t8*u6 + 2*(u2*x8 + u8*x2)) + 2*(t23*u3 + t53*x3);
+    const real_v t60 = g3*(t36 - t38) + 3*(g4*t40 + t48) + t16*u7 + 2*(t21*u4 + t51*x4);
+    const real_v t61 = g3*(t44*x2 + t8*u2) + g4*(6*(u6*x8 + u8*x6)) + 2*(t22*u5 + t52*x5);
+    const real_v t62 = g3*(t44*x3 + t8*u3) + g4*(6*(u5*x8 + u8*x5)) + 2*(t21*u6 + t51*x6);
+    const real_v t63 = g3*(t37 - t38) + 3*(g4*t40 + t47) + t16*u4 + 2*(t20*u7 + t50*x7);
+    const real_v t64 = g3*(u2*x3 + u3*x2) + g4*(3*(u5*x6 + u6*x5)) + t20*u8 + t50*x8;
     const real_v t65 = 2*t64;
     const real_v out_0_0 = (real_v){0} + 0;
     const real_v out_0_1 = t57;
@@ -1868,7 +1882,7 @@ static inline __attribute__((always_inline)) void hvp_block_f64(const double *re
     const real_v t16 = 2*g2;
     const real_v t20 = -g4*t9 + t16;
     const real_v t21 = -g4*t10 + t16;
-    const real_v t22 = g4*(3*x4 + 3*x7) + t16;
+    const real_v t22 = g4*(3*(x4 + x7)) + t16;
     const real_v t23 = g1 + g3*(-x4 - x7);
     const real_v t24 = g1 + g3*x7;
     const real_v t25 = g1 + g3*x4;
@@ -1888,19 +1902,19 @@ static inline __attribute__((always_inline)) void hvp_block_f64(const double *re
     const real_v t49 = g3*(u2*x5 + u3*x6 + u5*x2 + u6*x3);
     const real_v t50 = -g4*t45;
     const real_v t51 = -g4*t46;
-    const real_v t52 = g4*(3*u4 + 3*u7);
+    const real_v t52 = g4*(3*(u4 + u7));
     const real_v t53 = g3*(-u4 - u7);
     const real_v t54 = g3*u7;
     const real_v t55 = g3*u4;
     const real_v t56 = t25*u1 + t49 + t55*x1;
     const real_v t57 = 2*t56;
-    const real_v t58 = g3*(t44*x5 + t8*u5 + 2*u3*x8 + 2*u8*x3) + 2*t24*u2 + 2*t54*x2;
-    const real_v t59 = g3*(t44*x6 + t8*u6 + 2*u2*x8 + 2*u8*x2) + 2*t23*u3 + 2*t53*x3;
-    const real_v t60 = g3*(t36 - t38) + 3*g4*t40 + t16*u7 + 2*t21*u4 + 3*t48 + 2*t51*x4;
-    const real_v t61 = g3*(t44*x2 + t8*u2) + g4*(6*u6*x8 + 6*u8*x6) + 2*t22*u5 + 2*t52*x5;
-    const real_v t62 = g3*(t44*x3 + t8*u3) + g4*(6*u5*x8 + 6*u8*x5) + 2*t21*u6 + 2*t51*x6;
-    const real_v t63 = g3*(t37 - t38) + 3*g4*t40 + t16*u4 + 2*t20*u7 + 3*t47 + 2*t50*x7;
-    const real_v t64 = g3*(u2*x3 + u3*x2) + g4*(3*u5*x6 + 3*u6*x5) + t20*u8 + t50*x8;
+    const real_v t58 = g3*(t44*x5 + t8*u5 + 2*(u3*x8 + u8*x3)) + 2*(t24*u2 + t54*x2);
+    const real_v t59 = g3*(t44*x6 + t8*u6 + 2*(u2*x8 + u8*x2)) + 2*(t23*u3 + t53*x3);
+    const real_v t60 = g3*(t36 - t38) + 3*(g4*t40 + t48) + t16*u7 + 2*(t21*u4 + t51*x4);
+    const real_v t61 = g3*(t44*x2 + t8*u2) + g4*(6*(u6*x8 + u8*x6)) + 2*(t22*u5 + t52*x5);
+    const real_v t62 = g3*(t44*x3 + t8*u3) + g4*(6*(u5*x8 + u8*x5)) + 2*(t21*u6 + t51*x6);
+    const real_v t63 = g3*(t37 - t38) + 3*(g4*t40 + t47) + t16*u4 + 2*(t20*u7 + t50*x7);
+    const real_v t64 = g3*(u2*x3 + u3*x2) + g4*(3*(u5*x6 + u6*x5)) + t20*u8 + t50*x8;
     const real_v t65 = 2*t64;
     real_v out_0_0 = (real_v){0} + 0;
     real_v out_0_1 = t57;

@@ -44,7 +44,7 @@ def forward(x: torch.Tensor) -> torch.Tensor:
     t12 = t3 + t4 + t5 + t6 + t7 + x4*x7
     t13 = 2*t12
     t14 = t8*x3*x6 + x2*(t8*x5 + 2*x3*x8) + x4*(t0 - t2) + x7*(t1 - t2)
-    t15 = t10*(-t3 - t5) + t4*(3*x4 + 3*x7) + t9*(-t6 - t7) + 6*x5*x6*x8
+    t15 = t10*(-t3 - t5) + t4*(3*(x4 + x7)) + t9*(-t6 - t7) + 6*x5*x6*x8
     return torch.stack([
         x0,
         t11,
@@ -89,7 +89,7 @@ def vjp(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     t19 = g3*(x2*x5 + x3*x6)
     t20 = -g4*t9 + t16
     t21 = -g4*t10 + t16
-    t22 = g4*(3*x4 + 3*x7) + t16
+    t22 = g4*(3*(x4 + x7)) + t16
     t23 = g1 + g3*(-x4 - x7)
     t24 = g1 + g3*x7
     t25 = g1 + g3*x4
@@ -97,10 +97,10 @@ def vjp(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     t27 = 2*t26
     t28 = g3*(t8*x5 + 2*x3*x8) + 2*t24*x2
     t29 = g3*(t8*x6 + 2*x2*x8) + 2*t23*x3
-    t30 = g3*(t0 - t2) + 3*g4*t4 + t16*x7 + 3*t18 + 2*t21*x4
+    t30 = g3*(t0 - t2) + 3*(g4*t4 + t18) + t16*x7 + 2*t21*x4
     t31 = g3*t8*x2 + 6*g4*x6*x8 + 2*t22*x5
     t32 = g3*t8*x3 + 6*g4*x5*x8 + 2*t21*x6
-    t33 = g3*(t1 - t2) + 3*g4*t4 + t16*x4 + 3*t17 + 2*t20*x7
+    t33 = g3*(t1 - t2) + 3*(g4*t4 + t17) + t16*x4 + 2*t20*x7
     t34 = g3*x2*x3 + 3*g4*x5*x6 + t20*x8
     t35 = 2*t34
     return torch.stack([
@@ -164,7 +164,7 @@ def jvp(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     t28 = t19 + t20 + t21 + t22 + t23 + u4*x7 + u7*x4
     t29 = 2*t28
     t30 = t16*x4 + t17*x7 + t18*(-x4 - x7) + t24*(x2*x5 + x3*x6) + t8*u6*x3 + u2*(t8*x5 + 2*x3*x8) + u3*(t8*x6 + 2*x2*x8) + u4*(t0 - t2) + u7*(t1 - t2) + x2*(t8*u5 + 2*u8*x3)
-    t31 = t10*(-t19 - t21) + t20*(3*x4 + 3*x7) + t25*(-t6 - t7) + t26*(-t3 - t5) + t4*(3*u4 + 3*u7) + t9*(-t22 - t23) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6)
+    t31 = t10*(-t19 - t21) + t20*(3*(x4 + x7)) + t25*(-t6 - t7) + t26*(-t3 - t5) + t4*(3*(u4 + u7)) + t9*(-t22 - t23) + 6*u5*x6*x8 + x5*(6*(u6*x8 + u8*x6))
     return torch.stack([
         u0,
         t27,
@@ -206,7 +206,7 @@ def hvp(x: torch.Tensor, g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     t16 = 2*g2
     t20 = -g4*t9 + t16
     t21 = -g4*t10 + t16
-    t22 = g4*(3*x4 + 3*x7) + t16
+    t22 = g4*(3*(x4 + x7)) + t16
     t23 = g1 + g3*(-x4 - x7)
     t24 = g1 + g3*x7
     t25 = g1 + g3*x4
@@ -226,19 +226,19 @@ def hvp(x: torch.Tensor, g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     t49 = g3*(u2*x5 + u3*x6 + u5*x2 + u6*x3)
     t50 = -g4*t45
     t51 = -g4*t46
-    t52 = g4*(3*u4 + 3*u7)
+    t52 = g4*(3*(u4 + u7))
     t53 = g3*(-u4 - u7)
     t54 = g3*u7
     t55 = g3*u4
     t56 = t25*u1 + t49 + t55*x1
     t57 = 2*t56
-    t58 = g3*(t44*x5 + t8*u5 + 2*u3*x8 + 2*u8*x3) + 2*t24*u2 + 2*t54*x2
-    t59 = g3*(t44*x6 + t8*u6 + 2*u2*x8 + 2*u8*x2) + 2*t23*u3 + 2*t53*x3
-    t60 = g3*(t36 - t38) + 3*g4*t40 + t16*u7 + 2*t21*u4 + 3*t48 + 2*t51*x4
-    t61 = g3*(t44*x2 + t8*u2) + g4*(6*u6*x8 + 6*u8*x6) + 2*t22*u5 + 2*t52*x5
-    t62 = g3*(t44*x3 + t8*u3) + g4*(6*u5*x8 + 6*u8*x5) + 2*t21*u6 + 2*t51*x6
-    t63 = g3*(t37 - t38) + 3*g4*t40 + t16*u4 + 2*t20*u7 + 3*t47 + 2*t50*x7
-    t64 = g3*(u2*x3 + u3*x2) + g4*(3*u5*x6 + 3*u6*x5) + t20*u8 + t50*x8
+    t58 = g3*(t44*x5 + t8*u5 + 2*(u3*x8 + u8*x3)) + 2*(t24*u2 + t54*x2)
+    t59 = g3*(t44*x6 + t8*u6 + 2*(u2*x8 + u8*x2)) + 2*(t23*u3 + t53*x3)
+    t60 = g3*(t36 - t38) + 3*(g4*t40 + t48) + t16*u7 + 2*(t21*u4 + t51*x4)
+    t61 = g3*(t44*x2 + t8*u2) + g4*(6*(u6*x8 + u8*x6)) + 2*(t22*u5 + t52*x5)
+    t62 = g3*(t44*x3 + t8*u3) + g4*(6*(u5*x8 + u8*x5)) + 2*(t21*u6 + t51*x6)
+    t63 = g3*(t37 - t38) + 3*(g4*t40 + t47) + t16*u4 + 2*(t20*u7 + t50*x7)
+    t64 = g3*(u2*x3 + u3*x2) + g4*(3*(u5*x6 + u6*x5)) + t20*u8 + t50*x8
     t65 = 2*t64
     return torch.stack([
         (zero + 0),

@@ -72,8 +72,15 @@ int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
 /* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
  * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
 #define LOAD_F32(v, p) memcpy(&(v), (p), sizeof(v))
-#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
 #define STORE_F32(p, v) memcpy((p), &(v), sizeof(v))
+#if defined(__AVX512F__)
+/* One masked load (the lanes past n are zero and their memory is never touched): the portable form
+ * below goes through the stack, and reloading a vector written by smaller stores stalls store
+ * forwarding (vjp 1.06-1.08x at (3,4), whose last row of g is partial in every block). */
+#define LOAD_PART_F32(v, p, n) ((v) = (vec_f32)_mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p)))
+#else
+#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
+#endif
 /* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
 #if OPTINV_CAN_STREAM && defined(__clang__)
 #define STREAM_F32(p, v) __builtin_nontemporal_store((v), (vec_f32 *)(void *)(p))
@@ -181,8 +188,15 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 /* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
  * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
 #define LOAD_F64(v, p) memcpy(&(v), (p), sizeof(v))
-#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
 #define STORE_F64(p, v) memcpy((p), &(v), sizeof(v))
+#if defined(__AVX512F__)
+/* One masked load (the lanes past n are zero and their memory is never touched): the portable form
+ * below goes through the stack, and reloading a vector written by smaller stores stalls store
+ * forwarding (vjp 1.06-1.08x at (3,4), whose last row of g is partial in every block). */
+#define LOAD_PART_F64(v, p, n) ((v) = (vec_f64)_mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p)))
+#else
+#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
+#endif
 /* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
 #if OPTINV_CAN_STREAM && defined(__clang__)
 #define STREAM_F64(p, v) __builtin_nontemporal_store((v), (vec_f64 *)(void *)(p))
@@ -300,9 +314,9 @@ static inline __attribute__((always_inline)) void forward_block_f32(const float 
     const real_v t17 = 3*x7;
     const real_v t18 = t8*x1;
     const real_v t19 = t0 + t1 + t2;
-    const real_v t20 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + t8*x4;
+    const real_v t20 = 2*(t3 + t4 + t5 + t6 + t7) + t8*x4;
     const real_v t21 = t0*x4 + t10*t13 + t12 + t15 - t9 + x7*(t1 - t2);
-    const real_v t22 = t16*(-t6 - t7) + t17*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
+    const real_v t22 = t16*(-t6 - t7) + t17*(-t3 - t5) + t4*(3*(x4 + x7)) + 6*x5*x6*x8;
     const real_v t23 = t0*(t3 + t4 + t5) + t1*(t4 + t6 + t7) + t10*(t14*x6 + x3*x5*x8) + t11*(2*t13 + t18) - t13*t18 + t2*(t3 + t5 + t6 + t7) + t8*t9 + x4*(t12 - t15);
     const real_v out_0_0 = x0;
     const real_v out_0_1 = t19;
@@ -471,9 +485,9 @@ static inline __attribute__((always_inline)) void forward_block_f64(const double
     const real_v t17 = 3*x7;
     const real_v t18 = t8*x1;
     const real_v t19 = t0 + t1 + t2;
-    const real_v t20 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + t8*x4;
+    const real_v t20 = 2*(t3 + t4 + t5 + t6 + t7) + t8*x4;
     const real_v t21 = t0*x4 + t10*t13 + t12 + t15 - t9 + x7*(t1 - t2);
-    const real_v t22 = t16*(-t6 - t7) + t17*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
+    const real_v t22 = t16*(-t6 - t7) + t17*(-t3 - t5) + t4*(3*(x4 + x7)) + 6*x5*x6*x8;
     const real_v t23 = t0*(t3 + t4 + t5) + t1*(t4 + t6 + t7) + t10*(t14*x6 + x3*x5*x8) + t11*(2*t13 + t18) - t13*t18 + t2*(t3 + t5 + t6 + t7) + t8*t9 + x4*(t12 - t15);
     real_v out_0_0 = x0;
     real_v out_0_1 = t19;
@@ -670,17 +684,17 @@ static inline __attribute__((always_inline)) void vjp_block_f32(const float *res
     const real_v t34 = g2*x4 + g5*t9 + t24*x1;
     const real_v t35 = 2*g2 - g4*t16 + g5*(t1 + t2);
     const real_v t36 = 2*g2 - g4*t17 + g5*(t0 + t2);
-    const real_v t37 = 2*g2 + g4*(3*x4 + 3*x7) + g5*(t0 + t1);
+    const real_v t37 = 2*g2 + g4*(3*(x4 + x7)) + g5*(t0 + t1);
     const real_v t38 = g1 - g3*x7 + g5*(t3 + t5 + t6 + t7) + t33*x4;
     const real_v t39 = g1 + g3*x7 + g5*(t4 + t6 + t7);
     const real_v t40 = g1 + g3*x4 + g5*(t3 + t4 + t5);
-    const real_v t41 = t24*t8 + 2*t32 + 2*t40*x1;
+    const real_v t41 = t24*t8 + 2*(t32 + t40*x1);
     const real_v t42 = t28*x8 + t31*x5 + 2*t39*x2;
-    const real_v t43 = g5*t10*x5*x8 + 2*t14*t27 + t29*x6 + 2*t38*x3;
-    const real_v t44 = g2*t8 + g3*t0 + 3*g4*t4 + g5*(t12 - t15) + t2*t33 + 3*t26 + 2*t36*x4;
+    const real_v t43 = g5*t10*x5*x8 + 2*(t14*t27 + t38*x3) + t29*x6;
+    const real_v t44 = g2*t8 + g3*t0 + 3*(g4*t4 + t26) + g5*(t12 - t15) + t2*t33 + 2*t36*x4;
     const real_v t45 = t31*x2 + 2*t37*x5 + x8*(6*g4*x6 + g5*t10*x3);
     const real_v t46 = 6*g4*x5*x8 + g5*t10*t14 + t29*x3 + 2*t36*x6;
-    const real_v t47 = g3*(t1 - t2) + 3*g4*t4 + 3*t25 + 2*t34 + 2*t35*x7;
+    const real_v t47 = g3*(t1 - t2) + 3*(g4*t4 + t25) + 2*(t34 + t35*x7);
     const real_v t48 = t28*x2 + 2*t35*x8 + x5*(6*g4*x6 + g5*t10*x3);
     const real_v out_0_0 = g0;
     const real_v out_0_1 = t41;
@@ -940,17 +954,17 @@ static inline __attribute__((always_inline)) void vjp_block_f64(const double *re
     const real_v t34 = g2*x4 + g5*t9 + t24*x1;
     const real_v t35 = 2*g2 - g4*t16 + g5*(t1 + t2);
     const real_v t36 = 2*g2 - g4*t17 + g5*(t0 + t2);
-    const real_v t37 = 2*g2 + g4*(3*x4 + 3*x7) + g5*(t0 + t1);
+    const real_v t37 = 2*g2 + g4*(3*(x4 + x7)) + g5*(t0 + t1);
     const real_v t38 = g1 - g3*x7 + g5*(t3 + t5 + t6 + t7) + t33*x4;
     const real_v t39 = g1 + g3*x7 + g5*(t4 + t6 + t7);
     const real_v t40 = g1 + g3*x4 + g5*(t3 + t4 + t5);
-    const real_v t41 = t24*t8 + 2*t32 + 2*t40*x1;
+    const real_v t41 = t24*t8 + 2*(t32 + t40*x1);
     const real_v t42 = t28*x8 + t31*x5 + 2*t39*x2;
-    const real_v t43 = g5*t10*x5*x8 + 2*t14*t27 + t29*x6 + 2*t38*x3;
-    const real_v t44 = g2*t8 + g3*t0 + 3*g4*t4 + g5*(t12 - t15) + t2*t33 + 3*t26 + 2*t36*x4;
+    const real_v t43 = g5*t10*x5*x8 + 2*(t14*t27 + t38*x3) + t29*x6;
+    const real_v t44 = g2*t8 + g3*t0 + 3*(g4*t4 + t26) + g5*(t12 - t15) + t2*t33 + 2*t36*x4;
     const real_v t45 = t31*x2 + 2*t37*x5 + x8*(6*g4*x6 + g5*t10*x3);
     const real_v t46 = 6*g4*x5*x8 + g5*t10*t14 + t29*x3 + 2*t36*x6;
-    const real_v t47 = g3*(t1 - t2) + 3*g4*t4 + 3*t25 + 2*t34 + 2*t35*x7;
+    const real_v t47 = g3*(t1 - t2) + 3*(g4*t4 + t25) + 2*(t34 + t35*x7);
     const real_v t48 = t28*x2 + 2*t35*x8 + x5*(6*g4*x6 + g5*t10*x3);
     real_v out_0_0 = g0;
     real_v out_0_1 = t41;
@@ -1187,9 +1201,9 @@ static inline __attribute__((always_inline)) void jvp_block_f32(const float *res
     const real_v t42 = 3*u7;
     const real_v t43 = t32*x1 + t8*u1;
     const real_v t44 = t24 + t25 + t26;
-    const real_v t45 = 2*t27 + 2*t28 + 2*t29 + 2*t30 + 2*t31 + t32*x4 + t8*u4;
+    const real_v t45 = 2*(t27 + t28 + t29 + t30 + t31) + t32*x4 + t8*u4;
     const real_v t46 = t0*u4 + t10*t37 + t13*t34 + t24*x4 - t33 + t36 + t40 + u7*(t1 - t2) + x7*(t25 - t26);
-    const real_v t47 = t16*(-t30 - t31) + t17*(-t27 - t29) + t28*(3*x4 + 3*x7) + t4*(3*u4 + 3*u7) + t41*(-t6 - t7) + t42*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
+    const real_v t47 = t16*(-t30 - t31) + t17*(-t27 - t29) + t28*(3*(x4 + x7)) + t4*(3*(u4 + u7)) + t41*(-t6 - t7) + t42*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*(u6*x8 + u8*x6));
     const real_v t48 = t10*(t14*u6 + t38*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t37*(2*t11 - t18) + t43*(t11 - t13) + u4*(t12 - t15) + x4*(t36 - t40);
     const real_v out_0_0 = u0;
     const real_v out_0_1 = t44;
@@ -1426,9 +1440,9 @@ static inline __attribute__((always_inline)) void jvp_block_f64(const double *re
     const real_v t42 = 3*u7;
     const real_v t43 = t32*x1 + t8*u1;
     const real_v t44 = t24 + t25 + t26;
-    const real_v t45 = 2*t27 + 2*t28 + 2*t29 + 2*t30 + 2*t31 + t32*x4 + t8*u4;
+    const real_v t45 = 2*(t27 + t28 + t29 + t30 + t31) + t32*x4 + t8*u4;
     const real_v t46 = t0*u4 + t10*t37 + t13*t34 + t24*x4 - t33 + t36 + t40 + u7*(t1 - t2) + x7*(t25 - t26);
-    const real_v t47 = t16*(-t30 - t31) + t17*(-t27 - t29) + t28*(3*x4 + 3*x7) + t4*(3*u4 + 3*u7) + t41*(-t6 - t7) + t42*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
+    const real_v t47 = t16*(-t30 - t31) + t17*(-t27 - t29) + t28*(3*(x4 + x7)) + t4*(3*(u4 + u7)) + t41*(-t6 - t7) + t42*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*(u6*x8 + u8*x6));
     const real_v t48 = t10*(t14*u6 + t38*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) + t24*(t3 + t4 + t5) + t25*(t4 + t6 + t7) + t26*(t3 + t5 + t6 + t7) + t27*(t0 + t2) + t28*(t0 + t1) + t29*(t0 + t2) + t30*(t1 + t2) + t31*(t1 + t2) + t32*t9 + t33*t8 + t34*(t14*x6 + x3*x5*x8) + t35*(2*t13 + t18) + t37*(2*t11 - t18) + t43*(t11 - t13) + u4*(t12 - t15) + x4*(t36 - t40);
     real_v out_0_0 = u0;
     real_v out_0_1 = t44;
@@ -1664,7 +1678,7 @@ static inline __attribute__((always_inline)) void hvp_block_f32(const float *res
     const real_v t33 = -g3 + g5*t8;
     const real_v t35 = 2*g2 - g4*t16 + g5*(t1 + t2);
     const real_v t36 = 2*g2 - g4*t17 + g5*(t0 + t2);
-    const real_v t37 = 2*g2 + g4*(3*x4 + 3*x7) + g5*(t0 + t1);
+    const real_v t37 = 2*g2 + g4*(3*(x4 + x7)) + g5*(t0 + t1);
     const real_v t38 = g1 - g3*x7 + g5*(t3 + t5 + t6 + t7) + t33*x4;
     const real_v t39 = g1 + g3*x7 + g5*(t4 + t6 + t7);
     const real_v t40 = g1 + g3*x4 + g5*(t3 + t4 + t5);
@@ -1692,7 +1706,7 @@ static inline __attribute__((always_inline)) void hvp_block_f32(const float *res
     const real_v t70 = g4*(-t52 - t54);
     const real_v t71 = g4*(-t55 - t56);
     const real_v t72 = -g5*u4;
-    const real_v t73 = g5*(t10*u6 + t59*x6) + 2*t27*u3 + 2*t72*x3;
+    const real_v t73 = g5*(t10*u6 + t59*x6) + 2*(t27*u3 + t72*x3);
     const real_v t74 = g3*t59 + g5*(2*t60 - t68);
     const real_v t75 = g5*(2*t62 + t68) - t10*t72 + t30*t59;
     const real_v t76 = g3*t62 + g5*(t14*u6 + t63*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) - t11*t72 + t30*t60;
@@ -1700,18 +1714,18 @@ static inline __attribute__((always_inline)) void hvp_block_f32(const float *res
     const real_v t78 = g2*u4 + g5*t58 + t24*u1 + t69*x1;
     const real_v t79 = -g4*t66 + g5*(t50 + t51);
     const real_v t80 = -g4*t67 + g5*(t49 + t51);
-    const real_v t81 = g4*(3*u4 + 3*u7) + g5*(t49 + t50);
+    const real_v t81 = g4*(3*(u4 + u7)) + g5*(t49 + t50);
     const real_v t82 = -g3*u7 + g5*(t52 + t54 + t55 + t56) + t33*u4 + t77*x4;
     const real_v t83 = g3*u7 + g5*(t53 + t55 + t56);
     const real_v t84 = g3*u4 + g5*(t52 + t53 + t54);
-    const real_v t85 = t24*t57 + 2*t40*u1 + t69*t8 + 2*t76 + 2*t84*x1;
-    const real_v t86 = t28*u8 + t31*u5 + 2*t39*u2 + t73*x8 + t75*x5 + 2*t83*x2;
-    const real_v t87 = g5*(t10*u5*x8 + x5*(t10*u8 + t59*x8)) + 2*t14*t72 + 2*t27*t63 + t29*u6 + 2*t38*u3 + t74*x6 + 2*t82*x3;
-    const real_v t88 = g2*t57 + g3*t49 + 3*g4*t53 + g5*(t61 - t65) + t2*t77 + t33*t51 + 2*t36*u4 + 3*t71 + 2*t80*x4;
-    const real_v t89 = t31*u2 + 2*t37*u5 + t75*x2 + 2*t81*x5 + u8*(6*g4*x6 + g5*t10*x3) + x8*(6*g4*u6 + g5*(t10*u3 + t59*x3));
-    const real_v t90 = g4*(6*u5*x8 + 6*u8*x5) + g5*(t10*t63 + t14*t59) + t29*u3 + 2*t36*u6 + t74*x3 + 2*t80*x6;
-    const real_v t91 = g3*(t50 - t51) + 3*g4*t53 + 2*t35*u7 + 3*t70 + 2*t78 + 2*t79*x7;
-    const real_v t92 = t28*u2 + 2*t35*u8 + t73*x2 + 2*t79*x8 + u5*(6*g4*x6 + g5*t10*x3) + x5*(6*g4*u6 + g5*(t10*u3 + t59*x3));
+    const real_v t85 = t24*t57 + 2*(t40*u1 + t76 + t84*x1) + t69*t8;
+    const real_v t86 = t28*u8 + t31*u5 + 2*(t39*u2 + t83*x2) + t73*x8 + t75*x5;
+    const real_v t87 = g5*(t10*u5*x8 + x5*(t10*u8 + t59*x8)) + 2*(t14*t72 + t27*t63 + t38*u3 + t82*x3) + t29*u6 + t74*x6;
+    const real_v t88 = g2*t57 + g3*t49 + 3*(g4*t53 + t71) + g5*(t61 - t65) + t2*t77 + t33*t51 + 2*(t36*u4 + t80*x4);
+    const real_v t89 = t31*u2 + 2*(t37*u5 + t81*x5) + t75*x2 + u8*(6*g4*x6 + g5*t10*x3) + x8*(6*g4*u6 + g5*(t10*u3 + t59*x3));
+    const real_v t90 = g4*(6*(u5*x8 + u8*x5)) + g5*(t10*t63 + t14*t59) + t29*u3 + 2*(t36*u6 + t80*x6) + t74*x3;
+    const real_v t91 = g3*(t50 - t51) + 3*(g4*t53 + t70) + 2*(t35*u7 + t78 + t79*x7);
+    const real_v t92 = t28*u2 + 2*(t35*u8 + t79*x8) + t73*x2 + u5*(6*g4*x6 + g5*t10*x3) + x5*(6*g4*u6 + g5*(t10*u3 + t59*x3));
     const real_v out_0_0 = (real_v){0} + 0;
     const real_v out_0_1 = t85;
     const real_v out_0_2 = t86;
@@ -2010,7 +2024,7 @@ static inline __attribute__((always_inline)) void hvp_block_f64(const double *re
     const real_v t33 = -g3 + g5*t8;
     const real_v t35 = 2*g2 - g4*t16 + g5*(t1 + t2);
     const real_v t36 = 2*g2 - g4*t17 + g5*(t0 + t2);
-    const real_v t37 = 2*g2 + g4*(3*x4 + 3*x7) + g5*(t0 + t1);
+    const real_v t37 = 2*g2 + g4*(3*(x4 + x7)) + g5*(t0 + t1);
     const real_v t38 = g1 - g3*x7 + g5*(t3 + t5 + t6 + t7) + t33*x4;
     const real_v t39 = g1 + g3*x7 + g5*(t4 + t6 + t7);
     const real_v t40 = g1 + g3*x4 + g5*(t3 + t4 + t5);
@@ -2038,7 +2052,7 @@ static inline __attribute__((always_inline)) void hvp_block_f64(const double *re
     const real_v t70 = g4*(-t52 - t54);
     const real_v t71 = g4*(-t55 - t56);
     const real_v t72 = -g5*u4;
-    const real_v t73 = g5*(t10*u6 + t59*x6) + 2*t27*u3 + 2*t72*x3;
+    const real_v t73 = g5*(t10*u6 + t59*x6) + 2*(t27*u3 + t72*x3);
     const real_v t74 = g3*t59 + g5*(2*t60 - t68);
     const real_v t75 = g5*(2*t62 + t68) - t10*t72 + t30*t59;
     const real_v t76 = g3*t62 + g5*(t14*u6 + t63*x6 + u3*x5*x8 + x3*(u5*x8 + u8*x5)) - t11*t72 + t30*t60;
@@ -2046,18 +2060,18 @@ static inline __attribute__((always_inline)) void hvp_block_f64(const double *re
     const real_v t78 = g2*u4 + g5*t58 + t24*u1 + t69*x1;
     const real_v t79 = -g4*t66 + g5*(t50 + t51);
     const real_v t80 = -g4*t67 + g5*(t49 + t51);
-    const real_v t81 = g4*(3*u4 + 3*u7) + g5*(t49 + t50);
+    const real_v t81 = g4*(3*(u4 + u7)) + g5*(t49 + t50);
     const real_v t82 = -g3*u7 + g5*(t52 + t54 + t55 + t56) + t33*u4 + t77*x4;
     const real_v t83 = g3*u7 + g5*(t53 + t55 + t56);
     const real_v t84 = g3*u4 + g5*(t52 + t53 + t54);
-    const real_v t85 = t24*t57 + 2*t40*u1 + t69*t8 + 2*t76 + 2*t84*x1;
-    const real_v t86 = t28*u8 + t31*u5 + 2*t39*u2 + t73*x8 + t75*x5 + 2*t83*x2;
-    const real_v t87 = g5*(t10*u5*x8 + x5*(t10*u8 + t59*x8)) + 2*t14*t72 + 2*t27*t63 + t29*u6 + 2*t38*u3 + t74*x6 + 2*t82*x3;
-    const real_v t88 = g2*t57 + g3*t49 + 3*g4*t53 + g5*(t61 - t65) + t2*t77 + t33*t51 + 2*t36*u4 + 3*t71 + 2*t80*x4;
-    const real_v t89 = t31*u2 + 2*t37*u5 + t75*x2 + 2*t81*x5 + u8*(6*g4*x6 + g5*t10*x3) + x8*(6*g4*u6 + g5*(t10*u3 + t59*x3));
-    const real_v t90 = g4*(6*u5*x8 + 6*u8*x5) + g5*(t10*t63 + t14*t59) + t29*u3 + 2*t36*u6 + t74*x3 + 2*t80*x6;
-    const real_v t91 = g3*(t50 - t51) + 3*g4*t53 + 2*t35*u7 + 3*t70 + 2*t78 + 2*t79*x7;
-    const real_v t92 = t28*u2 + 2*t35*u8 + t73*x2 + 2*t79*x8 + u5*(6*g4*x6 + g5*t10*x3) + x5*(6*g4*u6 + g5*(t10*u3 + t59*x3));
+    const real_v t85 = t24*t57 + 2*(t40*u1 + t76 + t84*x1) + t69*t8;
+    const real_v t86 = t28*u8 + t31*u5 + 2*(t39*u2 + t83*x2) + t73*x8 + t75*x5;
+    const real_v t87 = g5*(t10*u5*x8 + x5*(t10*u8 + t59*x8)) + 2*(t14*t72 + t27*t63 + t38*u3 + t82*x3) + t29*u6 + t74*x6;
+    const real_v t88 = g2*t57 + g3*t49 + 3*(g4*t53 + t71) + g5*(t61 - t65) + t2*t77 + t33*t51 + 2*(t36*u4 + t80*x4);
+    const real_v t89 = t31*u2 + 2*(t37*u5 + t81*x5) + t75*x2 + u8*(6*g4*x6 + g5*t10*x3) + x8*(6*g4*u6 + g5*(t10*u3 + t59*x3));
+    const real_v t90 = g4*(6*(u5*x8 + u8*x5)) + g5*(t10*t63 + t14*t59) + t29*u3 + 2*(t36*u6 + t80*x6) + t74*x3;
+    const real_v t91 = g3*(t50 - t51) + 3*(g4*t53 + t70) + 2*(t35*u7 + t78 + t79*x7);
+    const real_v t92 = t28*u2 + 2*(t35*u8 + t79*x8) + t73*x2 + u5*(6*g4*x6 + g5*t10*x3) + x5*(6*g4*u6 + g5*(t10*u3 + t59*x3));
     real_v out_0_0 = (real_v){0} + 0;
     real_v out_0_1 = t85;
     real_v out_0_2 = t86;

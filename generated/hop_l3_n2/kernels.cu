@@ -34,7 +34,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t t0 = x1*x1 + x2*x2 + x3*x3;
     const real_t t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_t t2 = 2*t1;
-    const real_t t3 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_t t3 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
     const real_t t4 = 2*t3;
     out[row * 4 + 0] = x0;
     out[row * 4 + 1] = t0;
@@ -69,7 +69,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t t0 = x1*x1 + x2*x2 + x3*x3;
     const real_t t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_t t2 = 2*t1;
-    const real_t t3 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_t t3 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
     const real_t t4 = 2*t3;
     out[row * 4 + 0] = x0;
     out[row * 4 + 1] = t0;
@@ -242,7 +242,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     const real_t u15 = u[row * 16 + 15];
     const real_t t5 = u1*x1 + u2*x2 + u3*x3;
     const real_t t6 = 2*t5;
-    const real_t t7 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t7 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7);
     const real_t t8 = 2*t7;
     const real_t t9 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
     const real_t t10 = 2*t9;
@@ -293,7 +293,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     const real_t u15 = u[row * 16 + 15];
     const real_t t5 = u1*x1 + u2*x2 + u3*x3;
     const real_t t6 = 2*t5;
-    const real_t t7 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t7 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7);
     const real_t t8 = 2*t7;
     const real_t t9 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
     const real_t t10 = 2*t9;

@@ -39,7 +39,7 @@ def forward(x: torch.Tensor) -> torch.Tensor:
     t0 = x1*x1 + x2*x2 + x3*x3
     t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8
     t2 = 2*t1
-    t3 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9)
+    t3 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9)
     t4 = 2*t3
     return torch.stack([
         x0,
@@ -148,7 +148,7 @@ def jvp(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     u15 = u_columns[15]
     t5 = u1*x1 + u2*x2 + u3*x3
     t6 = 2*t5
-    t7 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8
+    t7 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7)
     t8 = 2*t7
     t9 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9)
     t10 = 2*t9

@@ -72,8 +72,15 @@ int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
 /* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
  * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
 #define LOAD_F32(v, p) memcpy(&(v), (p), sizeof(v))
-#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
 #define STORE_F32(p, v) memcpy((p), &(v), sizeof(v))
+#if defined(__AVX512F__)
+/* One masked load (the lanes past n are zero and their memory is never touched): the portable form
+ * below goes through the stack, and reloading a vector written by smaller stores stalls store
+ * forwarding (vjp 1.06-1.08x at (3,4), whose last row of g is partial in every block). */
+#define LOAD_PART_F32(v, p, n) ((v) = (vec_f32)_mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p)))
+#else
+#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
+#endif
 /* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
 #if OPTINV_CAN_STREAM && defined(__clang__)
 #define STREAM_F32(p, v) __builtin_nontemporal_store((v), (vec_f32 *)(void *)(p))
@@ -181,8 +188,15 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 /* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
  * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
 #define LOAD_F64(v, p) memcpy(&(v), (p), sizeof(v))
-#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
 #define STORE_F64(p, v) memcpy((p), &(v), sizeof(v))
+#if defined(__AVX512F__)
+/* One masked load (the lanes past n are zero and their memory is never touched): the portable form
+ * below goes through the stack, and reloading a vector written by smaller stores stalls store
+ * forwarding (vjp 1.06-1.08x at (3,4), whose last row of g is partial in every block). */
+#define LOAD_PART_F64(v, p, n) ((v) = (vec_f64)_mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p)))
+#else
+#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
+#endif
 /* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
 #if OPTINV_CAN_STREAM && defined(__clang__)
 #define STREAM_F64(p, v) __builtin_nontemporal_store((v), (vec_f64 *)(void *)(p))
@@ -325,12 +339,12 @@ static inline __attribute__((always_inline)) void forward_block_f32(const float 
     const real_v t35 = 3*x4;
     const real_v t36 = 3*x7;
     const real_v t37 = t0 + t1 + t2;
-    const real_v t38 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + t8*x7;
-    const real_v t39 = 4*t10 + 4*t11 + 4*t12 + t14 + 6*t15 + 6*t16 + 4*t9 + 6*x10*x10 + 6*x12*x12 + 6*x13*x13;
+    const real_v t38 = 2*(t3 + t4 + t5 + t6 + t7) + t8*x7;
+    const real_v t39 = 4*(t10 + t11 + t12 + t9) + t14 + 6*(t15 + t16 + x10*x10 + x12*x12 + x13*x13);
     const real_v t40 = t17*t19 + t18*x2 + t20*t21 + x4*(t0 - t2) + x7*(t1 - t2);
     const real_v t41 = t17*t32 + t20*(t33 + t34 + x12*x5) - t28*x14 + t29*(-x12 - x9) + t30*x1 + t31*(t22 + t26 + t27) + t8*(t23 + t24 + t25) + x10*(t18 - t28) + 2*x13*x3*x5 + x4*(t22 + t26 + t27) + x7*(t23 + t24 + t25);
-    const real_v t42 = t35*(-t6 - t7) + t36*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
-    const real_v t43 = -4*t15*x4 - t30*x12 + t31*(-t12 - t15 - t9) - 4*t32*x9 - 4*t33*x14 - 2*t34*x10 + t8*(-t10 - t11 - t16 - x11*x15) + x11*x8*(4*x10 + 2*x14) + x15*x6*(4*x12 + 2*x9) + x5*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + x7*(-t14 - 4*t16);
+    const real_v t42 = t35*(-t6 - t7) + t36*(-t3 - t5) + t4*(3*(x4 + x7)) + 6*x5*x6*x8;
+    const real_v t43 = -4*(t15*x4 + t32*x9 + t33*x14) - t30*x12 + t31*(-t12 - t15 - t9) - 2*t34*x10 + t8*(-t10 - t11 - t16 - x11*x15) + x11*x8*(4*x10 + 2*x14) + x15*x6*(4*x12 + 2*x9) + x5*(x12*(6*x10 + 4*x14) + x13*(4*(x11 + x15)) + x9*(4*x10 + 2*x14)) + x7*(-t14 - 4*t16);
     const real_v out_0_0 = x0;
     const real_v out_0_1 = t37;
     const real_v out_0_2 = t38;
@@ -555,12 +569,12 @@ static inline __attribute__((always_inline)) void forward_block_f64(const double
     const real_v t35 = 3*x4;
     const real_v t36 = 3*x7;
     const real_v t37 = t0 + t1 + t2;
-    const real_v t38 = 2*t3 + 2*t4 + 2*t5 + 2*t6 + 2*t7 + t8*x7;
-    const real_v t39 = 4*t10 + 4*t11 + 4*t12 + t14 + 6*t15 + 6*t16 + 4*t9 + 6*x10*x10 + 6*x12*x12 + 6*x13*x13;
+    const real_v t38 = 2*(t3 + t4 + t5 + t6 + t7) + t8*x7;
+    const real_v t39 = 4*(t10 + t11 + t12 + t9) + t14 + 6*(t15 + t16 + x10*x10 + x12*x12 + x13*x13);
     const real_v t40 = t17*t19 + t18*x2 + t20*t21 + x4*(t0 - t2) + x7*(t1 - t2);
     const real_v t41 = t17*t32 + t20*(t33 + t34 + x12*x5) - t28*x14 + t29*(-x12 - x9) + t30*x1 + t31*(t22 + t26 + t27) + t8*(t23 + t24 + t25) + x10*(t18 - t28) + 2*x13*x3*x5 + x4*(t22 + t26 + t27) + x7*(t23 + t24 + t25);
-    const real_v t42 = t35*(-t6 - t7) + t36*(-t3 - t5) + t4*(3*x4 + 3*x7) + 6*x5*x6*x8;
-    const real_v t43 = -4*t15*x4 - t30*x12 + t31*(-t12 - t15 - t9) - 4*t32*x9 - 4*t33*x14 - 2*t34*x10 + t8*(-t10 - t11 - t16 - x11*x15) + x11*x8*(4*x10 + 2*x14) + x15*x6*(4*x12 + 2*x9) + x5*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + x7*(-t14 - 4*t16);
+    const real_v t42 = t35*(-t6 - t7) + t36*(-t3 - t5) + t4*(3*(x4 + x7)) + 6*x5*x6*x8;
+    const real_v t43 = -4*(t15*x4 + t32*x9 + t33*x14) - t30*x12 + t31*(-t12 - t15 - t9) - 2*t34*x10 + t8*(-t10 - t11 - t16 - x11*x15) + x11*x8*(4*x10 + 2*x14) + x15*x6*(4*x12 + 2*x9) + x5*(x12*(6*x10 + 4*x14) + x13*(4*(x11 + x15)) + x9*(4*x10 + 2*x14)) + x7*(-t14 - 4*t16);
     real_v out_0_0 = x0;
     real_v out_0_1 = t37;
     real_v out_0_2 = t38;
@@ -793,23 +807,23 @@ static inline __attribute__((always_inline)) void vjp_block_f32(const float *res
     const real_v t66 = g2*x7 + g5*(t23 + t24 + t25) + g7*(-t10 - t11 - t16 - x11*x15);
     const real_v t67 = 2*g2 - g6*t35;
     const real_v t68 = 2*g2 - g6*t36;
-    const real_v t69 = 2*g2 + g6*(3*x4 + 3*x7);
+    const real_v t69 = 2*g2 + g6*(3*(x4 + x7));
     const real_v t70 = g1 + g4*(-x4 - x7);
     const real_v t71 = g1 + g4*x7;
     const real_v t72 = g1 + g4*x4;
-    const real_v t73 = g5*t30 + t53*x12 + t54*x9 + 2*t59 + 2*t72*x1;
-    const real_v t74 = g4*t18 + t53*x14 + t54*x10 + 2*t56 + 2*t71*x2;
-    const real_v t75 = 2*g5*x13*x5 + t53*x15 + t54*x11 + t55*x8 + t57*x6 + 2*t70*x3;
-    const real_v t76 = g4*(t0 - t2) + g5*(t22 + t26 + t27) + 3*g6*t4 - 4*g7*t15 + 3*t45 + 2*t66 + 2*t68*x4;
-    const real_v t77 = g5*(t20*x12 + 2*x13*x3) + 6*g6*x6*x8 + g7*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + t17*t58 + 2*t69*x5;
+    const real_v t73 = g5*t30 + t53*x12 + t54*x9 + 2*(t59 + t72*x1);
+    const real_v t74 = g4*t18 + t53*x14 + t54*x10 + 2*(t56 + t71*x2);
+    const real_v t75 = 2*(g5*x13*x5 + t70*x3) + t53*x15 + t54*x11 + t55*x8 + t57*x6;
+    const real_v t76 = g4*(t0 - t2) + g5*(t22 + t26 + t27) + 3*(g6*t4 + t45) - 4*g7*t15 + 2*(t66 + t68*x4);
+    const real_v t77 = g5*(t20*x12 + 2*x13*x3) + 6*g6*x6*x8 + g7*(x12*(6*x10 + 4*x14) + x13*(4*(x11 + x15)) + x9*(4*x10 + 2*x14)) + t17*t58 + 2*t69*x5;
     const real_v t78 = 6*g6*x5*x8 + g7*x15*(4*x12 + 2*x9) + t13*t50 + t47*x13 + t57*x3 + 2*t68*x6;
-    const real_v t79 = g2*t8 + g4*(t1 - t2) + g5*(t23 + t24 + t25) + 3*g6*t4 + g7*(-t14 - 4*t16) + 3*t44 + 2*t49 + 2*t67*x7;
+    const real_v t79 = g2*t8 + g4*(t1 - t2) + g5*(t23 + t24 + t25) + 3*(g6*t4 + t44) + g7*(-t14 - 4*t16) + 2*(t49 + t67*x7);
     const real_v t80 = 6*g6*x5*x6 + g7*x11*(4*x10 + 2*x14) + t46*x15 + t48*x13 + t55*x3 + 2*t67*x8;
     const real_v t81 = -g5*t29 + g7*(-4*t32 + 2*x15*x6 + x5*(4*x10 + 2*x14)) + t54*x1 + t60*x12 + 2*t64*x9;
     const real_v t82 = 12*g3*x10 + g5*(t18 - t28) + g7*(-2*t34 + 4*x11*x8 + x5*(6*x12 + 4*x9)) + t54*x2 + t61*x14;
-    const real_v t83 = g7*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + t54*x3 + 2*t63 + 2*t64*x11;
+    const real_v t83 = g7*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + t54*x3 + 2*(t63 + t64*x11);
     const real_v t84 = 12*g3*x12 + g5*(t20*x5 - t29) + g7*(-t30 + 4*x15*x6 + x5*(6*x10 + 4*x14)) + t53*x1 + t60*x9;
-    const real_v t85 = 12*g3*x13 + t47*x6 + t48*x8 + x5*(2*g5*x3 + g7*(4*x11 + 4*x15));
+    const real_v t85 = 12*g3*x13 + t47*x6 + t48*x8 + x5*(2*g5*x3 + g7*(4*(x11 + x15)));
     const real_v t86 = -g5*t28 + g7*(-4*t33 + 2*x11*x8 + x5*(4*x12 + 2*x9)) + t53*x2 + t61*x10 + 2*t65*x14;
     const real_v t87 = g7*(-t8*x11 + 4*x13*x5 + x6*(4*x12 + 2*x9)) + t13*t62 + t46*x8 + t53*x3 + 2*t65*x15;
     real_v out_0_0 = g0;
@@ -1059,23 +1073,23 @@ static inline __attribute__((always_inline)) void vjp_block_f64(const double *re
     const real_v t66 = g2*x7 + g5*(t23 + t24 + t25) + g7*(-t10 - t11 - t16 - x11*x15);
     const real_v t67 = 2*g2 - g6*t35;
     const real_v t68 = 2*g2 - g6*t36;
-    const real_v t69 = 2*g2 + g6*(3*x4 + 3*x7);
+    const real_v t69 = 2*g2 + g6*(3*(x4 + x7));
     const real_v t70 = g1 + g4*(-x4 - x7);
     const real_v t71 = g1 + g4*x7;
     const real_v t72 = g1 + g4*x4;
-    const real_v t73 = g5*t30 + t53*x12 + t54*x9 + 2*t59 + 2*t72*x1;
-    const real_v t74 = g4*t18 + t53*x14 + t54*x10 + 2*t56 + 2*t71*x2;
-    const real_v t75 = 2*g5*x13*x5 + t53*x15 + t54*x11 + t55*x8 + t57*x6 + 2*t70*x3;
-    const real_v t76 = g4*(t0 - t2) + g5*(t22 + t26 + t27) + 3*g6*t4 - 4*g7*t15 + 3*t45 + 2*t66 + 2*t68*x4;
-    const real_v t77 = g5*(t20*x12 + 2*x13*x3) + 6*g6*x6*x8 + g7*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + t17*t58 + 2*t69*x5;
+    const real_v t73 = g5*t30 + t53*x12 + t54*x9 + 2*(t59 + t72*x1);
+    const real_v t74 = g4*t18 + t53*x14 + t54*x10 + 2*(t56 + t71*x2);
+    const real_v t75 = 2*(g5*x13*x5 + t70*x3) + t53*x15 + t54*x11 + t55*x8 + t57*x6;
+    const real_v t76 = g4*(t0 - t2) + g5*(t22 + t26 + t27) + 3*(g6*t4 + t45) - 4*g7*t15 + 2*(t66 + t68*x4);
+    const real_v t77 = g5*(t20*x12 + 2*x13*x3) + 6*g6*x6*x8 + g7*(x12*(6*x10 + 4*x14) + x13*(4*(x11 + x15)) + x9*(4*x10 + 2*x14)) + t17*t58 + 2*t69*x5;
     const real_v t78 = 6*g6*x5*x8 + g7*x15*(4*x12 + 2*x9) + t13*t50 + t47*x13 + t57*x3 + 2*t68*x6;
-    const real_v t79 = g2*t8 + g4*(t1 - t2) + g5*(t23 + t24 + t25) + 3*g6*t4 + g7*(-t14 - 4*t16) + 3*t44 + 2*t49 + 2*t67*x7;
+    const real_v t79 = g2*t8 + g4*(t1 - t2) + g5*(t23 + t24 + t25) + 3*(g6*t4 + t44) + g7*(-t14 - 4*t16) + 2*(t49 + t67*x7);
     const real_v t80 = 6*g6*x5*x6 + g7*x11*(4*x10 + 2*x14) + t46*x15 + t48*x13 + t55*x3 + 2*t67*x8;
     const real_v t81 = -g5*t29 + g7*(-4*t32 + 2*x15*x6 + x5*(4*x10 + 2*x14)) + t54*x1 + t60*x12 + 2*t64*x9;
     const real_v t82 = 12*g3*x10 + g5*(t18 - t28) + g7*(-2*t34 + 4*x11*x8 + x5*(6*x12 + 4*x9)) + t54*x2 + t61*x14;
-    const real_v t83 = g7*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + t54*x3 + 2*t63 + 2*t64*x11;
+    const real_v t83 = g7*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + t54*x3 + 2*(t63 + t64*x11);
     const real_v t84 = 12*g3*x12 + g5*(t20*x5 - t29) + g7*(-t30 + 4*x15*x6 + x5*(6*x10 + 4*x14)) + t53*x1 + t60*x9;
-    const real_v t85 = 12*g3*x13 + t47*x6 + t48*x8 + x5*(2*g5*x3 + g7*(4*x11 + 4*x15));
+    const real_v t85 = 12*g3*x13 + t47*x6 + t48*x8 + x5*(2*g5*x3 + g7*(4*(x11 + x15)));
     const real_v t86 = -g5*t28 + g7*(-4*t33 + 2*x11*x8 + x5*(4*x12 + 2*x9)) + t53*x2 + t61*x10 + 2*t65*x14;
     const real_v t87 = g7*(-t8*x11 + 4*x13*x5 + x6*(4*x12 + 2*x9)) + t13*t62 + t46*x8 + t53*x3 + 2*t65*x15;
     real_v out_0_0 = g0;
@@ -1362,12 +1376,12 @@ static inline __attribute__((always_inline)) void jvp_block_f32(const float *res
     const real_v t79 = 3*u4;
     const real_v t80 = 3*u7;
     const real_v t81 = t44 + t45 + t46;
-    const real_v t82 = 2*t47 + 2*t48 + 2*t49 + 2*t50 + 2*t51 + t52*x7 + t8*u7;
-    const real_v t83 = 4*t53 + 4*t54 + 4*t55 + 4*t56 + t58 + 6*t59 + 6*t60 + 12*u10*x10 + 12*u12*x12 + 12*u13*x13;
+    const real_v t82 = 2*(t47 + t48 + t49 + t50 + t51) + t52*x7 + t8*u7;
+    const real_v t83 = 4*(t53 + t54 + t55 + t56) + t58 + 6*(t59 + t60) + 12*(u10*x10 + u12*x12 + u13*x13);
     const real_v t84 = t17*t63 + t18*u2 + t19*t61 + t20*t65 + t21*t64 + t44*x4 + t45*x7 + t46*(-x4 - x7) + t62*x2 + u4*(t0 - t2) + u7*(t1 - t2);
-    const real_v t85 = t17*t76 + t20*(t77 + t78) - t28*u14 - t29*u9 + t30*u1 + t32*t61 + t52*(t23 + t24 + t25) + t62*x10 + t64*(t33 + t34 + x12*x5) + t66*(t31 + x4) + t67*(t8 + x7) + t68*(t8 + x7) + t69*(t8 + x7) + t70*(t31 + x4) + t71*(t31 + x4) + t72*(-x10 - x14) + t73*(-x12 - x9) + t74*x1 + t75*(t22 + t26 + t27) + u10*(t18 - t28) + u12*(t20*x5 - t29) + u4*(t22 + t26 + t27) + u5*(t20*x12 + 2*x13*x3) + u7*(t23 + t24 + t25) + x5*(2*u13*x3 + 2*u3*x13);
-    const real_v t86 = t35*(-t50 - t51) + t36*(-t47 - t49) + t4*(3*u4 + 3*u7) + t48*(3*x4 + 3*x7) + t79*(-t6 - t7) + t80*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
-    const real_v t87 = -4*t15*u4 + t31*(-t53 - t56) + t52*(-t10 - t11 - t16 - x11*x15) - t58*x7 + t59*(-t31 - 4*x4) + t60*(-t8 - 4*x7) - t74*x12 + t75*(-t12 - t15 - t9) - 4*t76*x9 - 4*t77*x14 - 2*t78*x10 + t8*(-t54 - t55) + u10*(-2*t34 + 4*x11*x8 + x5*(6*x12 + 4*x9)) + u11*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + u12*(-t30 + 4*x15*x6 + x5*(6*x10 + 4*x14)) + u13*x5*(4*x11 + 4*x15) + u14*(-4*t33 + 2*x11*x8 + x5*(4*x12 + 2*x9)) + u15*(-t8*x11 + 4*x13*x5 + x6*(4*x12 + 2*x9)) + u5*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + u6*x15*(4*x12 + 2*x9) + u7*(-t14 - 4*t16) + u8*x11*(4*x10 + 2*x14) + u9*(-4*t32 + 2*x15*x6 + x5*(4*x10 + 2*x14));
+    const real_v t85 = t17*t76 + t20*(t77 + t78) - t28*u14 - t29*u9 + t30*u1 + t32*t61 + t52*(t23 + t24 + t25) + t62*x10 + t64*(t33 + t34 + x12*x5) + t66*(t31 + x4) + t67*(t8 + x7) + t68*(t8 + x7) + t69*(t8 + x7) + t70*(t31 + x4) + t71*(t31 + x4) + t72*(-x10 - x14) + t73*(-x12 - x9) + t74*x1 + t75*(t22 + t26 + t27) + u10*(t18 - t28) + u12*(t20*x5 - t29) + u4*(t22 + t26 + t27) + u5*(t20*x12 + 2*x13*x3) + u7*(t23 + t24 + t25) + x5*(2*(u13*x3 + u3*x13));
+    const real_v t86 = t35*(-t50 - t51) + t36*(-t47 - t49) + t4*(3*(u4 + u7)) + t48*(3*(x4 + x7)) + t79*(-t6 - t7) + t80*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*(u6*x8 + u8*x6));
+    const real_v t87 = -4*(t15*u4 + t76*x9 + t77*x14) + t31*(-t53 - t56) + t52*(-t10 - t11 - t16 - x11*x15) - t58*x7 + t59*(-t31 - 4*x4) + t60*(-t8 - 4*x7) - t74*x12 + t75*(-t12 - t15 - t9) - 2*t78*x10 + t8*(-t54 - t55) + u10*(-2*t34 + 4*x11*x8 + x5*(6*x12 + 4*x9)) + u11*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + u12*(-t30 + 4*x15*x6 + x5*(6*x10 + 4*x14)) + u13*x5*(4*(x11 + x15)) + u14*(-4*t33 + 2*x11*x8 + x5*(4*x12 + 2*x9)) + u15*(-t8*x11 + 4*x13*x5 + x6*(4*x12 + 2*x9)) + u5*(x12*(6*x10 + 4*x14) + x13*(4*(x11 + x15)) + x9*(4*x10 + 2*x14)) + u6*x15*(4*x12 + 2*x9) + u7*(-t14 - 4*t16) + u8*x11*(4*x10 + 2*x14) + u9*(-4*t32 + 2*x15*x6 + x5*(4*x10 + 2*x14));
     const real_v out_0_0 = u0;
     const real_v out_0_1 = t81;
     const real_v out_0_2 = t82;
@@ -1684,12 +1698,12 @@ static inline __attribute__((always_inline)) void jvp_block_f64(const double *re
     const real_v t79 = 3*u4;
     const real_v t80 = 3*u7;
     const real_v t81 = t44 + t45 + t46;
-    const real_v t82 = 2*t47 + 2*t48 + 2*t49 + 2*t50 + 2*t51 + t52*x7 + t8*u7;
-    const real_v t83 = 4*t53 + 4*t54 + 4*t55 + 4*t56 + t58 + 6*t59 + 6*t60 + 12*u10*x10 + 12*u12*x12 + 12*u13*x13;
+    const real_v t82 = 2*(t47 + t48 + t49 + t50 + t51) + t52*x7 + t8*u7;
+    const real_v t83 = 4*(t53 + t54 + t55 + t56) + t58 + 6*(t59 + t60) + 12*(u10*x10 + u12*x12 + u13*x13);
     const real_v t84 = t17*t63 + t18*u2 + t19*t61 + t20*t65 + t21*t64 + t44*x4 + t45*x7 + t46*(-x4 - x7) + t62*x2 + u4*(t0 - t2) + u7*(t1 - t2);
-    const real_v t85 = t17*t76 + t20*(t77 + t78) - t28*u14 - t29*u9 + t30*u1 + t32*t61 + t52*(t23 + t24 + t25) + t62*x10 + t64*(t33 + t34 + x12*x5) + t66*(t31 + x4) + t67*(t8 + x7) + t68*(t8 + x7) + t69*(t8 + x7) + t70*(t31 + x4) + t71*(t31 + x4) + t72*(-x10 - x14) + t73*(-x12 - x9) + t74*x1 + t75*(t22 + t26 + t27) + u10*(t18 - t28) + u12*(t20*x5 - t29) + u4*(t22 + t26 + t27) + u5*(t20*x12 + 2*x13*x3) + u7*(t23 + t24 + t25) + x5*(2*u13*x3 + 2*u3*x13);
-    const real_v t86 = t35*(-t50 - t51) + t36*(-t47 - t49) + t4*(3*u4 + 3*u7) + t48*(3*x4 + 3*x7) + t79*(-t6 - t7) + t80*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*u6*x8 + 6*u8*x6);
-    const real_v t87 = -4*t15*u4 + t31*(-t53 - t56) + t52*(-t10 - t11 - t16 - x11*x15) - t58*x7 + t59*(-t31 - 4*x4) + t60*(-t8 - 4*x7) - t74*x12 + t75*(-t12 - t15 - t9) - 4*t76*x9 - 4*t77*x14 - 2*t78*x10 + t8*(-t54 - t55) + u10*(-2*t34 + 4*x11*x8 + x5*(6*x12 + 4*x9)) + u11*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + u12*(-t30 + 4*x15*x6 + x5*(6*x10 + 4*x14)) + u13*x5*(4*x11 + 4*x15) + u14*(-4*t33 + 2*x11*x8 + x5*(4*x12 + 2*x9)) + u15*(-t8*x11 + 4*x13*x5 + x6*(4*x12 + 2*x9)) + u5*(x12*(6*x10 + 4*x14) + x13*(4*x11 + 4*x15) + x9*(4*x10 + 2*x14)) + u6*x15*(4*x12 + 2*x9) + u7*(-t14 - 4*t16) + u8*x11*(4*x10 + 2*x14) + u9*(-4*t32 + 2*x15*x6 + x5*(4*x10 + 2*x14));
+    const real_v t85 = t17*t76 + t20*(t77 + t78) - t28*u14 - t29*u9 + t30*u1 + t32*t61 + t52*(t23 + t24 + t25) + t62*x10 + t64*(t33 + t34 + x12*x5) + t66*(t31 + x4) + t67*(t8 + x7) + t68*(t8 + x7) + t69*(t8 + x7) + t70*(t31 + x4) + t71*(t31 + x4) + t72*(-x10 - x14) + t73*(-x12 - x9) + t74*x1 + t75*(t22 + t26 + t27) + u10*(t18 - t28) + u12*(t20*x5 - t29) + u4*(t22 + t26 + t27) + u5*(t20*x12 + 2*x13*x3) + u7*(t23 + t24 + t25) + x5*(2*(u13*x3 + u3*x13));
+    const real_v t86 = t35*(-t50 - t51) + t36*(-t47 - t49) + t4*(3*(u4 + u7)) + t48*(3*(x4 + x7)) + t79*(-t6 - t7) + t80*(-t3 - t5) + 6*u5*x6*x8 + x5*(6*(u6*x8 + u8*x6));
+    const real_v t87 = -4*(t15*u4 + t76*x9 + t77*x14) + t31*(-t53 - t56) + t52*(-t10 - t11 - t16 - x11*x15) - t58*x7 + t59*(-t31 - 4*x4) + t60*(-t8 - 4*x7) - t74*x12 + t75*(-t12 - t15 - t9) - 2*t78*x10 + t8*(-t54 - t55) + u10*(-2*t34 + 4*x11*x8 + x5*(6*x12 + 4*x9)) + u11*(-t8*x15 + 4*x13*x5 + x8*(4*x10 + 2*x14)) + u12*(-t30 + 4*x15*x6 + x5*(6*x10 + 4*x14)) + u13*x5*(4*(x11 + x15)) + u14*(-4*t33 + 2*x11*x8 + x5*(4*x12 + 2*x9)) + u15*(-t8*x11 + 4*x13*x5 + x6*(4*x12 + 2*x9)) + u5*(x12*(6*x10 + 4*x14) + x13*(4*(x11 + x15)) + x9*(4*x10 + 2*x14)) + u6*x15*(4*x12 + 2*x9) + u7*(-t14 - 4*t16) + u8*x11*(4*x10 + 2*x14) + u9*(-4*t32 + 2*x15*x6 + x5*(4*x10 + 2*x14));
     real_v out_0_0 = u0;
     real_v out_0_1 = t81;
     real_v out_0_2 = t82;
@@ -1938,7 +1952,7 @@ static inline __attribute__((always_inline)) void hvp_block_f32(const float *res
     const real_v t65 = 4*g3 - g7*t8;
     const real_v t67 = 2*g2 - g6*t35;
     const real_v t68 = 2*g2 - g6*t36;
-    const real_v t69 = 2*g2 + g6*(3*x4 + 3*x7);
+    const real_v t69 = 2*g2 + g6*(3*(x4 + x7));
     const real_v t70 = g1 + g4*(-x4 - x7);
     const real_v t71 = g1 + g4*x7;
     const real_v t72 = g1 + g4*x4;
@@ -2004,25 +2018,25 @@ static inline __attribute__((always_inline)) void hvp_block_f32(const float *res
     const real_v t147 = g2*u7 + g5*(t111 + t112 + t113) + g7*(-t104 - t98 - t99 - u11*x15 - u15*x11);
     const real_v t148 = -g6*t123;
     const real_v t149 = -g6*t124;
-    const real_v t150 = g6*(3*u4 + 3*u7);
+    const real_v t150 = g6*(3*(u4 + u7));
     const real_v t151 = g4*(-u4 - u7);
     const real_v t152 = g4*u7;
     const real_v t153 = g4*u4;
-    const real_v t154 = g5*t118 + t134*x12 + t135*x9 + 2*t140 + 2*t153*x1 + t53*u12 + t54*u9 + 2*t72*u1;
-    const real_v t155 = g4*t106 + t134*x14 + t135*x10 + 2*t137 + 2*t152*x2 + t53*u14 + t54*u10 + 2*t71*u2;
-    const real_v t156 = g5*(2*u13*x5 + 2*u5*x13) + t134*x15 + t135*x11 + t136*x8 + t138*x6 + 2*t151*x3 + t53*u15 + t54*u11 + t55*u8 + t57*u6 + 2*t70*u3;
-    const real_v t157 = g4*(t88 - t90) + g5*(t110 + t114 + t115) + 3*g6*t92 - 4*g7*t103 + 3*t126 + 2*t147 + 2*t149*x4 + 2*t68*u4;
-    const real_v t158 = g5*(t108*x12 + 2*u3*x13) + g6*(6*u6*x8 + 6*u8*x6) + g7*(u10*(6*x12 + 4*x9) + u14*(4*x12 + 2*x9) + u9*(4*x10 + 2*x14) + x13*(4*u11 + 4*u15)) + t105*t58 + t139*t17 + 2*t150*x5 + 2*t69*u5 + u12*(g5*t20 + g7*(6*x10 + 4*x14)) + u13*(2*g5*x3 + g7*(4*x11 + 4*x15));
-    const real_v t159 = g6*(6*u5*x8 + 6*u8*x5) + g7*(u15*(4*x12 + 2*x9) + x15*(4*u12 + 2*u9)) + t101*t50 + t128*x13 + t13*t131 + t138*x3 + 2*t149*x6 + t47*u13 + t57*u3 + 2*t68*u6;
-    const real_v t160 = g2*t96 + g4*(t89 - t90) + g5*(t111 + t112 + t113) + 3*g6*t92 + g7*(-t102 - 4*t104) + 3*t125 + 2*t130 + 2*t148*x7 + 2*t67*u7;
-    const real_v t161 = g6*(6*u5*x6 + 6*u6*x5) + g7*(u11*(4*x10 + 2*x14) + x11*(4*u10 + 2*u14)) + t127*x15 + t129*x13 + t136*x3 + 2*t148*x8 + t46*u15 + t48*u13 + t55*u3 + 2*t67*u8;
-    const real_v t162 = -g5*t117 + g7*(-4*t120 + 2*u15*x6 + u5*(4*x10 + 2*x14) + 2*u6*x15 + x5*(4*u10 + 2*u14)) + t135*x1 + t141*x12 + 2*t145*x9 + t54*u1 + t60*u12 + 2*t64*u9;
-    const real_v t163 = 12*g3*u10 + g5*(t106 - t116) + g7*(-2*t122 + 4*u11*x8 + u5*(6*x12 + 4*x9) + 4*u8*x11 + x5*(6*u12 + 4*u9)) + t135*x2 + t142*x14 + t54*u2 + t61*u14;
-    const real_v t164 = g7*(-t8*u15 - t96*x15 + 4*u13*x5 + 4*u5*x13 + u8*(4*x10 + 2*x14) + x8*(4*u10 + 2*u14)) + t135*x3 + 2*t144 + 2*t145*x11 + t54*u3 + 2*t64*u11;
-    const real_v t165 = 12*g3*u12 + g5*(t108*x5 - t117) + g7*(-t118 + 4*u15*x6 + 4*u6*x15 + x5*(6*u10 + 4*u14)) + t134*x1 + t141*x9 + t53*u1 + t60*u9 + u5*(g5*t20 + g7*(6*x10 + 4*x14));
-    const real_v t166 = 12*g3*u13 + t128*x6 + t129*x8 + t47*u6 + t48*u8 + u5*(2*g5*x3 + g7*(4*x11 + 4*x15)) + x5*(2*g5*u3 + g7*(4*u11 + 4*u15));
-    const real_v t167 = -g5*t116 + g7*(-4*t121 + 2*u11*x8 + u5*(4*x12 + 2*x9) + 2*u8*x11 + x5*(4*u12 + 2*u9)) + t134*x2 + t142*x10 + 2*t146*x14 + t53*u2 + t61*u10 + 2*t65*u14;
-    const real_v t168 = g7*(-t8*u11 - t96*x11 + 4*u13*x5 + 4*u5*x13 + u6*(4*x12 + 2*x9) + x6*(4*u12 + 2*u9)) + t101*t62 + t127*x8 + t13*t143 + t134*x3 + 2*t146*x15 + t46*u8 + t53*u3 + 2*t65*u15;
+    const real_v t154 = g5*t118 + t134*x12 + t135*x9 + 2*(t140 + t153*x1 + t72*u1) + t53*u12 + t54*u9;
+    const real_v t155 = g4*t106 + t134*x14 + t135*x10 + 2*(t137 + t152*x2 + t71*u2) + t53*u14 + t54*u10;
+    const real_v t156 = g5*(2*(u13*x5 + u5*x13)) + t134*x15 + t135*x11 + t136*x8 + t138*x6 + 2*(t151*x3 + t70*u3) + t53*u15 + t54*u11 + t55*u8 + t57*u6;
+    const real_v t157 = g4*(t88 - t90) + g5*(t110 + t114 + t115) + 3*(g6*t92 + t126) - 4*g7*t103 + 2*(t147 + t149*x4 + t68*u4);
+    const real_v t158 = g5*(t108*x12 + 2*u3*x13) + g6*(6*(u6*x8 + u8*x6)) + g7*(u10*(6*x12 + 4*x9) + u14*(4*x12 + 2*x9) + u9*(4*x10 + 2*x14) + x13*(4*(u11 + u15))) + t105*t58 + t139*t17 + 2*(t150*x5 + t69*u5) + u12*(g5*t20 + g7*(6*x10 + 4*x14)) + u13*(2*g5*x3 + g7*(4*(x11 + x15)));
+    const real_v t159 = g6*(6*(u5*x8 + u8*x5)) + g7*(u15*(4*x12 + 2*x9) + x15*(4*u12 + 2*u9)) + t101*t50 + t128*x13 + t13*t131 + t138*x3 + 2*(t149*x6 + t68*u6) + t47*u13 + t57*u3;
+    const real_v t160 = g2*t96 + g4*(t89 - t90) + g5*(t111 + t112 + t113) + 3*(g6*t92 + t125) + g7*(-t102 - 4*t104) + 2*(t130 + t148*x7 + t67*u7);
+    const real_v t161 = g6*(6*(u5*x6 + u6*x5)) + g7*(u11*(4*x10 + 2*x14) + x11*(4*u10 + 2*u14)) + t127*x15 + t129*x13 + t136*x3 + 2*(t148*x8 + t67*u8) + t46*u15 + t48*u13 + t55*u3;
+    const real_v t162 = -g5*t117 + g7*(-4*t120 + 2*(u15*x6 + u6*x15) + u5*(4*x10 + 2*x14) + x5*(4*u10 + 2*u14)) + t135*x1 + t141*x12 + 2*(t145*x9 + t64*u9) + t54*u1 + t60*u12;
+    const real_v t163 = 12*g3*u10 + g5*(t106 - t116) + g7*(-2*t122 + 4*(u11*x8 + u8*x11) + u5*(6*x12 + 4*x9) + x5*(6*u12 + 4*u9)) + t135*x2 + t142*x14 + t54*u2 + t61*u14;
+    const real_v t164 = g7*(-t8*u15 - t96*x15 + 4*(u13*x5 + u5*x13) + u8*(4*x10 + 2*x14) + x8*(4*u10 + 2*u14)) + t135*x3 + 2*(t144 + t145*x11 + t64*u11) + t54*u3;
+    const real_v t165 = 12*g3*u12 + g5*(t108*x5 - t117) + g7*(-t118 + 4*(u15*x6 + u6*x15) + x5*(6*u10 + 4*u14)) + t134*x1 + t141*x9 + t53*u1 + t60*u9 + u5*(g5*t20 + g7*(6*x10 + 4*x14));
+    const real_v t166 = 12*g3*u13 + t128*x6 + t129*x8 + t47*u6 + t48*u8 + u5*(2*g5*x3 + g7*(4*(x11 + x15))) + x5*(2*g5*u3 + g7*(4*(u11 + u15)));
+    const real_v t167 = -g5*t116 + g7*(-4*t121 + 2*(u11*x8 + u8*x11) + u5*(4*x12 + 2*x9) + x5*(4*u12 + 2*u9)) + t134*x2 + t142*x10 + 2*(t146*x14 + t65*u14) + t53*u2 + t61*u10;
+    const real_v t168 = g7*(-t8*u11 - t96*x11 + 4*(u13*x5 + u5*x13) + u6*(4*x12 + 2*x9) + x6*(4*u12 + 2*u9)) + t101*t62 + t127*x8 + t13*t143 + t134*x3 + 2*(t146*x15 + t65*u15) + t46*u8 + t53*u3;
     real_v out_0_0 = (real_v){0} + 0;
     real_v out_0_1 = t154;
     real_v out_0_2 = t155;
@@ -2287,7 +2301,7 @@ static inline __attribute__((always_inline)) void hvp_block_f64(const double *re
     const real_v t65 = 4*g3 - g7*t8;
     const real_v t67 = 2*g2 - g6*t35;
     const real_v t68 = 2*g2 - g6*t36;
-    const real_v t69 = 2*g2 + g6*(3*x4 + 3*x7);
+    const real_v t69 = 2*g2 + g6*(3*(x4 + x7));
     const real_v t70 = g1 + g4*(-x4 - x7);
     const real_v t71 = g1 + g4*x7;
     const real_v t72 = g1 + g4*x4;
@@ -2353,25 +2367,25 @@ static inline __attribute__((always_inline)) void hvp_block_f64(const double *re
     const real_v t147 = g2*u7 + g5*(t111 + t112 + t113) + g7*(-t104 - t98 - t99 - u11*x15 - u15*x11);
     const real_v t148 = -g6*t123;
     const real_v t149 = -g6*t124;
-    const real_v t150 = g6*(3*u4 + 3*u7);
+    const real_v t150 = g6*(3*(u4 + u7));
     const real_v t151 = g4*(-u4 - u7);
     const real_v t152 = g4*u7;
     const real_v t153 = g4*u4;
-    const real_v t154 = g5*t118 + t134*x12 + t135*x9 + 2*t140 + 2*t153*x1 + t53*u12 + t54*u9 + 2*t72*u1;
-    const real_v t155 = g4*t106 + t134*x14 + t135*x10 + 2*t137 + 2*t152*x2 + t53*u14 + t54*u10 + 2*t71*u2;
-    const real_v t156 = g5*(2*u13*x5 + 2*u5*x13) + t134*x15 + t135*x11 + t136*x8 + t138*x6 + 2*t151*x3 + t53*u15 + t54*u11 + t55*u8 + t57*u6 + 2*t70*u3;
-    const real_v t157 = g4*(t88 - t90) + g5*(t110 + t114 + t115) + 3*g6*t92 - 4*g7*t103 + 3*t126 + 2*t147 + 2*t149*x4 + 2*t68*u4;
-    const real_v t158 = g5*(t108*x12 + 2*u3*x13) + g6*(6*u6*x8 + 6*u8*x6) + g7*(u10*(6*x12 + 4*x9) + u14*(4*x12 + 2*x9) + u9*(4*x10 + 2*x14) + x13*(4*u11 + 4*u15)) + t105*t58 + t139*t17 + 2*t150*x5 + 2*t69*u5 + u12*(g5*t20 + g7*(6*x10 + 4*x14)) + u13*(2*g5*x3 + g7*(4*x11 + 4*x15));
-    const real_v t159 = g6*(6*u5*x8 + 6*u8*x5) + g7*(u15*(4*x12 + 2*x9) + x15*(4*u12 + 2*u9)) + t101*t50 + t128*x13 + t13*t131 + t138*x3 + 2*t149*x6 + t47*u13 + t57*u3 + 2*t68*u6;
-    const real_v t160 = g2*t96 + g4*(t89 - t90) + g5*(t111 + t112 + t113) + 3*g6*t92 + g7*(-t102 - 4*t104) + 3*t125 + 2*t130 + 2*t148*x7 + 2*t67*u7;
-    const real_v t161 = g6*(6*u5*x6 + 6*u6*x5) + g7*(u11*(4*x10 + 2*x14) + x11*(4*u10 + 2*u14)) + t127*x15 + t129*x13 + t136*x3 + 2*t148*x8 + t46*u15 + t48*u13 + t55*u3 + 2*t67*u8;
-    const real_v t162 = -g5*t117 + g7*(-4*t120 + 2*u15*x6 + u5*(4*x10 + 2*x14) + 2*u6*x15 + x5*(4*u10 + 2*u14)) + t135*x1 + t141*x12 + 2*t145*x9 + t54*u1 + t60*u12 + 2*t64*u9;
-    const real_v t163 = 12*g3*u10 + g5*(t106 - t116) + g7*(-2*t122 + 4*u11*x8 + u5*(6*x12 + 4*x9) + 4*u8*x11 + x5*(6*u12 + 4*u9)) + t135*x2 + t142*x14 + t54*u2 + t61*u14;
-    const real_v t164 = g7*(-t8*u15 - t96*x15 + 4*u13*x5 + 4*u5*x13 + u8*(4*x10 + 2*x14) + x8*(4*u10 + 2*u14)) + t135*x3 + 2*t144 + 2*t145*x11 + t54*u3 + 2*t64*u11;
-    const real_v t165 = 12*g3*u12 + g5*(t108*x5 - t117) + g7*(-t118 + 4*u15*x6 + 4*u6*x15 + x5*(6*u10 + 4*u14)) + t134*x1 + t141*x9 + t53*u1 + t60*u9 + u5*(g5*t20 + g7*(6*x10 + 4*x14));
-    const real_v t166 = 12*g3*u13 + t128*x6 + t129*x8 + t47*u6 + t48*u8 + u5*(2*g5*x3 + g7*(4*x11 + 4*x15)) + x5*(2*g5*u3 + g7*(4*u11 + 4*u15));
-    const real_v t167 = -g5*t116 + g7*(-4*t121 + 2*u11*x8 + u5*(4*x12 + 2*x9) + 2*u8*x11 + x5*(4*u12 + 2*u9)) + t134*x2 + t142*x10 + 2*t146*x14 + t53*u2 + t61*u10 + 2*t65*u14;
-    const real_v t168 = g7*(-t8*u11 - t96*x11 + 4*u13*x5 + 4*u5*x13 + u6*(4*x12 + 2*x9) + x6*(4*u12 + 2*u9)) + t101*t62 + t127*x8 + t13*t143 + t134*x3 + 2*t146*x15 + t46*u8 + t53*u3 + 2*t65*u15;
+    const real_v t154 = g5*t118 + t134*x12 + t135*x9 + 2*(t140 + t153*x1 + t72*u1) + t53*u12 + t54*u9;
+    const real_v t155 = g4*t106 + t134*x14 + t135*x10 + 2*(t137 + t152*x2 + t71*u2) + t53*u14 + t54*u10;
+    const real_v t156 = g5*(2*(u13*x5 + u5*x13)) + t134*x15 + t135*x11 + t136*x8 + t138*x6 + 2*(t151*x3 + t70*u3) + t53*u15 + t54*u11 + t55*u8 + t57*u6;
+    const real_v t157 = g4*(t88 - t90) + g5*(t110 + t114 + t115) + 3*(g6*t92 + t126) - 4*g7*t103 + 2*(t147 + t149*x4 + t68*u4);
+    const real_v t158 = g5*(t108*x12 + 2*u3*x13) + g6*(6*(u6*x8 + u8*x6)) + g7*(u10*(6*x12 + 4*x9) + u14*(4*x12 + 2*x9) + u9*(4*x10 + 2*x14) + x13*(4*(u11 + u15))) + t105*t58 + t139*t17 + 2*(t150*x5 + t69*u5) + u12*(g5*t20 + g7*(6*x10 + 4*x14)) + u13*(2*g5*x3 + g7*(4*(x11 + x15)));
+    const real_v t159 = g6*(6*(u5*x8 + u8*x5)) + g7*(u15*(4*x12 + 2*x9) + x15*(4*u12 + 2*u9)) + t101*t50 + t128*x13 + t13*t131 + t138*x3 + 2*(t149*x6 + t68*u6) + t47*u13 + t57*u3;
+    const real_v t160 = g2*t96 + g4*(t89 - t90) + g5*(t111 + t112 + t113) + 3*(g6*t92 + t125) + g7*(-t102 - 4*t104) + 2*(t130 + t148*x7 + t67*u7);
+    const real_v t161 = g6*(6*(u5*x6 + u6*x5)) + g7*(u11*(4*x10 + 2*x14) + x11*(4*u10 + 2*u14)) + t127*x15 + t129*x13 + t136*x3 + 2*(t148*x8 + t67*u8) + t46*u15 + t48*u13 + t55*u3;
+    const real_v t162 = -g5*t117 + g7*(-4*t120 + 2*(u15*x6 + u6*x15) + u5*(4*x10 + 2*x14) + x5*(4*u10 + 2*u14)) + t135*x1 + t141*x12 + 2*(t145*x9 + t64*u9) + t54*u1 + t60*u12;
+    const real_v t163 = 12*g3*u10 + g5*(t106 - t116) + g7*(-2*t122 + 4*(u11*x8 + u8*x11) + u5*(6*x12 + 4*x9) + x5*(6*u12 + 4*u9)) + t135*x2 + t142*x14 + t54*u2 + t61*u14;
+    const real_v t164 = g7*(-t8*u15 - t96*x15 + 4*(u13*x5 + u5*x13) + u8*(4*x10 + 2*x14) + x8*(4*u10 + 2*u14)) + t135*x3 + 2*(t144 + t145*x11 + t64*u11) + t54*u3;
+    const real_v t165 = 12*g3*u12 + g5*(t108*x5 - t117) + g7*(-t118 + 4*(u15*x6 + u6*x15) + x5*(6*u10 + 4*u14)) + t134*x1 + t141*x9 + t53*u1 + t60*u9 + u5*(g5*t20 + g7*(6*x10 + 4*x14));
+    const real_v t166 = 12*g3*u13 + t128*x6 + t129*x8 + t47*u6 + t48*u8 + u5*(2*g5*x3 + g7*(4*(x11 + x15))) + x5*(2*g5*u3 + g7*(4*(u11 + u15)));
+    const real_v t167 = -g5*t116 + g7*(-4*t121 + 2*(u11*x8 + u8*x11) + u5*(4*x12 + 2*x9) + x5*(4*u12 + 2*u9)) + t134*x2 + t142*x10 + 2*(t146*x14 + t65*u14) + t53*u2 + t61*u10;
+    const real_v t168 = g7*(-t8*u11 - t96*x11 + 4*(u13*x5 + u5*x13) + u6*(4*x12 + 2*x9) + x6*(4*u12 + 2*u9)) + t101*t62 + t127*x8 + t13*t143 + t134*x3 + 2*(t146*x15 + t65*u15) + t46*u8 + t53*u3;
     real_v out_0_0 = (real_v){0} + 0;
     real_v out_0_1 = t154;
     real_v out_0_2 = t155;

@@ -72,8 +72,15 @@ int optinv_lanes_f32(void) { return OPTINV_LANES_F32; }
 /* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
  * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
 #define LOAD_F32(v, p) memcpy(&(v), (p), sizeof(v))
-#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
 #define STORE_F32(p, v) memcpy((p), &(v), sizeof(v))
+#if defined(__AVX512F__)
+/* One masked load (the lanes past n are zero and their memory is never touched): the portable form
+ * below goes through the stack, and reloading a vector written by smaller stores stalls store
+ * forwarding (vjp 1.06-1.08x at (3,4), whose last row of g is partial in every block). */
+#define LOAD_PART_F32(v, p, n) ((v) = (vec_f32)_mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p)))
+#else
+#define LOAD_PART_F32(v, p, n) do { (v) = (vec_f32){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(float)); } while (0)
+#endif
 /* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
 #if OPTINV_CAN_STREAM && defined(__clang__)
 #define STREAM_F32(p, v) __builtin_nontemporal_store((v), (vec_f32 *)(void *)(p))
@@ -181,8 +188,15 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 /* Whole or partial (first n elements, rest zero) unaligned vector loads and stores (macros, not
  * functions: passing 64-byte vectors by value changes the ABI on targets without AVX-512). */
 #define LOAD_F64(v, p) memcpy(&(v), (p), sizeof(v))
-#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
 #define STORE_F64(p, v) memcpy((p), &(v), sizeof(v))
+#if defined(__AVX512F__)
+/* One masked load (the lanes past n are zero and their memory is never touched): the portable form
+ * below goes through the stack, and reloading a vector written by smaller stores stalls store
+ * forwarding (vjp 1.06-1.08x at (3,4), whose last row of g is partial in every block). */
+#define LOAD_PART_F64(v, p, n) ((v) = (vec_f64)_mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1), (p)))
+#else
+#define LOAD_PART_F64(v, p, n) do { (v) = (vec_f64){0}; memcpy(&(v), (p), (size_t)(n) * sizeof(double)); } while (0)
+#endif
 /* Non-temporal store of a whole vector to a 64-byte aligned address (plain store where unsupported). */
 #if OPTINV_CAN_STREAM && defined(__clang__)
 #define STREAM_F64(p, v) __builtin_nontemporal_store((v), (vec_f64 *)(void *)(p))
@@ -333,9 +347,9 @@ static inline __attribute__((always_inline)) void forward_block_f32(const float 
     const real_v t1 = x1*x1 + x2*x2 + x3*x3;
     const real_v t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_v t3 = 2*t2;
-    const real_v t4 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_v t4 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
     const real_v t5 = 2*t4;
-    const real_v t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*x18 + 8*x22) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*x21*x21 + 16*x22*x22 + x23*(t0 + 8*x23) + 8*x24*x24;
+    const real_v t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*(x21*x21 + x22*x22) + x23*(t0 + 8*x23) + 8*x24*x24;
     const real_v out_0_0 = x0;
     const real_v out_0_1 = t1;
     const real_v out_0_2 = t3;
@@ -524,9 +538,9 @@ static inline __attribute__((always_inline)) void forward_block_f64(const double
     const real_v t1 = x1*x1 + x2*x2 + x3*x3;
     const real_v t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_v t3 = 2*t2;
-    const real_v t4 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_v t4 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
     const real_v t5 = 2*t4;
-    const real_v t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*x18 + 8*x22) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*x21*x21 + 16*x22*x22 + x23*(t0 + 8*x23) + 8*x24*x24;
+    const real_v t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*(x21*x21 + x22*x22) + x23*(t0 + 8*x23) + 8*x24*x24;
     const real_v out_0_0 = x0;
     const real_v out_0_1 = t1;
     const real_v out_0_2 = t3;
@@ -1455,7 +1469,7 @@ static inline __attribute__((always_inline)) void jvp_block_f32(const float *res
     const real_v t7 = 16*u19;
     const real_v t8 = u1*x1 + u2*x2 + u3*x3;
     const real_v t9 = 2*t8;
-    const real_v t10 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_v t10 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7);
     const real_v t11 = 2*t10;
     const real_v t12 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
     const real_v t13 = 2*t12;
@@ -1746,7 +1760,7 @@ static inline __attribute__((always_inline)) void jvp_block_f64(const double *re
     const real_v t7 = 16*u19;
     const real_v t8 = u1*x1 + u2*x2 + u3*x3;
     const real_v t9 = 2*t8;
-    const real_v t10 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_v t10 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7);
     const real_v t11 = 2*t10;
     const real_v t12 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
     const real_v t13 = 2*t12;

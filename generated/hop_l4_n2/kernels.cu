@@ -44,9 +44,9 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t t1 = x1*x1 + x2*x2 + x3*x3;
     const real_t t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_t t3 = 2*t2;
-    const real_t t4 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_t t4 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
     const real_t t5 = 2*t4;
-    const real_t t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*x18 + 8*x22) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*x21*x21 + 16*x22*x22 + x23*(t0 + 8*x23) + 8*x24*x24;
+    const real_t t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*(x21*x21 + x22*x22) + x23*(t0 + 8*x23) + 8*x24*x24;
     out[row * 5 + 0] = x0;
     out[row * 5 + 1] = t1;
     out[row * 5 + 2] = t3;
@@ -91,9 +91,9 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t t1 = x1*x1 + x2*x2 + x3*x3;
     const real_t t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_t t3 = 2*t2;
-    const real_t t4 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9);
+    const real_t t4 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
     const real_t t5 = 2*t4;
-    const real_t t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*x18 + 8*x22) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*x21*x21 + 16*x22*x22 + x23*(t0 + 8*x23) + 8*x24*x24;
+    const real_t t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*(x21*x21 + x22*x22) + x23*(t0 + 8*x23) + 8*x24*x24;
     out[row * 5 + 0] = x0;
     out[row * 5 + 1] = t1;
     out[row * 5 + 2] = t3;
@@ -348,7 +348,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     const real_t t7 = 16*u19;
     const real_t t8 = u1*x1 + u2*x2 + u3*x3;
     const real_t t9 = 2*t8;
-    const real_t t10 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t10 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7);
     const real_t t11 = 2*t10;
     const real_t t12 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
     const real_t t13 = 2*t12;
@@ -421,7 +421,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     const real_t t7 = 16*u19;
     const real_t t8 = u1*x1 + u2*x2 + u3*x3;
     const real_t t9 = 2*t8;
-    const real_t t10 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8;
+    const real_t t10 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7);
     const real_t t11 = 2*t10;
     const real_t t12 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9);
     const real_t t13 = 2*t12;

@@ -54,9 +54,9 @@ def forward_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
     t1 = x1*x1 + x2*x2 + x3*x3
     t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8
     t3 = 2*t2
-    t4 = 3*x10*(x10 + x14) + x11*(2*x11 + x15) + 3*x12*x12 + 3*x13*x13 + 2*x14*x14 + 2*x15*x15 + x9*(3*x12 + 2*x9)
+    t4 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9)
     t5 = 2*t4
-    t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*x18 + 8*x22) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*x21*x21 + 16*x22*x22 + x23*(t0 + 8*x23) + 8*x24*x24
+    t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*(x21*x21 + x22*x22) + x23*(t0 + 8*x23) + 8*x24*x24
     tl.store(out_ptr + rows * 5 + 0, x0, mask=mask)
     tl.store(out_ptr + rows * 5 + 1, t1, mask=mask)
     tl.store(out_ptr + rows * 5 + 2, t3, mask=mask)
@@ -234,7 +234,7 @@ def jvp_kernel(x_ptr, u_ptr, out_ptr, n, BLOCK: tl.constexpr):
     t7 = 16*u19
     t8 = u1*x1 + u2*x2 + u3*x3
     t9 = 2*t8
-    t10 = u4*(2*x4 + x7) + 2*u5*x5 + 2*u6*x6 + u7*(x4 + 2*x7) + 2*u8*x8
+    t10 = u4*(2*x4 + x7) + 2*(u5*x5 + u6*x6 + u8*x8) + u7*(x4 + 2*x7)
     t11 = 2*t10
     t12 = u10*(6*x10 + 3*x14) + u11*(4*x11 + x15) + u12*(6*x12 + 3*x9) + 6*u13*x13 + u14*(3*x10 + 4*x14) + u15*(x11 + 4*x15) + u9*(3*x12 + 4*x9)
     t13 = 2*t12
