@@ -100,10 +100,13 @@ def test_outputs_we_allocate_are_64_byte_aligned():
                                          ("flex_l4_n4", "forward")])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_streaming_stores_equal_plain_stores(name, kernel, dtype):
-    """One call past the streaming threshold (aligned output) equals the same rows done in small calls.
+    """One call past the streaming threshold equals the same rows done in small calls.
 
-    Small calls stay below the threshold and store plainly; so do misaligned outputs.  Threads 1 and 2,
-    and a row count that leaves a tail, so blocks are split over threads and the padded tail is stored.
+    Small calls stay below the threshold and store plainly.  A misaligned output streams from its first
+    row that starts a cache line, after a head of rows through the tail path (for NumPy's 16-byte
+    alignment, and for an element's offset, where some row starts a line), or stores plainly where none
+    does.  Threads 1 and 2, and a row count that leaves a tail, so blocks are split over threads and the
+    padded tail is stored.
     """
     module = importlib.import_module(f"optinv.generated.{name}")
     lib = _library(module)
@@ -123,7 +126,7 @@ def test_streaming_stores_equal_plain_stores(name, kernel, dtype):
     expected = np.concatenate([module._c(kernel, *(a[i:i + step] for a in args), threads=1)
                                for i in range(0, n, step)])
     for threads in (1, 2):
-        for misalign in (0, item):
+        for misalign in (0, item, 16, 48):
             out = _aligned(n, width, dtype, misalign)
             module._c(kernel, *args, out=out, threads=threads)
             np.testing.assert_array_equal(out, expected, err_msg=f"threads={threads} misalign={misalign}")

@@ -11,8 +11,9 @@
  * 128-bit block shuffles, planned and checked by optinv.codegen.simd).  The
  * outputs are packed back into whole vectors of consecutive output elements
  * and written with full, non-overlapping vector stores; when the output is
- * large and 64-byte aligned they are streaming (non-temporal) stores, which
- * skip reading the destination lines into the cache first.  A short tail is
+ * large they are streaming (non-temporal) stores, which skip reading the
+ * destination lines into the cache first (from the first row whose output
+ * starts a 64-byte line: the rows before it take the tail path).  A short tail is
  * zero-padded into one extra block.  OpenMP splits blocks over threads
  * (guided: large chunks first, small ones at the end, so a busy core does not
  * hold the others back and scheduling costs little); batches under 256 rows
@@ -48,6 +49,19 @@ int optinv_dim(void) { return OPTINV_D; }
 int optinv_count(void) { return OPTINV_K; }
 /* Output bytes from which a call to a 64-byte aligned output streams its stores (-1: never). */
 int64_t optinv_stream_bytes(void) { return OPTINV_CAN_STREAM ? (int64_t)OPTINV_STREAM_BYTES : -1; }
+
+/* Rows to run first so that the output of the rest starts on a 64-byte line and can stream (0: the
+ * output is aligned, too small to stream, or no row of it starts a line).  The pattern of row starts
+ * repeats within 64 / gcd(row_bytes, 64) <= lanes rows, so searching one block is enough. */
+static int64_t stream_head(const void *out, int64_t n, int64_t row_bytes, int64_t lanes)
+{
+    if (!OPTINV_CAN_STREAM || ((uintptr_t)out & 63) == 0 || (size_t)n * (size_t)row_bytes < OPTINV_STREAM_BYTES)
+        return 0;
+    for (int64_t h = 1; h < lanes && h < n; ++h)
+        if ((((uintptr_t)out + (uintptr_t)(h * row_bytes)) & 63) == 0)
+            return h;
+    return 0;
+}
 
 static int resolve_threads(int requested) {
 #ifdef _OPENMP
@@ -304,7 +318,7 @@ static inline __attribute__((always_inline)) void forward_block_f32(const float 
     }
 }
 
-int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
+static int64_t forward_rows_f32(const float *x, float *out, int64_t n, int threads)
 {
     const int64_t blocks = (n + OPTINV_LANES_F32 - 1) / OPTINV_LANES_F32;
     /* A block's output is 2 whole 64-byte lines, so an aligned output keeps every block aligned. */
@@ -350,6 +364,18 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return n;
 }
 
+int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
+{
+    /* A large output that does not start on a cache line (NumPy aligns to 16 bytes only) streams too:
+     * the rows before the first one whose output starts a line go through the padded tail path. */
+    const int64_t head = stream_head(out, n, 2 * (int64_t)sizeof(float), OPTINV_LANES_F32);
+    if (head > 0) {
+        forward_rows_f32(x, out, head, 1);
+        return head + forward_rows_f32(x + head * 4, out + head * 2, n - head, threads);
+    }
+    return forward_rows_f32(x, out, n, threads);
+}
+
 /* forward: invariants I(x) (double; 5 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f64(const double *restrict x, double *restrict out, int stream)
 {
@@ -390,7 +416,7 @@ static inline __attribute__((always_inline)) void forward_block_f64(const double
     }
 }
 
-int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
+static int64_t forward_rows_f64(const double *x, double *out, int64_t n, int threads)
 {
     const int64_t blocks = (n + OPTINV_LANES_F64 - 1) / OPTINV_LANES_F64;
     /* A block's output is 2 whole 64-byte lines, so an aligned output keeps every block aligned. */
@@ -434,6 +460,18 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     return n;
+}
+
+int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
+{
+    /* A large output that does not start on a cache line (NumPy aligns to 16 bytes only) streams too:
+     * the rows before the first one whose output starts a line go through the padded tail path. */
+    const int64_t head = stream_head(out, n, 2 * (int64_t)sizeof(double), OPTINV_LANES_F64);
+    if (head > 0) {
+        forward_rows_f64(x, out, head, 1);
+        return head + forward_rows_f64(x + head * 4, out + head * 2, n - head, threads);
+    }
+    return forward_rows_f64(x, out, n, threads);
 }
 
 /* vjp: g . dI/dx (float; 6 flops per row) */
@@ -544,7 +582,7 @@ static inline __attribute__((always_inline)) void vjp_block_f32(const float *res
     }
 }
 
-int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
+static int64_t vjp_rows_f32(const float *x, const float *g, float *out, int64_t n, int threads)
 {
     const int64_t blocks = (n + OPTINV_LANES_F32 - 1) / OPTINV_LANES_F32;
     /* A block's output is 4 whole 64-byte lines, so an aligned output keeps every block aligned. */
@@ -594,6 +632,18 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     return n;
+}
+
+int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, int threads)
+{
+    /* A large output that does not start on a cache line (NumPy aligns to 16 bytes only) streams too:
+     * the rows before the first one whose output starts a line go through the padded tail path. */
+    const int64_t head = stream_head(out, n, 4 * (int64_t)sizeof(float), OPTINV_LANES_F32);
+    if (head > 0) {
+        vjp_rows_f32(x, g, out, head, 1);
+        return head + vjp_rows_f32(x + head * 4, g + head * 2, out + head * 4, n - head, threads);
+    }
+    return vjp_rows_f32(x, g, out, n, threads);
 }
 
 /* vjp: g . dI/dx (double; 6 flops per row) */
@@ -672,7 +722,7 @@ static inline __attribute__((always_inline)) void vjp_block_f64(const double *re
     }
 }
 
-int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
+static int64_t vjp_rows_f64(const double *x, const double *g, double *out, int64_t n, int threads)
 {
     const int64_t blocks = (n + OPTINV_LANES_F64 - 1) / OPTINV_LANES_F64;
     /* A block's output is 4 whole 64-byte lines, so an aligned output keeps every block aligned. */
@@ -722,6 +772,18 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     return n;
+}
+
+int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n, int threads)
+{
+    /* A large output that does not start on a cache line (NumPy aligns to 16 bytes only) streams too:
+     * the rows before the first one whose output starts a line go through the padded tail path. */
+    const int64_t head = stream_head(out, n, 4 * (int64_t)sizeof(double), OPTINV_LANES_F64);
+    if (head > 0) {
+        vjp_rows_f64(x, g, out, head, 1);
+        return head + vjp_rows_f64(x + head * 4, g + head * 2, out + head * 4, n - head, threads);
+    }
+    return vjp_rows_f64(x, g, out, n, threads);
 }
 
 /* jvp: dI/dx . u (float; 6 flops per row) */
@@ -817,7 +879,7 @@ static inline __attribute__((always_inline)) void jvp_block_f32(const float *res
     }
 }
 
-int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
+static int64_t jvp_rows_f32(const float *x, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t blocks = (n + OPTINV_LANES_F32 - 1) / OPTINV_LANES_F32;
     /* A block's output is 2 whole 64-byte lines, so an aligned output keeps every block aligned. */
@@ -867,6 +929,18 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     return n;
+}
+
+int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, int threads)
+{
+    /* A large output that does not start on a cache line (NumPy aligns to 16 bytes only) streams too:
+     * the rows before the first one whose output starts a line go through the padded tail path. */
+    const int64_t head = stream_head(out, n, 2 * (int64_t)sizeof(float), OPTINV_LANES_F32);
+    if (head > 0) {
+        jvp_rows_f32(x, u, out, head, 1);
+        return head + jvp_rows_f32(x + head * 4, u + head * 4, out + head * 2, n - head, threads);
+    }
+    return jvp_rows_f32(x, u, out, n, threads);
 }
 
 /* jvp: dI/dx . u (double; 6 flops per row) */
@@ -930,7 +1004,7 @@ static inline __attribute__((always_inline)) void jvp_block_f64(const double *re
     }
 }
 
-int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
+static int64_t jvp_rows_f64(const double *x, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t blocks = (n + OPTINV_LANES_F64 - 1) / OPTINV_LANES_F64;
     /* A block's output is 2 whole 64-byte lines, so an aligned output keeps every block aligned. */
@@ -980,6 +1054,18 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     return n;
+}
+
+int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n, int threads)
+{
+    /* A large output that does not start on a cache line (NumPy aligns to 16 bytes only) streams too:
+     * the rows before the first one whose output starts a line go through the padded tail path. */
+    const int64_t head = stream_head(out, n, 2 * (int64_t)sizeof(double), OPTINV_LANES_F64);
+    if (head > 0) {
+        jvp_rows_f64(x, u, out, head, 1);
+        return head + jvp_rows_f64(x + head * 4, u + head * 4, out + head * 2, n - head, threads);
+    }
+    return jvp_rows_f64(x, u, out, n, threads);
 }
 
 /* hvp: sum_k g_k d2I_k/dx2 . u (float; 6 flops per row) */
@@ -1089,7 +1175,7 @@ static inline __attribute__((always_inline)) void hvp_block_f32(const float *res
     }
 }
 
-int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
+static int64_t hvp_rows_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
 {
     const int64_t blocks = (n + OPTINV_LANES_F32 - 1) / OPTINV_LANES_F32;
     /* A block's output is 4 whole 64-byte lines, so an aligned output keeps every block aligned. */
@@ -1145,6 +1231,18 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     return n;
+}
+
+int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *out, int64_t n, int threads)
+{
+    /* A large output that does not start on a cache line (NumPy aligns to 16 bytes only) streams too:
+     * the rows before the first one whose output starts a line go through the padded tail path. */
+    const int64_t head = stream_head(out, n, 4 * (int64_t)sizeof(float), OPTINV_LANES_F32);
+    if (head > 0) {
+        hvp_rows_f32(x, g, u, out, head, 1);
+        return head + hvp_rows_f32(x + head * 4, g + head * 2, u + head * 4, out + head * 4, n - head, threads);
+    }
+    return hvp_rows_f32(x, g, u, out, n, threads);
 }
 
 /* hvp: sum_k g_k d2I_k/dx2 . u (double; 6 flops per row) */
@@ -1222,7 +1320,7 @@ static inline __attribute__((always_inline)) void hvp_block_f64(const double *re
     }
 }
 
-int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
+static int64_t hvp_rows_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
 {
     const int64_t blocks = (n + OPTINV_LANES_F64 - 1) / OPTINV_LANES_F64;
     /* A block's output is 4 whole 64-byte lines, so an aligned output keeps every block aligned. */
@@ -1278,5 +1376,17 @@ int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double
     if (stream) STREAM_FENCE();  /* streaming stores are weakly ordered: drain them before the threads join */
     }
     return n;
+}
+
+int64_t optinv_hvp_f64(const double *x, const double *g, const double *u, double *out, int64_t n, int threads)
+{
+    /* A large output that does not start on a cache line (NumPy aligns to 16 bytes only) streams too:
+     * the rows before the first one whose output starts a line go through the padded tail path. */
+    const int64_t head = stream_head(out, n, 4 * (int64_t)sizeof(double), OPTINV_LANES_F64);
+    if (head > 0) {
+        hvp_rows_f64(x, g, u, out, head, 1);
+        return head + hvp_rows_f64(x + head * 4, g + head * 2, u + head * 4, out + head * 4, n - head, threads);
+    }
+    return hvp_rows_f64(x, g, u, out, n, threads);
 }
 
