@@ -59,7 +59,7 @@ class KernelPrinter(C99CodePrinter):
                     printed.add(weight)
                     # factor out the first member's sign too, so the group reads 2*(a*b - c*d) or -2*(...)
                     scale = weight * sp.sign(shared[weight][0].as_coeff_Mul()[0])
-                    inner = sp.Add(*(member / scale for member in shared[weight]))
+                    inner = sp.Add(*(_unit_term(member, scale) for member in shared[weight]))
                     factor = self._print(weight) if weight.is_Integer else f"({self._print(weight)})"
                     pieces.append(f"{'-' if scale < 0 else ''}{factor}*({self._print(inner)})")
                 continue
@@ -69,6 +69,16 @@ class KernelPrinter(C99CodePrinter):
         for piece in pieces[1:]:
             out += f" - {piece[1:]}" if piece.startswith("-") else f" + {piece}"
         return out
+
+
+def _unit_term(member: sp.Expr, scale: sp.Expr) -> sp.Expr:
+    """``member / scale`` for a member whose coefficient is +-scale, with an exact coefficient of +-1.
+
+    Not ``member / scale``: with a Float weight that leaves a Float 1.0 coefficient, which sympy does
+    not treat as 1, so the inner sum would be grouped again, forever.
+    """
+    coeff, rest = member.as_coeff_Mul()
+    return rest if (coeff > 0) == (scale > 0) else -rest
 
 
 def _weight(term: sp.Expr):
