@@ -12,8 +12,10 @@ Two changes to sympy's ``C99CodePrinter``:
   printed (3,4) forward has 344 operations per row instead of 376, and GCC 12
   (AVX-512) issues 202 instead of 213 arithmetic vector instructions per block
   of 16 rows (the vjp about as many as before: it still measured faster, see
-  ``benchmarks/README.md``).  ``Program.flops`` still counts the ungrouped form.
-  Only rounding changes, not the value.
+  ``benchmarks/README.md``).  The groups come from
+  :func:`optinv.codegen.program.shared_weight_groups`, which ``Program.flops``
+  counts with, so flop counts describe the printed code.  Only rounding
+  changes, not the value.
 
 >>> import sympy as sp
 >>> a, b, c, d = sp.symbols("a b c d")
@@ -31,6 +33,8 @@ import sympy as sp
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import precedence
 
+from optinv.codegen.program import shared_weight as _weight, shared_weight_groups
+
 
 class KernelPrinter(C99CodePrinter):
     """C99 printer with integer powers expanded into multiplications."""
@@ -46,12 +50,7 @@ class KernelPrinter(C99CodePrinter):
 
     def _print_Add(self, expr, order=None):
         terms = self._as_ordered_terms(expr, order=order)
-        members: dict[sp.Expr, list[sp.Expr]] = {}
-        for term in terms:
-            weight = _weight(term)
-            if weight is not None:
-                members.setdefault(weight, []).append(term)
-        shared = {weight: group for weight, group in members.items() if len(group) > 1}
+        shared = shared_weight_groups(terms)
         if not shared:
             return super()._print_Add(expr, order=order)
         pieces, printed = [], set()  # each group sits where its first member was
@@ -83,10 +82,3 @@ def _unit_term(member: sp.Expr, scale: sp.Expr) -> sp.Expr:
     coeff, rest = member.as_coeff_Mul()
     return rest if (coeff > 0) == (scale > 0) else -rest
 
-
-def _weight(term: sp.Expr):
-    """The magnitude of ``term``'s numeric coefficient when it is worth sharing (not 1), else None."""
-    coeff, rest = term.as_coeff_Mul()
-    if not coeff.is_Number or rest.is_Number or abs(coeff) == 1:
-        return None
-    return abs(coeff)

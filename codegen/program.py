@@ -17,6 +17,9 @@ Every program knows its flop count before any code is emitted.
 >>> p = b.finish([b.emit(x0 * x1 + x0)])
 >>> p.flops, reverse_mode(p).flops
 (2, 3)
+>>> a, b, c, d, e = sp.symbols("a b c d e")
+>>> expr_flops(2*a*b - 2*c*d + e)  # as printed: 2*(a*b - c*d) + e
+5
 """
 
 from __future__ import annotations
@@ -27,16 +30,45 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 
+def shared_weight(term: sp.Expr):
+    """The magnitude of ``term``'s numeric coefficient when it is worth sharing (not 1), else None."""
+    coeff, rest = term.as_coeff_Mul()
+    if not coeff.is_Number or rest.is_Number or abs(coeff) == 1:
+        return None
+    return abs(coeff)
+
+
+def shared_weight_groups(terms) -> dict[sp.Expr, list[sp.Expr]]:
+    """Terms of a sum grouped by a numeric weight that two or more of them share, in order of appearance.
+
+    The printers (:mod:`optinv.codegen.printer`) sum each group first and scale it once,
+    ``2*(a*b - c*d)`` rather than ``2*a*b - 2*c*d``; :func:`expr_flops` counts the same form.
+    """
+    members: dict[sp.Expr, list[sp.Expr]] = {}
+    for term in terms:
+        weight = shared_weight(term)
+        if weight is not None:
+            members.setdefault(weight, []).append(term)
+    return {weight: group for weight, group in members.items() if len(group) > 1}
+
+
 def expr_flops(expr: sp.Expr) -> int:
-    """Additions and multiplications needed to evaluate ``expr`` as written.
+    """Additions and multiplications needed to evaluate ``expr`` as printed.
 
     A coefficient of -1 is free (it turns an addition into a subtraction);
-    ``x**n`` costs ``n - 1`` multiplications.
+    ``x**n`` costs ``n - 1`` multiplications; terms of a sum that share a
+    numeric weight are summed first and scaled once (:func:`shared_weight_groups`).
     """
     if expr.is_Atom:
         return 0
     if expr.is_Add:
-        return len(expr.args) - 1 + sum(expr_flops(a) for a in expr.args)
+        groups = shared_weight_groups(expr.args)
+        grouped = {id(term) for group in groups.values() for term in group}
+        pieces = len(expr.args) - sum(len(group) - 1 for group in groups.values())
+        flops = pieces - 1 + sum(len(group) for group in groups.values())  # inner additions + one scaling each
+        for term in expr.args:
+            flops += expr_flops(term.as_coeff_Mul()[1] if id(term) in grouped else term)
+        return flops
     if expr.is_Mul:
         coeff, rest = expr.as_coeff_Mul()
         factors = sp.Mul.make_args(rest)
@@ -96,7 +128,8 @@ def factor_common(expr: sp.Expr) -> sp.Expr:
 
     The symbol shared by the most terms is pulled out first (ties broken by name,
     so the result is deterministic), recursively on both parts.  It never adds
-    operations and usually removes many multiplications.
+    operations (a factoring that would, because the sum as printed already shares a
+    weight, is not taken) and usually removes many multiplications.
     """
     if not expr.is_Add:
         return expr
@@ -115,7 +148,8 @@ def factor_common(expr: sp.Expr) -> sp.Expr:
     rest = [t for t in terms if not (best in t.free_symbols and _is_monomial_in(t, best))]
     inner = factor_common(sp.Add(*[t / best for t in shared]))
     outer = factor_common(sp.Add(*rest)) if rest else sp.Integer(0)
-    return sp.Mul(best, inner, evaluate=True) + outer
+    factored = sp.Mul(best, inner, evaluate=True) + outer
+    return factored if expr_flops(factored) <= expr_flops(expr) else expr
 
 
 def _name_key(sym: sp.Symbol):

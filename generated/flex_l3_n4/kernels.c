@@ -262,7 +262,7 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 } while (0)
 
 
-/* forward: invariants I(x) (float; 486 flops per row) */
+/* forward: invariants I(x) (float; 446 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f32(const float *restrict x, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -500,7 +500,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return forward_rows_f32(x, out, n, threads);
 }
 
-/* forward: invariants I(x) (double; 486 flops per row) */
+/* forward: invariants I(x) (double; 446 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f64(const double *restrict x, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -738,7 +738,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return forward_rows_f64(x, out, n, threads);
 }
 
-/* vjp: g . dI/dx (float; 1235 flops per row) */
+/* vjp: g . dI/dx (float; 1147 flops per row) */
 static inline __attribute__((always_inline)) void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1066,7 +1066,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return vjp_rows_f32(x, g, out, n, threads);
 }
 
-/* vjp: g . dI/dx (double; 1235 flops per row) */
+/* vjp: g . dI/dx (double; 1147 flops per row) */
 static inline __attribute__((always_inline)) void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -1397,7 +1397,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return vjp_rows_f64(x, g, out, n, threads);
 }
 
-/* jvp: dI/dx . u (float; 1260 flops per row) */
+/* jvp: dI/dx . u (float; 1157 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1749,7 +1749,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return jvp_rows_f32(x, u, out, n, threads);
 }
 
-/* jvp: dI/dx . u (double; 1260 flops per row) */
+/* jvp: dI/dx . u (double; 1157 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -2102,7 +2102,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return jvp_rows_f64(x, u, out, n, threads);
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2698 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2485 flops per row) */
 static inline __attribute__((always_inline)) void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -2553,7 +2553,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return hvp_rows_f32(x, g, u, out, n, threads);
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2698 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2485 flops per row) */
 static inline __attribute__((always_inline)) void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;

@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 16), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 486 flops per row) */
+/* forward: invariants I(x) (float; 446 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -109,7 +109,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 14 + 13] = t61;
 }
 
-/* forward: invariants I(x) (double; 486 flops per row) */
+/* forward: invariants I(x) (double; 446 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -211,7 +211,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     out[row * 14 + 13] = t61;
 }
 
-/* vjp: g . dI/dx (float; 1235 flops per row) */
+/* vjp: g . dI/dx (float; 1147 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -376,7 +376,7 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     out[row * 16 + 15] = t122;
 }
 
-/* vjp: g . dI/dx (double; 1235 flops per row) */
+/* vjp: g . dI/dx (double; 1147 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -541,7 +541,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 16 + 15] = t122;
 }
 
-/* jvp: dI/dx . u (float; 1260 flops per row) */
+/* jvp: dI/dx . u (float; 1157 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -718,7 +718,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 14 + 13] = t134;
 }
 
-/* jvp: dI/dx . u (double; 1260 flops per row) */
+/* jvp: dI/dx . u (double; 1157 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -895,7 +895,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     out[row * 14 + 13] = t134;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2698 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2485 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1144,7 +1144,7 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     out[row * 16 + 15] = t238;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2698 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2485 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;

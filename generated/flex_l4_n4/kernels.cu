@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 25), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 2216 flops per row) */
+/* forward: invariants I(x) (float; 1962 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -130,7 +130,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t t87 = 2*(t5*t5 + t7*t7 + x22*x22) + t8*t8 + x20*x20 + x24*x24;
     const real_t t88 = t4*x20 + t5*(2*(t6 + x22)) + t7*(2*t8 + x24) + t8*t9;
     const real_t t89 = t4*t4 + 2*(t5*t5 + t6*t6 + t8*t8) + t7*t7 + t9*t9;
-    const real_t t90 = t4*(2*t74 + 4*t80) + t5*(4*t79 + 8*t82) + 4*(t6*t83 + t70*x17 + t71*x18 + t77*x21 + t8*t88 + t85*x24) + t69*x16 + t7*(2*t86 + 4*t87) + t84*x23 + t89*t9 + x19*(2*t72 + 4*t75) + x20*(4*t73 + 8*t76) + x22*(8*t78 + 4*t81);
+    const real_t t90 = 2*(t4*t74 + t7*t86 + t72*x19) + 4*(t4*t80 + t5*t79 + t6*t83 + t7*t87 + t70*x17 + t71*x18 + t73*x20 + t75*x19 + t77*x21 + t8*t88 + t81*x22 + t85*x24) + 8*(t5*t82 + t76*x20 + t78*x22) + t69*x16 + t84*x23 + t89*t9;
     const real_t t91 = t14*x4 + t15*x5 + t16*x6;
     const real_t t92 = t14*x5 + t15*x7 + t16*x8;
     const real_t t93 = t0*t16 + t14*x6 + t15*x8;
@@ -268,7 +268,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 30 + 29] = t195;
 }
 
-/* forward: invariants I(x) (double; 2216 flops per row) */
+/* forward: invariants I(x) (double; 1962 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -391,7 +391,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t t87 = 2*(t5*t5 + t7*t7 + x22*x22) + t8*t8 + x20*x20 + x24*x24;
     const real_t t88 = t4*x20 + t5*(2*(t6 + x22)) + t7*(2*t8 + x24) + t8*t9;
     const real_t t89 = t4*t4 + 2*(t5*t5 + t6*t6 + t8*t8) + t7*t7 + t9*t9;
-    const real_t t90 = t4*(2*t74 + 4*t80) + t5*(4*t79 + 8*t82) + 4*(t6*t83 + t70*x17 + t71*x18 + t77*x21 + t8*t88 + t85*x24) + t69*x16 + t7*(2*t86 + 4*t87) + t84*x23 + t89*t9 + x19*(2*t72 + 4*t75) + x20*(4*t73 + 8*t76) + x22*(8*t78 + 4*t81);
+    const real_t t90 = 2*(t4*t74 + t7*t86 + t72*x19) + 4*(t4*t80 + t5*t79 + t6*t83 + t7*t87 + t70*x17 + t71*x18 + t73*x20 + t75*x19 + t77*x21 + t8*t88 + t81*x22 + t85*x24) + 8*(t5*t82 + t76*x20 + t78*x22) + t69*x16 + t84*x23 + t89*t9;
     const real_t t91 = t14*x4 + t15*x5 + t16*x6;
     const real_t t92 = t14*x5 + t15*x7 + t16*x8;
     const real_t t93 = t0*t16 + t14*x6 + t15*x8;
@@ -529,7 +529,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     out[row * 30 + 29] = t195;
 }
 
-/* vjp: g . dI/dx (float; 5763 flops per row) */
+/* vjp: g . dI/dx (float; 5199 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -981,7 +981,7 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     out[row * 25 + 24] = t391;
 }
 
-/* vjp: g . dI/dx (double; 5763 flops per row) */
+/* vjp: g . dI/dx (double; 5199 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1433,7 +1433,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 25 + 24] = t391;
 }
 
-/* jvp: dI/dx . u (float; 6053 flops per row) */
+/* jvp: dI/dx . u (float; 5303 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1766,7 +1766,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     const real_t t302 = t200*x20 + t201*(2*(t6 + x22)) + t203*(2*t8 + x24) + t204*(2*t7 + t9) + t205*t8 + t4*u20 + t5*(2*(t202 + u22)) + t7*u24;
     const real_t t303 = t200*t4 + 2*(t201*t5 + t202*t6 + t204*t8) + t203*t7 + t205*t9;
     const real_t t304 = 2*t303;
-    const real_t t305 = t200*(2*t74 + 4*t80) + t201*(4*t79 + 8*t82) + 4*(t202*t83 + t204*t88 + t280*x17 + t281*x18 + t288*x21 + t295*t6 + t298*x24 + t302*t8 + t70*u17 + t71*u18 + t77*u21 + t85*u24) + t203*(2*t86 + 4*t87) + t205*t89 + t279*x16 + t297*x23 + t304*t9 + t4*(2*t284 + 4*t292) + t5*(4*t290 + 8*t294) + t69*u16 + t7*(2*t299 + 4*t301) + t84*u23 + u19*(2*t72 + 4*t75) + u20*(4*t73 + 8*t76) + u22*(8*t78 + 4*t81) + x19*(2*t282 + 4*t286) + x20*(4*t283 + 8*t287) + x22*(8*t289 + 4*t293);
+    const real_t t305 = t200*(2*t74 + 4*t80) + t201*(4*t79 + 8*t82) + 4*(t202*t83 + t204*t88 + t280*x17 + t281*x18 + t283*x20 + t286*x19 + t288*x21 + t290*t5 + t292*t4 + t293*x22 + t295*t6 + t298*x24 + t301*t7 + t302*t8 + t70*u17 + t71*u18 + t77*u21 + t85*u24) + t203*(2*t86 + 4*t87) + t205*t89 + t279*x16 + 2*(t282*x19 + t284*t4 + t299*t7) + 8*(t287*x20 + t289*x22 + t294*t5) + t297*x23 + t304*t9 + t69*u16 + t84*u23 + u19*(2*t72 + 4*t75) + u20*(4*t73 + 8*t76) + u22*(8*t78 + 4*t81);
     const real_t t306 = t14*u4 + t15*u5 + t16*u6 + t214*x4 + t215*x5 + t216*x6;
     const real_t t307 = t14*u5 + t15*u7 + t16*u8 + t214*x5 + t215*x7 + t216*x8;
     const real_t t308 = t0*t216 + t14*u6 + t15*u8 + t16*t196 + t214*x6 + t215*x8;
@@ -1908,7 +1908,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 30 + 29] = t414;
 }
 
-/* jvp: dI/dx . u (double; 6053 flops per row) */
+/* jvp: dI/dx . u (double; 5303 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -2241,7 +2241,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     const real_t t302 = t200*x20 + t201*(2*(t6 + x22)) + t203*(2*t8 + x24) + t204*(2*t7 + t9) + t205*t8 + t4*u20 + t5*(2*(t202 + u22)) + t7*u24;
     const real_t t303 = t200*t4 + 2*(t201*t5 + t202*t6 + t204*t8) + t203*t7 + t205*t9;
     const real_t t304 = 2*t303;
-    const real_t t305 = t200*(2*t74 + 4*t80) + t201*(4*t79 + 8*t82) + 4*(t202*t83 + t204*t88 + t280*x17 + t281*x18 + t288*x21 + t295*t6 + t298*x24 + t302*t8 + t70*u17 + t71*u18 + t77*u21 + t85*u24) + t203*(2*t86 + 4*t87) + t205*t89 + t279*x16 + t297*x23 + t304*t9 + t4*(2*t284 + 4*t292) + t5*(4*t290 + 8*t294) + t69*u16 + t7*(2*t299 + 4*t301) + t84*u23 + u19*(2*t72 + 4*t75) + u20*(4*t73 + 8*t76) + u22*(8*t78 + 4*t81) + x19*(2*t282 + 4*t286) + x20*(4*t283 + 8*t287) + x22*(8*t289 + 4*t293);
+    const real_t t305 = t200*(2*t74 + 4*t80) + t201*(4*t79 + 8*t82) + 4*(t202*t83 + t204*t88 + t280*x17 + t281*x18 + t283*x20 + t286*x19 + t288*x21 + t290*t5 + t292*t4 + t293*x22 + t295*t6 + t298*x24 + t301*t7 + t302*t8 + t70*u17 + t71*u18 + t77*u21 + t85*u24) + t203*(2*t86 + 4*t87) + t205*t89 + t279*x16 + 2*(t282*x19 + t284*t4 + t299*t7) + 8*(t287*x20 + t289*x22 + t294*t5) + t297*x23 + t304*t9 + t69*u16 + t84*u23 + u19*(2*t72 + 4*t75) + u20*(4*t73 + 8*t76) + u22*(8*t78 + 4*t81);
     const real_t t306 = t14*u4 + t15*u5 + t16*u6 + t214*x4 + t215*x5 + t216*x6;
     const real_t t307 = t14*u5 + t15*u7 + t16*u8 + t214*x5 + t215*x7 + t216*x8;
     const real_t t308 = t0*t216 + t14*u6 + t15*u8 + t16*t196 + t214*x6 + t215*x8;
@@ -2383,7 +2383,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     out[row * 30 + 29] = t414;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 12557 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 11229 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -3106,7 +3106,7 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     out[row * 25 + 24] = t769;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 12557 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 11229 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;

@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 16), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 439 flops per row) */
+/* forward: invariants I(x) (float; 405 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -104,7 +104,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 13 + 12] = t57;
 }
 
-/* forward: invariants I(x) (double; 439 flops per row) */
+/* forward: invariants I(x) (double; 405 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -201,7 +201,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     out[row * 13 + 12] = t57;
 }
 
-/* vjp: g . dI/dx (float; 1094 flops per row) */
+/* vjp: g . dI/dx (float; 1027 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -359,7 +359,7 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     out[row * 16 + 15] = t115;
 }
 
-/* vjp: g . dI/dx (double; 1094 flops per row) */
+/* vjp: g . dI/dx (double; 1027 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -517,7 +517,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 16 + 15] = t115;
 }
 
-/* jvp: dI/dx . u (float; 1120 flops per row) */
+/* jvp: dI/dx . u (float; 1038 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -686,7 +686,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 13 + 12] = t126;
 }
 
-/* jvp: dI/dx . u (double; 1120 flops per row) */
+/* jvp: dI/dx . u (double; 1038 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -855,7 +855,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     out[row * 13 + 12] = t126;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2374 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2215 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1094,7 +1094,7 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     out[row * 16 + 15] = t225;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2374 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2215 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;

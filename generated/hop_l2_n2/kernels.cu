@@ -135,7 +135,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 9 + 8] = t11;
 }
 
-/* jvp: dI/dx . u (float; 23 flops per row) */
+/* jvp: dI/dx . u (float; 21 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -169,7 +169,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 3 + 2] = t6;
 }
 
-/* jvp: dI/dx . u (double; 23 flops per row) */
+/* jvp: dI/dx . u (double; 21 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;

@@ -262,7 +262,7 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 } while (0)
 
 
-/* forward: invariants I(x) (float; 48 flops per row) */
+/* forward: invariants I(x) (float; 47 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f32(const float *restrict x, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -423,7 +423,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return forward_rows_f32(x, out, n, threads);
 }
 
-/* forward: invariants I(x) (double; 48 flops per row) */
+/* forward: invariants I(x) (double; 47 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f64(const double *restrict x, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -585,7 +585,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return forward_rows_f64(x, out, n, threads);
 }
 
-/* vjp: g . dI/dx (float; 106 flops per row) */
+/* vjp: g . dI/dx (float; 103 flops per row) */
 static inline __attribute__((always_inline)) void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -868,7 +868,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return vjp_rows_f32(x, g, out, n, threads);
 }
 
-/* vjp: g . dI/dx (double; 106 flops per row) */
+/* vjp: g . dI/dx (double; 103 flops per row) */
 static inline __attribute__((always_inline)) void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -1087,7 +1087,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return vjp_rows_f64(x, g, out, n, threads);
 }
 
-/* jvp: dI/dx . u (float; 111 flops per row) */
+/* jvp: dI/dx . u (float; 108 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1306,7 +1306,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return jvp_rows_f32(x, u, out, n, threads);
 }
 
-/* jvp: dI/dx . u (double; 111 flops per row) */
+/* jvp: dI/dx . u (double; 108 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -1527,7 +1527,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return jvp_rows_f64(x, u, out, n, threads);
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 178 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 163 flops per row) */
 static inline __attribute__((always_inline)) void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1865,7 +1865,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return hvp_rows_f32(x, g, u, out, n, threads);
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 178 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 163 flops per row) */
 static inline __attribute__((always_inline)) void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;

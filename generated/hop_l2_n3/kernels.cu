@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 9), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 48 flops per row) */
+/* forward: invariants I(x) (float; 47 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -47,7 +47,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 5 + 4] = t15;
 }
 
-/* forward: invariants I(x) (double; 48 flops per row) */
+/* forward: invariants I(x) (double; 47 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -87,7 +87,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     out[row * 5 + 4] = t15;
 }
 
-/* vjp: g . dI/dx (float; 106 flops per row) */
+/* vjp: g . dI/dx (float; 103 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -150,7 +150,7 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     out[row * 9 + 8] = t35;
 }
 
-/* vjp: g . dI/dx (double; 106 flops per row) */
+/* vjp: g . dI/dx (double; 103 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -213,7 +213,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 9 + 8] = t35;
 }
 
-/* jvp: dI/dx . u (float; 111 flops per row) */
+/* jvp: dI/dx . u (float; 108 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -272,7 +272,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 5 + 4] = t31;
 }
 
-/* jvp: dI/dx . u (double; 111 flops per row) */
+/* jvp: dI/dx . u (double; 108 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -331,7 +331,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     out[row * 5 + 4] = t31;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 178 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 163 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -410,7 +410,7 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     out[row * 9 + 8] = t65;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 178 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 163 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;

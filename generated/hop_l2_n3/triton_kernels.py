@@ -21,7 +21,7 @@ BLOCK = 128
 
 @triton.jit
 def forward_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
-    """forward: invariants I(x) (48 flops per row)."""
+    """forward: invariants I(x) (47 flops per row)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = rows < n
     zero = (rows * 0).to(x_ptr.dtype.element_ty)  # no tl.zeros: library @jit functions need interpret mode at import
@@ -69,7 +69,7 @@ def forward(x):
 
 @triton.jit
 def vjp_kernel(x_ptr, g_ptr, out_ptr, n, BLOCK: tl.constexpr):
-    """vjp: g . dI/dx (106 flops per row)."""
+    """vjp: g . dI/dx (103 flops per row)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = rows < n
     zero = (rows * 0).to(x_ptr.dtype.element_ty)  # no tl.zeros: library @jit functions need interpret mode at import
@@ -140,7 +140,7 @@ def vjp(x, g):
 
 @triton.jit
 def jvp_kernel(x_ptr, u_ptr, out_ptr, n, BLOCK: tl.constexpr):
-    """jvp: dI/dx . u (111 flops per row)."""
+    """jvp: dI/dx . u (108 flops per row)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = rows < n
     zero = (rows * 0).to(x_ptr.dtype.element_ty)  # no tl.zeros: library @jit functions need interpret mode at import
@@ -207,7 +207,7 @@ def jvp(x, u):
 
 @triton.jit
 def hvp_kernel(x_ptr, g_ptr, u_ptr, out_ptr, n, BLOCK: tl.constexpr):
-    """hvp: sum_k g_k d2I_k/dx2 . u (178 flops per row)."""
+    """hvp: sum_k g_k d2I_k/dx2 . u (163 flops per row)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = rows < n
     zero = (rows * 0).to(x_ptr.dtype.element_ty)  # no tl.zeros: library @jit functions need interpret mode at import

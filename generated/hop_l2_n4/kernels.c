@@ -262,7 +262,7 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 } while (0)
 
 
-/* forward: invariants I(x) (float; 85 flops per row) */
+/* forward: invariants I(x) (float; 80 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f32(const float *restrict x, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -444,7 +444,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return forward_rows_f32(x, out, n, threads);
 }
 
-/* forward: invariants I(x) (double; 85 flops per row) */
+/* forward: invariants I(x) (double; 80 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f64(const double *restrict x, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -606,7 +606,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return forward_rows_f64(x, out, n, threads);
 }
 
-/* vjp: g . dI/dx (float; 187 flops per row) */
+/* vjp: g . dI/dx (float; 181 flops per row) */
 static inline __attribute__((always_inline)) void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -903,7 +903,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return vjp_rows_f32(x, g, out, n, threads);
 }
 
-/* vjp: g . dI/dx (double; 187 flops per row) */
+/* vjp: g . dI/dx (double; 181 flops per row) */
 static inline __attribute__((always_inline)) void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -1136,7 +1136,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return vjp_rows_f64(x, g, out, n, threads);
 }
 
-/* jvp: dI/dx . u (float; 192 flops per row) */
+/* jvp: dI/dx . u (float; 185 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1385,7 +1385,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return jvp_rows_f32(x, u, out, n, threads);
 }
 
-/* jvp: dI/dx . u (double; 192 flops per row) */
+/* jvp: dI/dx . u (double; 185 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -1615,7 +1615,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return jvp_rows_f64(x, u, out, n, threads);
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 368 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 350 flops per row) */
 static inline __attribute__((always_inline)) void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1987,7 +1987,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return hvp_rows_f32(x, g, u, out, n, threads);
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 368 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 350 flops per row) */
 static inline __attribute__((always_inline)) void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;

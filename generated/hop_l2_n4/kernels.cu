@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 9), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 85 flops per row) */
+/* forward: invariants I(x) (float; 80 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -56,7 +56,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 6 + 5] = t23;
 }
 
-/* forward: invariants I(x) (double; 85 flops per row) */
+/* forward: invariants I(x) (double; 80 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -105,7 +105,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     out[row * 6 + 5] = t23;
 }
 
-/* vjp: g . dI/dx (float; 187 flops per row) */
+/* vjp: g . dI/dx (float; 181 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -182,7 +182,7 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     out[row * 9 + 8] = t48;
 }
 
-/* vjp: g . dI/dx (double; 187 flops per row) */
+/* vjp: g . dI/dx (double; 181 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -259,7 +259,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 9 + 8] = t48;
 }
 
-/* jvp: dI/dx . u (float; 192 flops per row) */
+/* jvp: dI/dx . u (float; 185 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -336,7 +336,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 6 + 5] = t48;
 }
 
-/* jvp: dI/dx . u (double; 192 flops per row) */
+/* jvp: dI/dx . u (double; 185 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -413,7 +413,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     out[row * 6 + 5] = t48;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 368 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 350 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -526,7 +526,7 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     out[row * 9 + 8] = t92;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 368 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 350 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;

@@ -262,7 +262,7 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 } while (0)
 
 
-/* forward: invariants I(x) (float; 41 flops per row) */
+/* forward: invariants I(x) (float; 38 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f32(const float *restrict x, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -318,7 +318,7 @@ static inline __attribute__((always_inline)) void forward_block_f32(const float 
     const real_v t0 = x1*x1 + x2*x2 + x3*x3;
     const real_v t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_v t2 = 2*t1;
-    const real_v t3 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
+    const real_v t3 = 3*(x10*x10 + x10*x14 + x12*x12 + x12*x9 + x13*x13) + 2*(x11*x11 + x14*x14 + x15*x15 + x9*x9) + x11*x15;
     const real_v t4 = 2*t3;
     const real_v out_0_0 = x0;
     const real_v out_0_1 = t0;
@@ -408,7 +408,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return forward_rows_f32(x, out, n, threads);
 }
 
-/* forward: invariants I(x) (double; 41 flops per row) */
+/* forward: invariants I(x) (double; 38 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f64(const double *restrict x, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -465,7 +465,7 @@ static inline __attribute__((always_inline)) void forward_block_f64(const double
     const real_v t0 = x1*x1 + x2*x2 + x3*x3;
     const real_v t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_v t2 = 2*t1;
-    const real_v t3 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
+    const real_v t3 = 3*(x10*x10 + x10*x14 + x12*x12 + x12*x9 + x13*x13) + 2*(x11*x11 + x14*x14 + x15*x15 + x9*x9) + x11*x15;
     const real_v t4 = 2*t3;
     const real_v out_0_0 = x0;
     const real_v out_0_1 = t0;
@@ -991,7 +991,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return vjp_rows_f64(x, g, out, n, threads);
 }
 
-/* jvp: dI/dx . u (float; 54 flops per row) */
+/* jvp: dI/dx . u (float; 52 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1192,7 +1192,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return jvp_rows_f32(x, u, out, n, threads);
 }
 
-/* jvp: dI/dx . u (double; 54 flops per row) */
+/* jvp: dI/dx . u (double; 52 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;

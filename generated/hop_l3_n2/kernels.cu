@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 16), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 41 flops per row) */
+/* forward: invariants I(x) (float; 38 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -34,7 +34,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t t0 = x1*x1 + x2*x2 + x3*x3;
     const real_t t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_t t2 = 2*t1;
-    const real_t t3 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
+    const real_t t3 = 3*(x10*x10 + x10*x14 + x12*x12 + x12*x9 + x13*x13) + 2*(x11*x11 + x14*x14 + x15*x15 + x9*x9) + x11*x15;
     const real_t t4 = 2*t3;
     out[row * 4 + 0] = x0;
     out[row * 4 + 1] = t0;
@@ -42,7 +42,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 4 + 3] = t4;
 }
 
-/* forward: invariants I(x) (double; 41 flops per row) */
+/* forward: invariants I(x) (double; 38 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -69,7 +69,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t t0 = x1*x1 + x2*x2 + x3*x3;
     const real_t t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_t t2 = 2*t1;
-    const real_t t3 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
+    const real_t t3 = 3*(x10*x10 + x10*x14 + x12*x12 + x12*x9 + x13*x13) + 2*(x11*x11 + x14*x14 + x15*x15 + x9*x9) + x11*x15;
     const real_t t4 = 2*t3;
     out[row * 4 + 0] = x0;
     out[row * 4 + 1] = t0;
@@ -201,7 +201,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 16 + 15] = t21;
 }
 
-/* jvp: dI/dx . u (float; 54 flops per row) */
+/* jvp: dI/dx . u (float; 52 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -252,7 +252,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 4 + 3] = t10;
 }
 
-/* jvp: dI/dx . u (double; 54 flops per row) */
+/* jvp: dI/dx . u (double; 52 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;

@@ -21,7 +21,7 @@ BLOCK = 128
 
 @triton.jit
 def forward_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
-    """forward: invariants I(x) (41 flops per row)."""
+    """forward: invariants I(x) (38 flops per row)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = rows < n
     zero = (rows * 0).to(x_ptr.dtype.element_ty)  # no tl.zeros: library @jit functions need interpret mode at import
@@ -44,7 +44,7 @@ def forward_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
     t0 = x1*x1 + x2*x2 + x3*x3
     t1 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8
     t2 = 2*t1
-    t3 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9)
+    t3 = 3*(x10*x10 + x10*x14 + x12*x12 + x12*x9 + x13*x13) + 2*(x11*x11 + x14*x14 + x15*x15 + x9*x9) + x11*x15
     t4 = 2*t3
     tl.store(out_ptr + rows * 4 + 0, x0, mask=mask)
     tl.store(out_ptr + rows * 4 + 1, t0, mask=mask)
@@ -134,7 +134,7 @@ def vjp(x, g):
 
 @triton.jit
 def jvp_kernel(x_ptr, u_ptr, out_ptr, n, BLOCK: tl.constexpr):
-    """jvp: dI/dx . u (54 flops per row)."""
+    """jvp: dI/dx . u (52 flops per row)."""
     rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = rows < n
     zero = (rows * 0).to(x_ptr.dtype.element_ty)  # no tl.zeros: library @jit functions need interpret mode at import

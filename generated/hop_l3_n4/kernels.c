@@ -262,7 +262,7 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 } while (0)
 
 
-/* forward: invariants I(x) (float; 376 flops per row) */
+/* forward: invariants I(x) (float; 344 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f32(const float *restrict x, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -486,7 +486,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return forward_rows_f32(x, out, n, threads);
 }
 
-/* forward: invariants I(x) (double; 376 flops per row) */
+/* forward: invariants I(x) (double; 344 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f64(const double *restrict x, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -711,7 +711,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return forward_rows_f64(x, out, n, threads);
 }
 
-/* vjp: g . dI/dx (float; 941 flops per row) */
+/* vjp: g . dI/dx (float; 877 flops per row) */
 static inline __attribute__((always_inline)) void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1020,7 +1020,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return vjp_rows_f32(x, g, out, n, threads);
 }
 
-/* vjp: g . dI/dx (double; 941 flops per row) */
+/* vjp: g . dI/dx (double; 877 flops per row) */
 static inline __attribute__((always_inline)) void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -1332,7 +1332,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return vjp_rows_f64(x, g, out, n, threads);
 }
 
-/* jvp: dI/dx . u (float; 954 flops per row) */
+/* jvp: dI/dx . u (float; 874 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1657,7 +1657,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return jvp_rows_f32(x, u, out, n, threads);
 }
 
-/* jvp: dI/dx . u (double; 954 flops per row) */
+/* jvp: dI/dx . u (double; 874 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -1984,7 +1984,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return jvp_rows_f64(x, u, out, n, threads);
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 1954 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 1822 flops per row) */
 static inline __attribute__((always_inline)) void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -2410,7 +2410,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return hvp_rows_f32(x, g, u, out, n, threads);
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 1954 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 1822 flops per row) */
 static inline __attribute__((always_inline)) void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;

@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 16), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 376 flops per row) */
+/* forward: invariants I(x) (float; 344 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -95,7 +95,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 13 + 12] = t48;
 }
 
-/* forward: invariants I(x) (double; 376 flops per row) */
+/* forward: invariants I(x) (double; 344 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -183,7 +183,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     out[row * 13 + 12] = t48;
 }
 
-/* vjp: g . dI/dx (float; 941 flops per row) */
+/* vjp: g . dI/dx (float; 877 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -329,7 +329,7 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     out[row * 16 + 15] = t103;
 }
 
-/* vjp: g . dI/dx (double; 941 flops per row) */
+/* vjp: g . dI/dx (double; 877 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -475,7 +475,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 16 + 15] = t103;
 }
 
-/* jvp: dI/dx . u (float; 954 flops per row) */
+/* jvp: dI/dx . u (float; 874 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -625,7 +625,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 13 + 12] = t107;
 }
 
-/* jvp: dI/dx . u (double; 954 flops per row) */
+/* jvp: dI/dx . u (double; 874 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -775,7 +775,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     out[row * 13 + 12] = t107;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 1954 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 1822 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -999,7 +999,7 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     out[row * 16 + 15] = t201;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 1954 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 1822 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;

@@ -262,7 +262,7 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 } while (0)
 
 
-/* forward: invariants I(x) (float; 78 flops per row) */
+/* forward: invariants I(x) (float; 72 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f32(const float *restrict x, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -361,9 +361,9 @@ static inline __attribute__((always_inline)) void forward_block_f32(const float 
     const real_v t1 = x1*x1 + x2*x2 + x3*x3;
     const real_v t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_v t3 = 2*t2;
-    const real_v t4 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
+    const real_v t4 = 3*(x10*x10 + x10*x14 + x12*x12 + x12*x9 + x13*x13) + 2*(x11*x11 + x14*x14 + x15*x15 + x9*x9) + x11*x15;
     const real_v t5 = 2*t4;
-    const real_v t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*(x21*x21 + x22*x22) + x23*(t0 + 8*x23) + 8*x24*x24;
+    const real_v t6 = t0*x23 + x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + 16*(x20*x20 + x21*x21 + x22*x22) + 8*(x20*x24 + x23*x23 + x24*x24);
     const real_v out_0_0 = x0;
     const real_v out_0_1 = t1;
     const real_v out_0_2 = t3;
@@ -463,7 +463,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return forward_rows_f32(x, out, n, threads);
 }
 
-/* forward: invariants I(x) (double; 78 flops per row) */
+/* forward: invariants I(x) (double; 72 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f64(const double *restrict x, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -564,9 +564,9 @@ static inline __attribute__((always_inline)) void forward_block_f64(const double
     const real_v t1 = x1*x1 + x2*x2 + x3*x3;
     const real_v t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_v t3 = 2*t2;
-    const real_v t4 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
+    const real_v t4 = 3*(x10*x10 + x10*x14 + x12*x12 + x12*x9 + x13*x13) + 2*(x11*x11 + x14*x14 + x15*x15 + x9*x9) + x11*x15;
     const real_v t5 = 2*t4;
-    const real_v t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*(x21*x21 + x22*x22) + x23*(t0 + 8*x23) + 8*x24*x24;
+    const real_v t6 = t0*x23 + x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + 16*(x20*x20 + x21*x21 + x22*x22) + 8*(x20*x24 + x23*x23 + x24*x24);
     const real_v out_0_0 = x0;
     const real_v out_0_1 = t1;
     const real_v out_0_2 = t3;
@@ -1342,7 +1342,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return vjp_rows_f64(x, g, out, n, threads);
 }
 
-/* jvp: dI/dx . u (float; 103 flops per row) */
+/* jvp: dI/dx . u (float; 101 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1641,7 +1641,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return jvp_rows_f32(x, u, out, n, threads);
 }
 
-/* jvp: dI/dx . u (double; 103 flops per row) */
+/* jvp: dI/dx . u (double; 101 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;

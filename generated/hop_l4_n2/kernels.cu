@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 25), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 78 flops per row) */
+/* forward: invariants I(x) (float; 72 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -44,9 +44,9 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     const real_t t1 = x1*x1 + x2*x2 + x3*x3;
     const real_t t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_t t3 = 2*t2;
-    const real_t t4 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
+    const real_t t4 = 3*(x10*x10 + x10*x14 + x12*x12 + x12*x9 + x13*x13) + 2*(x11*x11 + x14*x14 + x15*x15 + x9*x9) + x11*x15;
     const real_t t5 = 2*t4;
-    const real_t t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*(x21*x21 + x22*x22) + x23*(t0 + 8*x23) + 8*x24*x24;
+    const real_t t6 = t0*x23 + x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + 16*(x20*x20 + x21*x21 + x22*x22) + 8*(x20*x24 + x23*x23 + x24*x24);
     out[row * 5 + 0] = x0;
     out[row * 5 + 1] = t1;
     out[row * 5 + 2] = t3;
@@ -54,7 +54,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 5 + 4] = t6;
 }
 
-/* forward: invariants I(x) (double; 78 flops per row) */
+/* forward: invariants I(x) (double; 72 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -91,9 +91,9 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     const real_t t1 = x1*x1 + x2*x2 + x3*x3;
     const real_t t2 = x4*(x4 + x7) + x5*x5 + x6*x6 + x7*x7 + x8*x8;
     const real_t t3 = 2*t2;
-    const real_t t4 = 3*(x10*(x10 + x14) + x12*x12 + x13*x13) + x11*(2*x11 + x15) + 2*(x14*x14 + x15*x15) + x9*(3*x12 + 2*x9);
+    const real_t t4 = 3*(x10*x10 + x10*x14 + x12*x12 + x12*x9 + x13*x13) + 2*(x11*x11 + x14*x14 + x15*x15 + x9*x9) + x11*x15;
     const real_t t5 = 2*t4;
-    const real_t t6 = x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + x20*(16*x20 + 8*x24) + 16*(x21*x21 + x22*x22) + x23*(t0 + 8*x23) + 8*x24*x24;
+    const real_t t6 = t0*x23 + x16*(t0 + 8*x16 + 2*x23) + x17*(16*x17 + 24*x21) + x18*(8*(x18 + x22)) + 22*x19*x19 + 16*(x20*x20 + x21*x21 + x22*x22) + 8*(x20*x24 + x23*x23 + x24*x24);
     out[row * 5 + 0] = x0;
     out[row * 5 + 1] = t1;
     out[row * 5 + 2] = t3;
@@ -287,7 +287,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 25 + 24] = t34;
 }
 
-/* jvp: dI/dx . u (float; 103 flops per row) */
+/* jvp: dI/dx . u (float; 101 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -360,7 +360,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 5 + 4] = t14;
 }
 
-/* jvp: dI/dx . u (double; 103 flops per row) */
+/* jvp: dI/dx . u (double; 101 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;

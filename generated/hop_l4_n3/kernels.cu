@@ -7,7 +7,7 @@
  * Rows are C-contiguous: x is (n, 25), outputs are (n, width).
  */
 
-/* forward: invariants I(x) (float; 630 flops per row) */
+/* forward: invariants I(x) (float; 611 flops per row) */
 extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -196,7 +196,7 @@ extern "C" __global__ void optinv_forward_f32(const float *__restrict__ x, float
     out[row * 14 + 13] = t139;
 }
 
-/* forward: invariants I(x) (double; 630 flops per row) */
+/* forward: invariants I(x) (double; 611 flops per row) */
 extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -385,7 +385,7 @@ extern "C" __global__ void optinv_forward_f64(const double *__restrict__ x, doub
     out[row * 14 + 13] = t139;
 }
 
-/* vjp: g . dI/dx (float; 1504 flops per row) */
+/* vjp: g . dI/dx (float; 1488 flops per row) */
 extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const float *__restrict__ g, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -732,7 +732,7 @@ extern "C" __global__ void optinv_vjp_f32(const float *__restrict__ x, const flo
     out[row * 25 + 24] = t286;
 }
 
-/* vjp: g . dI/dx (double; 1504 flops per row) */
+/* vjp: g . dI/dx (double; 1488 flops per row) */
 extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const double *__restrict__ g, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1079,7 +1079,7 @@ extern "C" __global__ void optinv_vjp_f64(const double *__restrict__ x, const do
     out[row * 25 + 24] = t286;
 }
 
-/* jvp: dI/dx . u (float; 1510 flops per row) */
+/* jvp: dI/dx . u (float; 1484 flops per row) */
 extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1420,7 +1420,7 @@ extern "C" __global__ void optinv_jvp_f32(const float *__restrict__ x, const flo
     out[row * 14 + 13] = t280;
 }
 
-/* jvp: dI/dx . u (double; 1510 flops per row) */
+/* jvp: dI/dx . u (double; 1484 flops per row) */
 extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1761,7 +1761,7 @@ extern "C" __global__ void optinv_jvp_f64(const double *__restrict__ x, const do
     out[row * 14 + 13] = t280;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2609 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 2552 flops per row) */
 extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const float *__restrict__ g, const float *__restrict__ u, float *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -2254,7 +2254,7 @@ extern "C" __global__ void optinv_hvp_f32(const float *__restrict__ x, const flo
     out[row * 25 + 24] = t561;
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2609 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 2552 flops per row) */
 extern "C" __global__ void optinv_hvp_f64(const double *__restrict__ x, const double *__restrict__ g, const double *__restrict__ u, double *__restrict__ out, long long n)
 {
     const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;

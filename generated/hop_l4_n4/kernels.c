@@ -262,7 +262,7 @@ int optinv_lanes_f64(void) { return OPTINV_LANES_F64; }
 } while (0)
 
 
-/* forward: invariants I(x) (float; 1405 flops per row) */
+/* forward: invariants I(x) (float; 1238 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f32(const float *restrict x, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -451,7 +451,7 @@ static inline __attribute__((always_inline)) void forward_block_f32(const float 
     const real_v t91 = 2*(t5*t5 + t7*t7 + x22*x22) + t8*t8 + x20*x20 + x24*x24;
     const real_v t92 = t4*x20 + t5*(2*(t6 + x22)) + t7*(2*t8 + x24) + t8*t9;
     const real_v t93 = t4*t4 + 2*(t5*t5 + t6*t6 + t8*t8) + t7*t7 + t9*t9;
-    const real_v t94 = t4*(2*t78 + 4*t84) + t5*(4*t83 + 8*t86) + 4*(t6*t87 + t74*x17 + t75*x18 + t8*t92 + t81*x21 + t89*x24) + t7*(2*t90 + 4*t91) + t73*x16 + t88*x23 + t9*t93 + x19*(2*t76 + 4*t79) + x20*(4*t77 + 8*t80) + x22*(8*t82 + 4*t85);
+    const real_v t94 = 2*(t4*t78 + t7*t90 + t76*x19) + 4*(t4*t84 + t5*t83 + t6*t87 + t7*t91 + t74*x17 + t75*x18 + t77*x20 + t79*x19 + t8*t92 + t81*x21 + t85*x22 + t89*x24) + 8*(t5*t86 + t80*x20 + t82*x22) + t73*x16 + t88*x23 + t9*t93;
     const real_v t95 = t14*x4 + t15*x5 + t16*x6;
     const real_v t96 = t14*x5 + t15*x7 + t16*x8;
     const real_v t97 = t0*t16 + t14*x6 + t15*x8;
@@ -648,7 +648,7 @@ int64_t optinv_forward_f32(const float *x, float *out, int64_t n, int threads)
     return forward_rows_f32(x, out, n, threads);
 }
 
-/* forward: invariants I(x) (double; 1405 flops per row) */
+/* forward: invariants I(x) (double; 1238 flops per row) */
 static inline __attribute__((always_inline)) void forward_block_f64(const double *restrict x, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -839,7 +839,7 @@ static inline __attribute__((always_inline)) void forward_block_f64(const double
     const real_v t91 = 2*(t5*t5 + t7*t7 + x22*x22) + t8*t8 + x20*x20 + x24*x24;
     const real_v t92 = t4*x20 + t5*(2*(t6 + x22)) + t7*(2*t8 + x24) + t8*t9;
     const real_v t93 = t4*t4 + 2*(t5*t5 + t6*t6 + t8*t8) + t7*t7 + t9*t9;
-    const real_v t94 = t4*(2*t78 + 4*t84) + t5*(4*t83 + 8*t86) + 4*(t6*t87 + t74*x17 + t75*x18 + t8*t92 + t81*x21 + t89*x24) + t7*(2*t90 + 4*t91) + t73*x16 + t88*x23 + t9*t93 + x19*(2*t76 + 4*t79) + x20*(4*t77 + 8*t80) + x22*(8*t82 + 4*t85);
+    const real_v t94 = 2*(t4*t78 + t7*t90 + t76*x19) + 4*(t4*t84 + t5*t83 + t6*t87 + t7*t91 + t74*x17 + t75*x18 + t77*x20 + t79*x19 + t8*t92 + t81*x21 + t85*x22 + t89*x24) + 8*(t5*t86 + t80*x20 + t82*x22) + t73*x16 + t88*x23 + t9*t93;
     const real_v t95 = t14*x4 + t15*x5 + t16*x6;
     const real_v t96 = t14*x5 + t15*x7 + t16*x8;
     const real_v t97 = t0*t16 + t14*x6 + t15*x8;
@@ -1019,7 +1019,7 @@ int64_t optinv_forward_f64(const double *x, double *out, int64_t n, int threads)
     return forward_rows_f64(x, out, n, threads);
 }
 
-/* vjp: g . dI/dx (float; 3532 flops per row) */
+/* vjp: g . dI/dx (float; 3187 flops per row) */
 static inline __attribute__((always_inline)) void vjp_block_f32(const float *restrict x, const float *restrict g, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -1610,7 +1610,7 @@ int64_t optinv_vjp_f32(const float *x, const float *g, float *out, int64_t n, in
     return vjp_rows_f32(x, g, out, n, threads);
 }
 
-/* vjp: g . dI/dx (double; 3532 flops per row) */
+/* vjp: g . dI/dx (double; 3187 flops per row) */
 static inline __attribute__((always_inline)) void vjp_block_f64(const double *restrict x, const double *restrict g, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -2188,7 +2188,7 @@ int64_t optinv_vjp_f64(const double *x, const double *g, double *out, int64_t n,
     return vjp_rows_f64(x, g, out, n, threads);
 }
 
-/* jvp: dI/dx . u (float; 3721 flops per row) */
+/* jvp: dI/dx . u (float; 3255 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f32(const float *restrict x, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -2586,7 +2586,7 @@ static inline __attribute__((always_inline)) void jvp_block_f32(const float *res
     const real_v t231 = t125*x20 + t126*(2*(t6 + x22)) + t128*(2*t8 + x24) + t129*(2*t7 + t9) + t130*t8 + t4*u20 + t5*(2*(t127 + u22)) + t7*u24;
     const real_v t232 = t125*t4 + 2*(t126*t5 + t127*t6 + t129*t8) + t128*t7 + t130*t9;
     const real_v t233 = 2*t232;
-    const real_v t234 = t125*(2*t78 + 4*t84) + t126*(4*t83 + 8*t86) + 4*(t127*t87 + t129*t92 + t209*x17 + t210*x18 + t217*x21 + t224*t6 + t227*x24 + t231*t8 + t74*u17 + t75*u18 + t81*u21 + t89*u24) + t128*(2*t90 + 4*t91) + t130*t93 + t208*x16 + t226*x23 + t233*t9 + t4*(2*t213 + 4*t221) + t5*(4*t219 + 8*t223) + t7*(2*t228 + 4*t230) + t73*u16 + t88*u23 + u19*(2*t76 + 4*t79) + u20*(4*t77 + 8*t80) + u22*(8*t82 + 4*t85) + x19*(2*t211 + 4*t215) + x20*(4*t212 + 8*t216) + x22*(8*t218 + 4*t222);
+    const real_v t234 = t125*(2*t78 + 4*t84) + t126*(4*t83 + 8*t86) + 4*(t127*t87 + t129*t92 + t209*x17 + t210*x18 + t212*x20 + t215*x19 + t217*x21 + t219*t5 + t221*t4 + t222*x22 + t224*t6 + t227*x24 + t230*t7 + t231*t8 + t74*u17 + t75*u18 + t81*u21 + t89*u24) + t128*(2*t90 + 4*t91) + t130*t93 + t208*x16 + 2*(t211*x19 + t213*t4 + t228*t7) + 8*(t216*x20 + t218*x22 + t223*t5) + t226*x23 + t233*t9 + t73*u16 + t88*u23 + u19*(2*t76 + 4*t79) + u20*(4*t77 + 8*t80) + u22*(8*t82 + 4*t85);
     const real_v t235 = t139*x4 + t14*u4 + t140*x5 + t141*x6 + t15*u5 + t16*u6;
     const real_v t236 = t139*x5 + t14*u5 + t140*x7 + t141*x8 + t15*u7 + t16*u8;
     const real_v t237 = t0*t141 + t121*t16 + t139*x6 + t14*u6 + t140*x8 + t15*u8;
@@ -2790,7 +2790,7 @@ int64_t optinv_jvp_f32(const float *x, const float *u, float *out, int64_t n, in
     return jvp_rows_f32(x, u, out, n, threads);
 }
 
-/* jvp: dI/dx . u (double; 3721 flops per row) */
+/* jvp: dI/dx . u (double; 3255 flops per row) */
 static inline __attribute__((always_inline)) void jvp_block_f64(const double *restrict x, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
@@ -3192,7 +3192,7 @@ static inline __attribute__((always_inline)) void jvp_block_f64(const double *re
     const real_v t231 = t125*x20 + t126*(2*(t6 + x22)) + t128*(2*t8 + x24) + t129*(2*t7 + t9) + t130*t8 + t4*u20 + t5*(2*(t127 + u22)) + t7*u24;
     const real_v t232 = t125*t4 + 2*(t126*t5 + t127*t6 + t129*t8) + t128*t7 + t130*t9;
     const real_v t233 = 2*t232;
-    const real_v t234 = t125*(2*t78 + 4*t84) + t126*(4*t83 + 8*t86) + 4*(t127*t87 + t129*t92 + t209*x17 + t210*x18 + t217*x21 + t224*t6 + t227*x24 + t231*t8 + t74*u17 + t75*u18 + t81*u21 + t89*u24) + t128*(2*t90 + 4*t91) + t130*t93 + t208*x16 + t226*x23 + t233*t9 + t4*(2*t213 + 4*t221) + t5*(4*t219 + 8*t223) + t7*(2*t228 + 4*t230) + t73*u16 + t88*u23 + u19*(2*t76 + 4*t79) + u20*(4*t77 + 8*t80) + u22*(8*t82 + 4*t85) + x19*(2*t211 + 4*t215) + x20*(4*t212 + 8*t216) + x22*(8*t218 + 4*t222);
+    const real_v t234 = t125*(2*t78 + 4*t84) + t126*(4*t83 + 8*t86) + 4*(t127*t87 + t129*t92 + t209*x17 + t210*x18 + t212*x20 + t215*x19 + t217*x21 + t219*t5 + t221*t4 + t222*x22 + t224*t6 + t227*x24 + t230*t7 + t231*t8 + t74*u17 + t75*u18 + t81*u21 + t89*u24) + t128*(2*t90 + 4*t91) + t130*t93 + t208*x16 + 2*(t211*x19 + t213*t4 + t228*t7) + 8*(t216*x20 + t218*x22 + t223*t5) + t226*x23 + t233*t9 + t73*u16 + t88*u23 + u19*(2*t76 + 4*t79) + u20*(4*t77 + 8*t80) + u22*(8*t82 + 4*t85);
     const real_v t235 = t139*x4 + t14*u4 + t140*x5 + t141*x6 + t15*u5 + t16*u6;
     const real_v t236 = t139*x5 + t14*u5 + t140*x7 + t141*x8 + t15*u7 + t16*u8;
     const real_v t237 = t0*t141 + t121*t16 + t139*x6 + t14*u6 + t140*x8 + t15*u8;
@@ -3379,7 +3379,7 @@ int64_t optinv_jvp_f64(const double *x, const double *u, double *out, int64_t n,
     return jvp_rows_f64(x, u, out, n, threads);
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (float; 7025 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (float; 6298 flops per row) */
 static inline __attribute__((always_inline)) void hvp_block_f32(const float *restrict x, const float *restrict g, const float *restrict u, float *restrict out, int stream)
 {
     typedef vec_f32 real_v;
@@ -4208,7 +4208,7 @@ int64_t optinv_hvp_f32(const float *x, const float *g, const float *u, float *ou
     return hvp_rows_f32(x, g, u, out, n, threads);
 }
 
-/* hvp: sum_k g_k d2I_k/dx2 . u (double; 7025 flops per row) */
+/* hvp: sum_k g_k d2I_k/dx2 . u (double; 6298 flops per row) */
 static inline __attribute__((always_inline)) void hvp_block_f64(const double *restrict x, const double *restrict g, const double *restrict u, double *restrict out, int stream)
 {
     typedef vec_f64 real_v;
